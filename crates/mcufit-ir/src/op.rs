@@ -1,0 +1,338 @@
+//! The operators of the IR. Each op is a small struct that knows its own argument checks and
+//! output shape; the graph only wires them together.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IrError, Result};
+
+/// An activation tensor's shape, batch excluded, in NHWC order (the layout TFLite and CMSIS-NN use).
+/// Flat tensors (after `flatten`, `global_avg_pool`, `dense`) are `[1, 1, n]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "[usize; 3]", into = "[usize; 3]")]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    pub const fn new(h: usize, w: usize, c: usize) -> Self {
+        Shape { h, w, c }
+    }
+    pub const fn flat(n: usize) -> Self {
+        Shape { h: 1, w: 1, c: n }
+    }
+    pub const fn elements(&self) -> usize {
+        self.h * self.w * self.c
+    }
+    pub const fn spatial(&self) -> usize {
+        self.h * self.w
+    }
+    pub const fn is_flat(&self) -> bool {
+        self.h == 1 && self.w == 1
+    }
+}
+
+impl From<[usize; 3]> for Shape {
+    fn from(a: [usize; 3]) -> Self {
+        Shape::new(a[0], a[1], a[2])
+    }
+}
+impl From<Shape> for [usize; 3] {
+    fn from(s: Shape) -> Self {
+        [s.h, s.w, s.c]
+    }
+}
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.h, self.w, self.c)
+    }
+}
+
+/// Spatial padding, with TensorFlow semantics: `same` pads so that `out = ceil(in / stride)`, the
+/// odd extra pixel going to the bottom/right; `valid` pads nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    Same,
+    #[default]
+    Valid,
+}
+
+impl Padding {
+    /// Output length along one axis.
+    pub fn out_len(self, input: usize, kernel: usize, stride: usize) -> Option<usize> {
+        if stride == 0 || kernel == 0 || input == 0 {
+            return None;
+        }
+        match self {
+            Padding::Same => Some(input.div_ceil(stride)),
+            Padding::Valid => (input >= kernel).then(|| (input - kernel) / stride + 1),
+        }
+    }
+    /// Padding before (top/left) and after (bottom/right) along one axis, as TensorFlow computes it.
+    pub fn pads(self, input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+        match self {
+            Padding::Valid => (0, 0),
+            Padding::Same => {
+                let out = input.div_ceil(stride);
+                let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(input);
+                (total / 2, total - total / 2)
+            }
+        }
+    }
+}
+
+fn one() -> [usize; 2] {
+    [1, 1]
+}
+fn one_usize() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn bn_eps() -> f32 {
+    1e-3
+}
+
+/// Standard (optionally grouped) 2-D convolution. Weights are OHWI: `[filters, kh, kw, in_c / groups]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conv2d {
+    pub filters: usize,
+    pub kernel: [usize; 2],
+    #[serde(default = "one")]
+    pub stride: [usize; 2],
+    #[serde(default)]
+    pub padding: Padding,
+    #[serde(default = "one_usize")]
+    pub groups: usize,
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+/// Depthwise convolution with depth multiplier 1 (the only one TFLM-class models use): one
+/// `kh x kw` filter per input channel. Weights are `[1, kh, kw, c]` as in TFLite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DepthwiseConv2d {
+    pub kernel: [usize; 2],
+    #[serde(default = "one")]
+    pub stride: [usize; 2],
+    #[serde(default)]
+    pub padding: Padding,
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+/// Fully connected layer on a flat `[1, 1, n]` input. Weights are `[units, n]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    pub units: usize,
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+/// Inference-time batch normalisation; always folded into the preceding conv/dense on export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchNorm {
+    #[serde(default = "bn_eps")]
+    pub eps: f32,
+}
+
+impl Default for BatchNorm {
+    fn default() -> Self {
+        BatchNorm { eps: bn_eps() }
+    }
+}
+
+/// Max or average pooling window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool2d {
+    pub pool: [usize; 2],
+    /// Defaults to the pool size, as in Keras.
+    #[serde(default)]
+    pub stride: Option<[usize; 2]>,
+    #[serde(default)]
+    pub padding: Padding,
+}
+
+impl Pool2d {
+    pub fn strides(&self) -> [usize; 2] {
+        self.stride.unwrap_or(self.pool)
+    }
+}
+
+/// One IR operator. Serialised with an `"op"` tag, e.g. `{"op": "conv2d", "filters": 8, ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// The network input; exactly one, first in the graph.
+    Input { shape: Shape },
+    Conv2d(Conv2d),
+    DepthwiseConv2d(DepthwiseConv2d),
+    Dense(Dense),
+    BatchNorm(BatchNorm),
+    Relu,
+    Relu6,
+    MaxPool2d(Pool2d),
+    AvgPool2d(Pool2d),
+    GlobalAvgPool,
+    /// Element-wise sum of two or more tensors of equal shape.
+    Add,
+    /// Concatenation along the channel axis.
+    Concat,
+    /// NHWC flatten to `[1, 1, h*w*c]`.
+    Flatten,
+    Reshape { shape: Shape },
+    Softmax,
+}
+
+/// How many inputs an op takes.
+enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+impl Op {
+    /// Short kind name used in tables and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Conv2d(c) if c.kernel == [1, 1] && c.groups == 1 => "conv2d_1x1",
+            Op::Conv2d(_) => "conv2d",
+            Op::DepthwiseConv2d(_) => "depthwise_conv2d",
+            Op::Dense(_) => "dense",
+            Op::BatchNorm(_) => "batch_norm",
+            Op::Relu => "relu",
+            Op::Relu6 => "relu6",
+            Op::MaxPool2d(_) => "max_pool2d",
+            Op::AvgPool2d(_) => "avg_pool2d",
+            Op::GlobalAvgPool => "global_avg_pool",
+            Op::Add => "add",
+            Op::Concat => "concat",
+            Op::Flatten => "flatten",
+            Op::Reshape { .. } => "reshape",
+            Op::Softmax => "softmax",
+        }
+    }
+
+    fn arity(&self) -> Arity {
+        match self {
+            Op::Input { .. } => Arity::Exactly(0),
+            Op::Add | Op::Concat => Arity::AtLeast(2),
+            _ => Arity::Exactly(1),
+        }
+    }
+
+    /// True for ops that carry weights (and so create new output channels, except depthwise).
+    pub fn has_weights(&self) -> bool {
+        matches!(self, Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::Dense(_) | Op::BatchNorm(_))
+    }
+
+    /// Element-wise activations, fused into the producer on deployment.
+    pub fn is_activation(&self) -> bool {
+        matches!(self, Op::Relu | Op::Relu6)
+    }
+
+    /// Checks the op's own arguments and infers its output shape from its input shapes.
+    /// `name` is only used in error messages.
+    pub fn output_shape(&self, name: &str, inputs: &[Shape]) -> Result<Shape> {
+        let err = |m: String| IrError::node(name, m);
+        match self.arity() {
+            Arity::Exactly(n) if inputs.len() != n => {
+                return Err(err(format!("{} takes {} input(s), got {}", self.kind(), n, inputs.len())))
+            }
+            Arity::AtLeast(n) if inputs.len() < n => {
+                return Err(err(format!("{} takes at least {} inputs, got {}", self.kind(), n, inputs.len())))
+            }
+            _ => {}
+        }
+        let spatial = |x: Shape, k: [usize; 2], s: [usize; 2], p: Padding, what: &str| -> Result<(usize, usize)> {
+            if k.contains(&0) || s.contains(&0) {
+                return Err(err(format!("{what} kernel/stride must be positive, got kernel {k:?} stride {s:?}")));
+            }
+            match (p.out_len(x.h, k[0], s[0]), p.out_len(x.w, k[1], s[1])) {
+                (Some(h), Some(w)) => Ok((h, w)),
+                _ => Err(err(format!("{what} {}x{} window does not fit the {x} input with valid padding", k[0], k[1]))),
+            }
+        };
+        match self {
+            Op::Input { shape } => {
+                if shape.elements() == 0 {
+                    return Err(err(format!("input shape {shape} has a zero dimension")));
+                }
+                Ok(*shape)
+            }
+            Op::Conv2d(c) => {
+                let x = inputs[0];
+                if c.filters == 0 || c.groups == 0 {
+                    return Err(err("conv2d needs filters > 0 and groups > 0".into()));
+                }
+                if x.c % c.groups != 0 || c.filters % c.groups != 0 {
+                    return Err(err(format!(
+                        "conv2d groups={} must divide input channels ({}) and filters ({})",
+                        c.groups, x.c, c.filters
+                    )));
+                }
+                let (h, w) = spatial(x, c.kernel, c.stride, c.padding, "conv2d")?;
+                Ok(Shape::new(h, w, c.filters))
+            }
+            Op::DepthwiseConv2d(d) => {
+                let x = inputs[0];
+                let (h, w) = spatial(x, d.kernel, d.stride, d.padding, "depthwise_conv2d")?;
+                Ok(Shape::new(h, w, x.c))
+            }
+            Op::Dense(d) => {
+                let x = inputs[0];
+                if !x.is_flat() {
+                    return Err(err(format!("dense needs a flat [1,1,n] input, got {x}; add a flatten or global_avg_pool")));
+                }
+                if d.units == 0 {
+                    return Err(err("dense needs units > 0".into()));
+                }
+                Ok(Shape::flat(d.units))
+            }
+            Op::BatchNorm(b) => {
+                if !(b.eps > 0.0) {
+                    return Err(err(format!("batch_norm eps must be positive, got {}", b.eps)));
+                }
+                Ok(inputs[0])
+            }
+            Op::Relu | Op::Relu6 | Op::Softmax => Ok(inputs[0]),
+            Op::MaxPool2d(p) | Op::AvgPool2d(p) => {
+                let x = inputs[0];
+                let (h, w) = spatial(x, p.pool, p.strides(), p.padding, self.kind())?;
+                Ok(Shape::new(h, w, x.c))
+            }
+            Op::GlobalAvgPool => Ok(Shape::flat(inputs[0].c)),
+            Op::Add => {
+                let first = inputs[0];
+                if let Some(other) = inputs.iter().find(|s| **s != first) {
+                    return Err(err(format!("add needs inputs of equal shape, got {first} and {other}")));
+                }
+                Ok(first)
+            }
+            Op::Concat => {
+                let first = inputs[0];
+                if let Some(other) = inputs.iter().find(|s| s.h != first.h || s.w != first.w) {
+                    return Err(err(format!(
+                        "concat needs inputs of equal height and width, got {first} and {other}"
+                    )));
+                }
+                Ok(Shape::new(first.h, first.w, inputs.iter().map(|s| s.c).sum()))
+            }
+            Op::Flatten => Ok(Shape::flat(inputs[0].elements())),
+            Op::Reshape { shape } => {
+                if shape.elements() != inputs[0].elements() {
+                    return Err(err(format!(
+                        "reshape from {} ({} elements) to {shape} ({} elements)",
+                        inputs[0],
+                        inputs[0].elements(),
+                        shape.elements()
+                    )));
+                }
+                Ok(*shape)
+            }
+        }
+    }
+}

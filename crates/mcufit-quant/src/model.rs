@@ -1,0 +1,481 @@
+//! The quantized model: int8 tensors with TFLite-style quantization parameters and one op per
+//! fused op of the IR's deployed view (`Graph::fused`), plus the exact TFLM preparation of
+//! requantization parameters and the bit-exact int8 reference interpreter.
+
+use mcufit_ir::{Activation, Padding, Shape};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{QuantError, Result};
+use crate::fixedpoint::{self as fp, MultiplierError};
+use crate::kernels;
+
+/// An int8 activation tensor: `real = scale * (q - zero_point)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QTensor {
+    pub name: String,
+    /// Shape as the IR sees it (after any reshape/flatten folded into the producing op).
+    pub shape: Shape,
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl QTensor {
+    pub fn elements(&self) -> usize {
+        self.shape.elements()
+    }
+    pub fn quantize(&self, x: f32) -> i8 {
+        ((x / self.scale).round() as i64 + self.zero_point as i64).clamp(-128, 127) as i8
+    }
+    pub fn dequantize(&self, q: i8) -> f32 {
+        self.scale * (q as i32 - self.zero_point) as f32
+    }
+}
+
+/// Weights of a conv / depthwise / fully-connected op: symmetric per-output-channel int8.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QWeights {
+    /// Conv: OHWI `[o, kh, kw, i/groups]`; depthwise: `[1, kh, kw, c]`; FC: `[units, in]`.
+    pub filter: Vec<i8>,
+    pub filter_dims: Vec<usize>,
+    /// One scale per output channel (zero point 0).
+    pub filter_scales: Vec<f32>,
+    /// int32 bias with scale `input_scale * filter_scales[c]` (as an f32 product, as TFLite does).
+    pub bias: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum QOpKind {
+    /// The network input (op 0); computes nothing.
+    Input,
+    Conv2d { weights: QWeights, stride: [usize; 2], padding: Padding, activation: Activation },
+    DepthwiseConv2d { weights: QWeights, stride: [usize; 2], padding: Padding, activation: Activation },
+    FullyConnected { weights: QWeights, activation: Activation },
+    /// Element-wise sum of two tensors (TFLite ADD with per-input rescaling).
+    Add { activation: Activation },
+    /// Channel concatenation; inputs and output share one scale/zero point (TFLM copies bytes).
+    Concat { activation: Activation },
+    MaxPool { pool: [usize; 2], stride: [usize; 2], padding: Padding, activation: Activation },
+    /// Average pool (also global average pool); input and output share scale/zero point.
+    AvgPool { pool: [usize; 2], stride: [usize; 2], padding: Padding, activation: Activation },
+    /// A reshape that could not be folded into its producer: a byte copy.
+    Reshape,
+    /// Softmax over the channel axis; output scale 1/256, zero point -128 (TFLM requires it).
+    Softmax { beta: f32 },
+}
+
+impl QOpKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            QOpKind::Input => "input",
+            QOpKind::Conv2d { .. } => "conv2d",
+            QOpKind::DepthwiseConv2d { .. } => "depthwise_conv2d",
+            QOpKind::FullyConnected { .. } => "fully_connected",
+            QOpKind::Add { .. } => "add",
+            QOpKind::Concat { .. } => "concat",
+            QOpKind::MaxPool { .. } => "max_pool",
+            QOpKind::AvgPool { .. } => "avg_pool",
+            QOpKind::Reshape => "reshape",
+            QOpKind::Softmax { .. } => "softmax",
+        }
+    }
+    pub fn activation(&self) -> Activation {
+        match self {
+            QOpKind::Conv2d { activation, .. }
+            | QOpKind::DepthwiseConv2d { activation, .. }
+            | QOpKind::FullyConnected { activation, .. }
+            | QOpKind::Add { activation }
+            | QOpKind::Concat { activation }
+            | QOpKind::MaxPool { activation, .. }
+            | QOpKind::AvgPool { activation, .. } => *activation,
+            _ => Activation::None,
+        }
+    }
+    pub fn weights(&self) -> Option<&QWeights> {
+        match self {
+            QOpKind::Conv2d { weights, .. } | QOpKind::DepthwiseConv2d { weights, .. } | QOpKind::FullyConnected { weights, .. } => {
+                Some(weights)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One kernel call. Its output is tensor number `index` of the model (op i writes tensor i).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QOp {
+    pub name: String,
+    pub kind: QOpKind,
+    /// Indices of the ops (= tensors) it reads.
+    pub inputs: Vec<usize>,
+    /// Shape the kernel itself produces (differs from the tensor's shape when a flatten/reshape
+    /// was folded into this op).
+    pub kernel_shape: Shape,
+}
+
+/// An int8 network. `ops[i]` writes `tensors[i]`; op 0 is the input, the last op the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizedModel {
+    pub name: String,
+    pub ops: Vec<QOp>,
+    pub tensors: Vec<QTensor>,
+}
+
+/// Requantization parameters computed exactly as TFLM's `Prepare` functions do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    None,
+    /// CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED.
+    Conv {
+        multiplier: Vec<i32>,
+        shift: Vec<i32>,
+        input_offset: i32,
+        output_offset: i32,
+        act_min: i32,
+        act_max: i32,
+        pad_top: usize,
+        pad_left: usize,
+    },
+    Add {
+        input1_offset: i32,
+        input2_offset: i32,
+        left_shift: i32,
+        input1_multiplier: i32,
+        input1_shift: i32,
+        input2_multiplier: i32,
+        input2_shift: i32,
+        output_multiplier: i32,
+        output_shift: i32,
+        output_offset: i32,
+        act_min: i32,
+        act_max: i32,
+    },
+    /// Pools, concat: only a clamp (and the padding of pools).
+    Clamp { act_min: i32, act_max: i32, pad_top: usize, pad_left: usize },
+    Softmax { input_multiplier: i32, input_left_shift: i32, diff_min: i32 },
+}
+
+/// TFLM `CalculateActivationRangeQuantized` for int8 (float32 division, `roundf`).
+pub fn activation_range(act: Activation, scale: f32, zero_point: i32) -> (i32, i32) {
+    let q = |f: f32| zero_point + (f / scale).round() as i32;
+    match act {
+        Activation::None => (-128, 127),
+        Activation::Relu => ((-128).max(q(0.0)), 127),
+        Activation::Relu6 => ((-128).max(q(0.0)), 127.min(q(6.0))),
+    }
+}
+
+/// TFLM `ComputePaddingHeightWidth` along one axis: `(output size, top/left padding)`.
+pub fn tflm_padding(padding: Padding, input: usize, filter: usize, stride: usize) -> (usize, usize) {
+    let out = match padding {
+        Padding::Same => (input + stride - 1) / stride,
+        Padding::Valid => (input + stride).saturating_sub(filter) / stride,
+    };
+    let total = ((out.max(1) - 1) * stride + filter) as isize - input as isize;
+    (out, (total.max(0) / 2) as usize)
+}
+
+impl QuantizedModel {
+    pub fn input(&self) -> &QTensor {
+        &self.tensors[0]
+    }
+    pub fn output(&self) -> &QTensor {
+        &self.tensors[self.tensors.len() - 1]
+    }
+    pub fn output_index(&self) -> usize {
+        self.tensors.len() - 1
+    }
+
+    /// Checks internal consistency (indices, shapes, weight sizes, quantization parameters), so
+    /// that a model read from a file cannot make a kernel index out of bounds.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |op: &QOp, m: String| Err(QuantError::Model(format!("op '{}': {m}", op.name)));
+        if self.ops.is_empty() || self.ops.len() != self.tensors.len() {
+            return Err(QuantError::Model(format!("{} ops for {} tensors", self.ops.len(), self.tensors.len())));
+        }
+        if !matches!(self.ops[0].kind, QOpKind::Input) {
+            return Err(QuantError::Model("op 0 must be the input".into()));
+        }
+        for (i, (op, t)) in self.ops.iter().zip(&self.tensors).enumerate() {
+            if !(t.scale.is_finite() && t.scale > 0.0) || !(-128..=127).contains(&t.zero_point) {
+                return bad(op, format!("bad quantization (scale {}, zero point {})", t.scale, t.zero_point));
+            }
+            if t.shape.elements() == 0 || op.kernel_shape.elements() != t.shape.elements() {
+                return bad(op, format!("tensor shape {} vs kernel shape {}", t.shape, op.kernel_shape));
+            }
+            if i > 0 && matches!(op.kind, QOpKind::Input) {
+                return bad(op, "only op 0 may be the input".into());
+            }
+            if let Some(&j) = op.inputs.iter().find(|&&j| j >= i) {
+                return bad(op, format!("reads tensor {j}, which is not computed before it"));
+            }
+            let ins: Vec<Shape> = op.inputs.iter().map(|&j| self.tensors[j].shape).collect();
+            let arity = match op.kind {
+                QOpKind::Input => 0,
+                QOpKind::Add { .. } => 2,
+                QOpKind::Concat { .. } => usize::MAX,
+                _ => 1,
+            };
+            if (arity == usize::MAX && ins.len() < 2) || (arity != usize::MAX && ins.len() != arity) {
+                return bad(op, format!("has {} inputs", ins.len()));
+            }
+            let ks = op.kernel_shape;
+            let check_w = |w: &QWeights, dims: [usize; 4], out_c: usize| -> Result<()> {
+                let n: usize = dims.iter().product();
+                if w.filter_dims.iter().product::<usize>() != n || w.filter.len() != n {
+                    return bad(op, format!("filter has {} values, expected {n}", w.filter.len()));
+                }
+                if w.filter_scales.len() != out_c || w.bias.len() != out_c {
+                    return bad(op, format!("{} scales / {} biases for {out_c} channels", w.filter_scales.len(), w.bias.len()));
+                }
+                if w.filter_scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                    return bad(op, "non-positive filter scale".into());
+                }
+                Ok(())
+            };
+            let window_ok = |x: Shape, k: [usize; 2], s: [usize; 2], p: Padding| -> bool {
+                k.iter().chain(&s).all(|&v| v > 0)
+                    && tflm_padding(p, x.h, k[0], s[0]).0 == ks.h
+                    && tflm_padding(p, x.w, k[1], s[1]).0 == ks.w
+            };
+            match &op.kind {
+                QOpKind::Input => {}
+                QOpKind::Conv2d { weights, stride, padding, .. } => {
+                    let x = ins[0];
+                    let d = &weights.filter_dims;
+                    if d.len() != 4 || d[0] != ks.c || d[3] == 0 || x.c % d[3] != 0 || ks.c % (x.c / d[3]) != 0 {
+                        return bad(op, format!("filter dims {d:?} do not fit input {x} / output {ks}"));
+                    }
+                    check_w(weights, [d[0], d[1], d[2], d[3]], ks.c)?;
+                    if !window_ok(x, [d[1], d[2]], *stride, *padding) {
+                        return bad(op, format!("output {ks} does not match input {x}"));
+                    }
+                }
+                QOpKind::DepthwiseConv2d { weights, stride, padding, .. } => {
+                    let x = ins[0];
+                    let d = &weights.filter_dims;
+                    if d.len() != 4 || d[0] != 1 || d[3] != x.c || ks.c != x.c {
+                        return bad(op, format!("filter dims {d:?} do not fit input {x}"));
+                    }
+                    check_w(weights, [1, d[1], d[2], d[3]], ks.c)?;
+                    if !window_ok(x, [d[1], d[2]], *stride, *padding) {
+                        return bad(op, format!("output {ks} does not match input {x}"));
+                    }
+                }
+                QOpKind::FullyConnected { weights, .. } => {
+                    let d = &weights.filter_dims;
+                    if d.len() != 2 || d[0] != ks.elements() || d[1] != ins[0].elements() {
+                        return bad(op, format!("filter dims {d:?} do not fit input {} / output {ks}", ins[0]));
+                    }
+                    check_w(weights, [d[0], d[1], 1, 1], d[0])?;
+                }
+                QOpKind::Add { .. } => {
+                    if ins[0].elements() != ks.elements() || ins[1].elements() != ks.elements() {
+                        return bad(op, "inputs and output differ in size".into());
+                    }
+                }
+                QOpKind::Concat { .. } => {
+                    if ins.iter().any(|s| s.h != ks.h || s.w != ks.w) || ins.iter().map(|s| s.c).sum::<usize>() != ks.c {
+                        return bad(op, "inputs do not concatenate to the output".into());
+                    }
+                }
+                QOpKind::MaxPool { pool, stride, padding, .. } | QOpKind::AvgPool { pool, stride, padding, .. } => {
+                    if ins[0].c != ks.c || !window_ok(ins[0], *pool, *stride, *padding) {
+                        return bad(op, format!("output {ks} does not match input {}", ins[0]));
+                    }
+                }
+                QOpKind::Reshape | QOpKind::Softmax { .. } => {
+                    if ins[0].elements() != ks.elements() {
+                        return bad(op, "input and output differ in size".into());
+                    }
+                }
+            }
+            // Ops that move bytes without rescaling need identical quantization on both sides.
+            let same_q = matches!(op.kind, QOpKind::Concat { .. } | QOpKind::MaxPool { .. } | QOpKind::AvgPool { .. } | QOpKind::Reshape);
+            if same_q {
+                for &j in &op.inputs {
+                    let u = &self.tensors[j];
+                    if u.scale != t.scale || u.zero_point != t.zero_point {
+                        return bad(op, format!("input '{}' is quantized differently from the output", u.name));
+                    }
+                }
+            }
+            if let QOpKind::Softmax { beta } = op.kind {
+                if t.scale != 1.0 / 256.0 || t.zero_point != -128 || !(beta.is_finite() && beta > 0.0) {
+                    return bad(op, "softmax output must have scale 1/256 and zero point -128".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// TFLM's per-op preparation (multipliers, shifts, offsets, clamps, padding). Validates first.
+    pub fn prepare(&self) -> Result<Vec<Prepared>> {
+        self.validate()?;
+        let mut out = Vec::with_capacity(self.ops.len());
+        for (i, op) in self.ops.iter().enumerate() {
+            let t = &self.tensors[i];
+            let err = |e: MultiplierError| QuantError::Multiplier { op: op.name.clone(), source: e };
+            let (act_min, act_max) = activation_range(op.kind.activation(), t.scale, t.zero_point);
+            let input = op.inputs.first().map(|&j| &self.tensors[j]);
+            let p = match &op.kind {
+                QOpKind::Input | QOpKind::Reshape => Prepared::None,
+                QOpKind::Conv2d { weights, stride, padding, .. }
+                | QOpKind::DepthwiseConv2d { weights, stride, padding, .. } => {
+                    let x = input.map(|x| x.shape).unwrap_or(t.shape);
+                    let d = &weights.filter_dims;
+                    let (_, pad_top) = tflm_padding(*padding, x.h, d[1], stride[0]);
+                    let (_, pad_left) = tflm_padding(*padding, x.w, d[2], stride[1]);
+                    let (multiplier, shift) = per_channel(input.map_or(1.0, |x| x.scale), &weights.filter_scales, t.scale).map_err(err)?;
+                    Prepared::Conv {
+                        multiplier,
+                        shift,
+                        input_offset: -input.map_or(0, |x| x.zero_point),
+                        output_offset: t.zero_point,
+                        act_min,
+                        act_max,
+                        pad_top,
+                        pad_left,
+                    }
+                }
+                QOpKind::FullyConnected { weights, .. } => {
+                    let (multiplier, shift) = per_channel(input.map_or(1.0, |x| x.scale), &weights.filter_scales, t.scale).map_err(err)?;
+                    Prepared::Conv {
+                        multiplier,
+                        shift,
+                        input_offset: -input.map_or(0, |x| x.zero_point),
+                        output_offset: t.zero_point,
+                        act_min,
+                        act_max,
+                        pad_top: 0,
+                        pad_left: 0,
+                    }
+                }
+                QOpKind::Add { .. } => {
+                    // micro/kernels/add_common.cc CalculateOpDataAdd (int8: left_shift 20).
+                    let a = &self.tensors[op.inputs[0]];
+                    let b = &self.tensors[op.inputs[1]];
+                    let left_shift = 20;
+                    let twice_max_input_scale = 2.0 * (a.scale.max(b.scale) as f64);
+                    let real1 = a.scale as f64 / twice_max_input_scale;
+                    let real2 = b.scale as f64 / twice_max_input_scale;
+                    let real_out = twice_max_input_scale / ((1i64 << left_shift) as f64 * t.scale as f64);
+                    let (m1, s1) = fp::quantize_multiplier_smaller_than_one(real1).map_err(err)?;
+                    let (m2, s2) = fp::quantize_multiplier_smaller_than_one(real2).map_err(err)?;
+                    let (mo, so) = fp::quantize_multiplier_smaller_than_one(real_out).map_err(err)?;
+                    Prepared::Add {
+                        input1_offset: -a.zero_point,
+                        input2_offset: -b.zero_point,
+                        left_shift,
+                        input1_multiplier: m1,
+                        input1_shift: s1,
+                        input2_multiplier: m2,
+                        input2_shift: s2,
+                        output_multiplier: mo,
+                        output_shift: so,
+                        output_offset: t.zero_point,
+                        act_min,
+                        act_max,
+                    }
+                }
+                QOpKind::Concat { .. } => Prepared::Clamp { act_min, act_max, pad_top: 0, pad_left: 0 },
+                QOpKind::MaxPool { pool, stride, padding, .. } | QOpKind::AvgPool { pool, stride, padding, .. } => {
+                    let x = input.map(|x| x.shape).unwrap_or(t.shape);
+                    let (_, pad_top) = tflm_padding(*padding, x.h, pool[0], stride[0]);
+                    let (_, pad_left) = tflm_padding(*padding, x.w, pool[1], stride[1]);
+                    Prepared::Clamp { act_min, act_max, pad_top, pad_left }
+                }
+                QOpKind::Softmax { beta } => {
+                    // micro/kernels/softmax_common.cc CalculateSoftmaxParams (int8 -> int8).
+                    let in_scale = input.map_or(1.0, |x| x.scale);
+                    let (input_multiplier, input_left_shift) =
+                        fp::preprocess_softmax_scaling(*beta as f64, in_scale as f64, 5).map_err(err)?;
+                    let diff_min = -fp::calculate_input_radius(5, input_left_shift);
+                    Prepared::Softmax { input_multiplier, input_left_shift, diff_min }
+                }
+            };
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Runs the bit-exact int8 reference on one input; returns the output tensor.
+    pub fn run_int8(&self, input: &[i8]) -> Result<Vec<i8>> {
+        let prepared = self.prepare()?;
+        let mut all = self.run_prepared(&prepared, input)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Runs many inputs, preparing once.
+    pub fn run_int8_batch(&self, inputs: &[Vec<i8>]) -> Result<Vec<Vec<i8>>> {
+        let prepared = self.prepare()?;
+        inputs.iter().map(|x| self.run_prepared(&prepared, x).map(|mut v| v.pop().unwrap_or_default())).collect()
+    }
+
+    /// Runs the model and returns every tensor (index = op index).
+    pub fn run_int8_all(&self, input: &[i8]) -> Result<Vec<Vec<i8>>> {
+        let prepared = self.prepare()?;
+        self.run_prepared(&prepared, input)
+    }
+
+    fn run_prepared(&self, prepared: &[Prepared], input: &[i8]) -> Result<Vec<Vec<i8>>> {
+        let n_in = self.tensors[0].elements();
+        if input.len() != n_in {
+            return Err(QuantError::InputSize { expected: n_in, got: input.len() });
+        }
+        let mut vals: Vec<Vec<i8>> = Vec::with_capacity(self.ops.len());
+        for (i, op) in self.ops.iter().enumerate() {
+            let y = if i == 0 { input.to_vec() } else { kernels::eval(self, i, op, &prepared[i], &vals) };
+            vals.push(y);
+        }
+        Ok(vals)
+    }
+
+    /// Quantizes a float input with the input tensor's parameters.
+    pub fn quantize_input(&self, x: &[f32]) -> Vec<i8> {
+        let t = self.input();
+        x.iter().map(|&v| t.quantize(v)).collect()
+    }
+
+    /// Dequantizes an output vector.
+    pub fn dequantize_output(&self, q: &[i8]) -> Vec<f32> {
+        let t = self.output();
+        q.iter().map(|&v| t.dequantize(v)).collect()
+    }
+
+    /// Bytes of constant data (filters + int32 biases).
+    pub fn weight_bytes(&self) -> usize {
+        self.ops.iter().filter_map(|o| o.kind.weights()).map(|w| w.filter.len() + 4 * w.bias.len()).sum()
+    }
+
+    /// Multiply-accumulates of one inference.
+    pub fn macs(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|o| match &o.kind {
+                QOpKind::Conv2d { weights, .. } => {
+                    (o.kernel_shape.elements() * weights.filter_dims[1] * weights.filter_dims[2] * weights.filter_dims[3]) as u64
+                }
+                QOpKind::DepthwiseConv2d { weights, .. } => {
+                    (o.kernel_shape.elements() * weights.filter_dims[1] * weights.filter_dims[2]) as u64
+                }
+                QOpKind::FullyConnected { weights, .. } => weights.filter.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Per-channel `QuantizeMultiplier(input_scale * filter_scale / output_scale)`, in double as
+/// TFLM's `PopulateConvolutionQuantizationParams` computes it from the float32 scales.
+fn per_channel(input_scale: f32, filter_scales: &[f32], output_scale: f32) -> Result<(Vec<i32>, Vec<i32>), MultiplierError> {
+    let mut m = Vec::with_capacity(filter_scales.len());
+    let mut s = Vec::with_capacity(filter_scales.len());
+    for &fs in filter_scales {
+        let eff = input_scale as f64 * fs as f64 / output_scale as f64;
+        let (q, sh) = fp::quantize_multiplier(eff)?;
+        m.push(q);
+        s.push(sh);
+    }
+    Ok((m, s))
+}

@@ -1,0 +1,148 @@
+//! Functional forms of every IR op on burn tensors.
+//!
+//! Activations are kept **NCHW** internally (burn's conv/pool layout); a "flat" IR tensor
+//! `[1, 1, n]` is `[N, n, 1, 1]`. Layout-sensitive ops (flatten, reshape) convert to NHWC order
+//! explicitly so that their element order matches the IR/TFLite definition.
+
+use burn::tensor::activation;
+use burn::tensor::module as F;
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::Tensor;
+use mcufit_ir::{Padding, Shape};
+
+/// TensorFlow padding (before, after) for both spatial axes: SAME puts the odd pixel at the
+/// bottom/right, like TFLite, so exported models see the same receptive fields.
+pub fn pads2(padding: Padding, hw: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> [(usize, usize); 2] {
+    [padding.pads(hw[0], kernel[0], stride[0]), padding.pads(hw[1], kernel[1], stride[1])]
+}
+
+/// Grouped 2-D convolution. `weight` is burn layout `[out, in/groups, kh, kw]`.
+/// Asymmetric SAME padding is passed as explicit (begin, end) pairs, which burn 0.22 supports
+/// natively (`ConvOptions::new_with_padding`), so no extra pad copy of the input is needed.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: [usize; 2],
+    padding: Padding,
+    groups: usize,
+) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let [_, _, kh, kw] = weight.dims();
+    let pads = pads2(padding, [h, w], [kh, kw], stride);
+    F::conv2d(x, weight, bias, ConvOptions::new_with_padding(stride, pads, [1, 1], groups))
+}
+
+/// Depthwise convolution (multiplier 1): `weight` is `[c, 1, kh, kw]`.
+pub fn depthwise_conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: [usize; 2],
+    padding: Padding,
+) -> Tensor<4> {
+    let c = x.dims()[1];
+    conv2d(x, weight, bias, stride, padding, c)
+}
+
+/// Max pooling; SAME padding never selects a padded element (as in TF).
+pub fn max_pool2d(x: Tensor<4>, pool: [usize; 2], stride: [usize; 2], padding: Padding) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let pads = pads2(padding, [h, w], pool, stride);
+    F::max_pool2d(x, MaxPoolOptions::new(pool).with_stride(stride).with_padding_pairs(pads))
+}
+
+/// Average pooling; SAME padding averages over the valid pixels only (TF semantics).
+pub fn avg_pool2d(x: Tensor<4>, pool: [usize; 2], stride: [usize; 2], padding: Padding) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let pads = pads2(padding, [h, w], pool, stride);
+    F::avg_pool2d(
+        x,
+        AvgPoolOptions::new(pool).with_stride(stride).with_padding_pairs(pads).with_count_include_pad(false),
+    )
+}
+
+/// Global average pooling to `[N, C, 1, 1]`.
+pub fn global_avg_pool(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    // A mean over one merged axis is a single reduction instead of two.
+    x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c, 1, 1])
+}
+
+/// NHWC-order flatten to `[N, H*W*C, 1, 1]`, matching TFLite's flatten so dense weights export as is.
+pub fn flatten_nhwc(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    if h == 1 && w == 1 {
+        return x;
+    }
+    x.permute([0, 2, 3, 1]).reshape([n, h * w * c, 1, 1])
+}
+
+/// Reshape with NHWC element order: NCHW → NHWC → reshape → NCHW.
+pub fn reshape_nhwc(x: Tensor<4>, to: Shape) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let nhwc = if h == 1 && w == 1 { x.reshape([n, 1, 1, c]) } else { x.permute([0, 2, 3, 1]) };
+    let y = nhwc.reshape([n, to.h, to.w, to.c]);
+    if to.h == 1 && to.w == 1 {
+        y.reshape([n, to.c, 1, 1])
+    } else {
+        y.permute([0, 3, 1, 2])
+    }
+}
+
+/// Dense layer on a flat `[N, in, 1, 1]` input. `weight` is `[in, units]` (burn's linear layout).
+pub fn dense(x: Tensor<4>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<4> {
+    let [n, c, _, _] = x.dims();
+    let units = weight.dims()[1];
+    let y = F::linear(x.reshape([n, c]), weight, bias);
+    y.reshape([n, units, 1, 1])
+}
+
+/// Training-mode batch norm: normalises with batch statistics (gradient flows through them).
+/// Returns the output and the detached batch mean and biased variance.
+pub fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let r = F::batch_norm_train(x, gamma, beta, eps);
+    (r.output, r.mean, r.variance)
+}
+
+/// Inference-mode batch norm with running statistics.
+pub fn batch_norm_eval(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    mean: Tensor<1>,
+    var: Tensor<1>,
+    eps: f64,
+) -> Tensor<4> {
+    F::batch_norm(x, gamma, beta, mean, var, eps)
+}
+
+pub fn relu(x: Tensor<4>) -> Tensor<4> {
+    activation::relu(x)
+}
+
+pub fn relu6(x: Tensor<4>) -> Tensor<4> {
+    activation::relu6(x)
+}
+
+/// Softmax over the channel axis.
+pub fn softmax_channels(x: Tensor<4>) -> Tensor<4> {
+    activation::softmax(x, 1)
+}
+
+/// Multiplies a per-channel vector `[C]` onto the channel axis of `[N, C, H, W]`.
+pub fn channel_scale(x: Tensor<4>, scale: Tensor<1>) -> Tensor<4> {
+    let c = scale.dims()[0];
+    x * scale.reshape([1, c, 1, 1])
+}
+
+/// Mean cross-entropy of logits `[N, K]` against one-hot (or soft) targets `[N, K]`.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let logp = activation::log_softmax(logits, 1);
+    (logp * targets).sum_dim(1).mean().neg()
+}
