@@ -6,10 +6,21 @@ use crate::error::DataError;
 
 pub(crate) const RECORD: usize = 1 + 3 * 1024;
 const DEFAULT_NAMES: [&str; 10] = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 ];
 
 /// Parses one batch file into HWC pixels (32x32x3 per image) and labels.
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u32>), DataError> {
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(DataError::CifarLength {

@@ -41,7 +41,10 @@ pub(crate) enum Augment {
     None,
     /// Random translation by up to `max_shift` pixels per axis (edge pixels replicate),
     /// plus a random horizontal flip when `hflip`.
-    Image { max_shift: usize, hflip: bool },
+    Image {
+        max_shift: usize,
+        hflip: bool,
+    },
     /// Time shift and background noise on the waveform, then MFCC again.
     Speech,
 }
@@ -314,16 +317,30 @@ mod tests {
     #[test]
     fn out_of_range_index_is_an_error() {
         let d = tiny(Augment::None);
-        let err = d.batch(&[0, 2], &mut Vec::new(), &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, DataError::IndexOutOfRange { index: 2, len: 2, .. }));
+        let err = d
+            .batch(&[0, 2], &mut Vec::new(), &mut Vec::new())
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::IndexOutOfRange {
+                index: 2,
+                len: 2,
+                ..
+            }
+        ));
         let mut r = ChaCha8Rng::seed_from_u64(0);
-        assert!(d.batch_augmented(&[5], &mut r, &mut Vec::new(), &mut Vec::new()).is_err());
+        assert!(d
+            .batch_augmented(&[5], &mut r, &mut Vec::new(), &mut Vec::new())
+            .is_err());
     }
 
     #[test]
     fn image_augmentation_is_seeded_shift() {
         let plain = tiny(Augment::None);
-        let aug = tiny(Augment::Image { max_shift: 1, hflip: false });
+        let aug = tiny(Augment::Image {
+            max_shift: 1,
+            hflip: false,
+        });
         let (mut a, mut b, mut l) = (Vec::new(), Vec::new(), Vec::new());
         plain.batch(&[0], &mut a, &mut l).unwrap();
         // Without a policy the augmented variant is a no-op.
@@ -334,11 +351,21 @@ mod tests {
         let mut seen_shift = false;
         for seed in 0..20 {
             let mut x = Vec::new();
-            aug.batch_augmented(&[0, 0], &mut ChaCha8Rng::seed_from_u64(seed), &mut x, &mut l)
-                .unwrap();
+            aug.batch_augmented(
+                &[0, 0],
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &mut x,
+                &mut l,
+            )
+            .unwrap();
             let mut y = Vec::new();
-            aug.batch_augmented(&[0, 0], &mut ChaCha8Rng::seed_from_u64(seed), &mut y, &mut l)
-                .unwrap();
+            aug.batch_augmented(
+                &[0, 0],
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &mut y,
+                &mut l,
+            )
+            .unwrap();
             assert_eq!(x, y, "same seed, same batch");
             // Every output value is a pixel of the source image.
             assert!(x.iter().all(|v| a.contains(v)));

@@ -25,7 +25,9 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
             // A cut-off .gz is the usual cause; say so with the file name.
-            .map_err(|e| DataError::malformed(path, format!("gzip stream is corrupt or truncated: {e}")))?;
+            .map_err(|e| {
+                DataError::malformed(path, format!("gzip stream is corrupt or truncated: {e}"))
+            })?;
         Ok(out)
     } else {
         Ok(raw)
@@ -80,7 +82,10 @@ pub(crate) fn parse(bytes: &[u8], expected_magic: u32, path: &Path) -> Result<Id
     if have > need {
         return Err(DataError::malformed(
             path,
-            format!("{} trailing bytes after IDX data of dims {dims:?}", have - need),
+            format!(
+                "{} trailing bytes after IDX data of dims {dims:?}",
+                have - need
+            ),
         ));
     }
     Ok(Idx {
@@ -130,18 +135,28 @@ pub(crate) fn load_pair(
     let labels = parse(&read_maybe_gz(&lp)?, LABELS_MAGIC, &lp)?;
     let (n, h, w) = (images.dims[0], images.dims[1], images.dims[2]);
     if h == 0 || w == 0 {
-        return Err(DataError::malformed(&ip, format!("image dims {h}x{w} are empty")));
+        return Err(DataError::malformed(
+            &ip,
+            format!("image dims {h}x{w} are empty"),
+        ));
     }
     if labels.dims[0] != n {
         return Err(DataError::malformed(
             &lp,
-            format!("{} labels but {} has {n} images", labels.dims[0], ip.display()),
+            format!(
+                "{} labels but {} has {n} images",
+                labels.dims[0],
+                ip.display()
+            ),
         ));
     }
     if let Some(pos) = labels.data.iter().position(|&l| l > 9) {
         return Err(DataError::malformed(
             &lp,
-            format!("label {} at index {pos} is not a digit class 0..9", labels.data[pos]),
+            format!(
+                "label {} at index {pos} is not a digit class 0..9",
+                labels.data[pos]
+            ),
         ));
     }
     let labels = labels.data.iter().map(|&l| l as u32).collect();
@@ -168,8 +183,12 @@ mod tests {
             gz.finish().unwrap(),
         )
         .unwrap();
-        let (px, labels, h, w) =
-            load_pair(dir.path(), "train-images-idx3-ubyte", "train-labels-idx1-ubyte").unwrap();
+        let (px, labels, h, w) = load_pair(
+            dir.path(),
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+        )
+        .unwrap();
         assert_eq!((h, w), (3, 4));
         assert_eq!(px, pixels);
         assert_eq!(labels, vec![3, 9]);
@@ -185,7 +204,10 @@ mod tests {
         }
         let mut bad = encode(&[1, 1, 1], &[0]);
         bad[2] = 0x0d; // float type, unsupported
-        assert!(matches!(parse(&bad, IMAGES_MAGIC, p), Err(DataError::BadMagic { .. })));
+        assert!(matches!(
+            parse(&bad, IMAGES_MAGIC, p),
+            Err(DataError::BadMagic { .. })
+        ));
     }
 
     #[test]
@@ -194,7 +216,11 @@ mod tests {
         let mut bytes = encode(&[2, 2, 2], &[0; 8]);
         bytes.truncate(bytes.len() - 1);
         match parse(&bytes, IMAGES_MAGIC, p) {
-            Err(DataError::Truncated { expected, found, path }) => {
+            Err(DataError::Truncated {
+                expected,
+                found,
+                path,
+            }) => {
                 assert_eq!(expected, 16 + 8);
                 assert_eq!(found, 16 + 7);
                 assert_eq!(path, p);
@@ -208,7 +234,10 @@ mod tests {
         ));
         let mut long = encode(&[1], &[1]);
         long.push(0);
-        assert!(matches!(parse(&long, LABELS_MAGIC, p), Err(DataError::Malformed { .. })));
+        assert!(matches!(
+            parse(&long, LABELS_MAGIC, p),
+            Err(DataError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -221,7 +250,10 @@ mod tests {
         let p = dir.path().join("train-labels-idx1-ubyte.gz");
         std::fs::write(&p, bytes).unwrap();
         let err = read_maybe_gz(&p).unwrap_err();
-        assert!(err.to_string().contains("train-labels-idx1-ubyte.gz"), "{err}");
+        assert!(
+            err.to_string().contains("train-labels-idx1-ubyte.gz"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -232,10 +264,18 @@ mod tests {
             encode(&[2, 1, 1], &[0, 0]),
         )
         .unwrap();
-        std::fs::write(dir.path().join("a-labels-idx1-ubyte"), encode(&[3], &[0, 1, 2])).unwrap();
+        std::fs::write(
+            dir.path().join("a-labels-idx1-ubyte"),
+            encode(&[3], &[0, 1, 2]),
+        )
+        .unwrap();
         let err = load_pair(dir.path(), "a-images-idx3-ubyte", "a-labels-idx1-ubyte").unwrap_err();
         assert!(matches!(err, DataError::Malformed { .. }), "{err}");
-        std::fs::write(dir.path().join("a-labels-idx1-ubyte"), encode(&[2], &[0, 10])).unwrap();
+        std::fs::write(
+            dir.path().join("a-labels-idx1-ubyte"),
+            encode(&[2], &[0, 10]),
+        )
+        .unwrap();
         let err = load_pair(dir.path(), "a-images-idx3-ubyte", "a-labels-idx1-ubyte").unwrap_err();
         assert!(err.to_string().contains("label 10"), "{err}");
     }

@@ -94,7 +94,9 @@ pub(crate) fn load_folder(dir: &Path, target: Option<[usize; 3]>) -> Result<Fold
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.extension()
-                    .map(|x| EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str()))
+                    .map(|x| {
+                        EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str())
+                    })
                     .unwrap_or(false)
             })
             .collect();
@@ -106,7 +108,10 @@ pub(crate) fn load_folder(dir: &Path, target: Option<[usize; 3]>) -> Result<Fold
         }
         these.sort();
         for p in these {
-            let src = format!("{name}/{}", p.file_name().unwrap_or_default().to_string_lossy());
+            let src = format!(
+                "{name}/{}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
             files.push((label as u32, p, src));
         }
     }
@@ -122,7 +127,9 @@ pub(crate) fn load_folder(dir: &Path, target: Option<[usize; 3]>) -> Result<Fold
         .par_iter()
         .map(|(_, p, _)| {
             let img = decode(p)?;
-            if target.is_none() && (img.height() as usize, img.width() as usize) != (shape[0], shape[1]) {
+            if target.is_none()
+                && (img.height() as usize, img.width() as usize) != (shape[0], shape[1])
+            {
                 return Err(DataError::ImageSize {
                     path: p.clone(),
                     found_w: img.width(),
@@ -158,7 +165,9 @@ mod tests {
     use super::*;
 
     fn save(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) {
-        RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))).save(path).unwrap();
+        RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)))
+            .save(path)
+            .unwrap();
     }
 
     #[test]
@@ -168,8 +177,12 @@ mod tests {
             std::fs::create_dir(dir.path().join(c)).unwrap();
         }
         for i in 0..3u8 {
-            save(&dir.path().join(format!("cats/{i}.png")), 4, 2, |x, y| [x as u8 * 10 + i, y as u8, 200]);
-            save(&dir.path().join(format!("dogs/{i}.png")), 4, 2, |_, _| [i, 0, 0]);
+            save(&dir.path().join(format!("cats/{i}.png")), 4, 2, |x, y| {
+                [x as u8 * 10 + i, y as u8, 200]
+            });
+            save(&dir.path().join(format!("dogs/{i}.png")), 4, 2, |_, _| {
+                [i, 0, 0]
+            });
         }
         std::fs::write(dir.path().join("dogs/notes.txt"), "ignored").unwrap();
         let f = load_folder(dir.path(), None).unwrap();
@@ -188,17 +201,29 @@ mod tests {
         // Different size without a target is an error naming the file.
         save(&dir.path().join("dogs/big.png"), 5, 5, |_, _| [0, 0, 0]);
         match load_folder(dir.path(), None) {
-            Err(DataError::ImageSize { path, found_w: 5, .. }) => assert!(path.ends_with("big.png")),
+            Err(DataError::ImageSize {
+                path, found_w: 5, ..
+            }) => assert!(path.ends_with("big.png")),
             other => panic!("expected ImageSize, got {:?}", other.err()),
         }
-        assert_eq!(load_folder(dir.path(), Some([3, 3, 3])).unwrap().labels.len(), 7);
+        assert_eq!(
+            load_folder(dir.path(), Some([3, 3, 3]))
+                .unwrap()
+                .labels
+                .len(),
+            7
+        );
     }
 
     #[test]
     fn bad_image_and_empty_class() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("a")).unwrap();
-        std::fs::write(dir.path().join("a/broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        std::fs::write(
+            dir.path().join("a/broken.png"),
+            b"\x89PNG\r\n\x1a\nnot really",
+        )
+        .unwrap();
         match load_folder(dir.path(), Some([2, 2, 1])) {
             Err(e @ DataError::Image { .. }) => assert!(e.to_string().contains("broken.png")),
             other => panic!("expected Image error, got {:?}", other.err()),

@@ -54,7 +54,9 @@ use std::path::Path;
 
 pub use dataset::{Dataset, InputEncoding};
 pub use error::{DataError, ACCEPTED_SPECS};
-pub use speech::{speaker_id, speech_split, Side, SpeechClip, SpeechSplit, SplitReport, MLPERF_LABELS};
+pub use speech::{
+    speaker_id, speech_split, Side, SpeechClip, SpeechSplit, SplitReport, MLPERF_LABELS,
+};
 
 use dataset::{Augment, Samples};
 
@@ -129,7 +131,16 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<Splits, DataError> {
     }
     let unknown = || DataError::UnknownSpec { spec: spec.into() };
     let (kind, dir) = spec.split_once(':').ok_or_else(unknown)?;
-    if !["mnist", "fashion-mnist", "cifar10", "images", "speech-commands"].contains(&kind) || dir.is_empty() {
+    if ![
+        "mnist",
+        "fashion-mnist",
+        "cifar10",
+        "images",
+        "speech-commands",
+    ]
+    .contains(&kind)
+        || dir.is_empty()
+    {
         return Err(unknown());
     }
     let dir = Path::new(dir);
@@ -162,7 +173,14 @@ struct Meta<'a> {
     augment: Augment,
 }
 
-fn gather(meta: &Meta, split: &str, pool: &Pool, idx: &[usize], limit: Option<usize>, train: bool) -> Dataset {
+fn gather(
+    meta: &Meta,
+    split: &str,
+    pool: &Pool,
+    idx: &[usize],
+    limit: Option<usize>,
+    train: bool,
+) -> Dataset {
     let idx = &idx[..limit.map_or(idx.len(), |l| l.min(idx.len()))];
     let len: usize = pool.shape.iter().product();
     let mut raw = Vec::with_capacity(idx.len() * len);
@@ -176,7 +194,9 @@ fn gather(meta: &Meta, split: &str, pool: &Pool, idx: &[usize], limit: Option<us
         labels: idx.iter().map(|&i| pool.labels[i]).collect(),
         encoding: InputEncoding::PIXELS,
         samples: Samples::Pixels(images::adapt(&raw, pool.shape, meta.target)),
-        sources: pool.sources.map(|s| idx.iter().map(|&i| s[i].clone()).collect()),
+        sources: pool
+            .sources
+            .map(|s| idx.iter().map(|&i| s[i].clone()).collect()),
         augment: if train { meta.augment } else { Augment::None },
     }
 }
@@ -220,8 +240,10 @@ fn stratified_splits(meta: &Meta, pool: &Pool, opts: &LoadOptions) -> Splits {
 }
 
 fn load_idx(kind: &str, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
-    let (trp, trl, h, w) = idx::load_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
-    let (tep, tel, th, tw) = idx::load_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+    let (trp, trl, h, w) =
+        idx::load_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
+    let (tep, tel, th, tw) =
+        idx::load_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
     if (th, tw) != (h, w) {
         return Err(DataError::malformed(
             idx::find(dir, "t10k-images-idx3-ubyte")?,
@@ -234,8 +256,16 @@ fn load_idx(kind: &str, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataEr
         (0..10).map(|d| d.to_string()).collect()
     } else {
         [
-            "t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-            "bag", "ankle boot",
+            "t-shirt/top",
+            "trouser",
+            "pullover",
+            "dress",
+            "coat",
+            "sandal",
+            "shirt",
+            "sneaker",
+            "bag",
+            "ankle boot",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -247,8 +277,18 @@ fn load_idx(kind: &str, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataEr
         target,
         augment: image_augment(opts, target, false),
     };
-    let train = Pool { pixels: &trp, labels: &trl, shape, sources: None };
-    let test = Pool { pixels: &tep, labels: &tel, shape, sources: None };
+    let train = Pool {
+        pixels: &trp,
+        labels: &trl,
+        shape,
+        sources: None,
+    };
+    let test = Pool {
+        pixels: &tep,
+        labels: &tel,
+        shape,
+        sources: None,
+    };
     Ok(holdout_splits(&meta, &train, &test, opts))
 }
 
@@ -262,8 +302,18 @@ fn load_cifar(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
         target,
         augment: image_augment(opts, target, true),
     };
-    let train = Pool { pixels: &c.train.0, labels: &c.train.1, shape, sources: None };
-    let test = Pool { pixels: &c.test.0, labels: &c.test.1, shape, sources: None };
+    let train = Pool {
+        pixels: &c.train.0,
+        labels: &c.train.1,
+        shape,
+        sources: None,
+    };
+    let test = Pool {
+        pixels: &c.test.0,
+        labels: &c.test.1,
+        shape,
+        sources: None,
+    };
     Ok(holdout_splits(&meta, &train, &test, opts))
 }
 
@@ -275,7 +325,12 @@ fn load_images(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
         target: f.shape,
         augment: image_augment(opts, f.shape, false),
     };
-    let pool = Pool { pixels: &f.pixels, labels: &f.labels, shape: f.shape, sources: Some(&f.sources) };
+    let pool = Pool {
+        pixels: &f.pixels,
+        labels: &f.labels,
+        shape: f.shape,
+        sources: Some(&f.sources),
+    };
     Ok(stratified_splits(&meta, &pool, opts))
 }
 
@@ -289,7 +344,12 @@ fn load_digits(opts: &LoadOptions) -> Result<Splits, DataError> {
         target,
         augment: image_augment(opts, target, false),
     };
-    let pool = Pool { pixels: &px, labels: &lb, shape, sources: None };
+    let pool = Pool {
+        pixels: &px,
+        labels: &lb,
+        shape,
+        sources: None,
+    };
     Ok(stratified_splits(&meta, &pool, opts))
 }
 
@@ -307,25 +367,61 @@ mod tests {
     #[test]
     fn digits_default_split_resize_and_seed() {
         let s = load("", &LoadOptions::default()).unwrap();
-        assert_eq!(s.train.len() + s.val.len() + s.test.len(), digits::NUM_SAMPLES);
+        assert_eq!(
+            s.train.len() + s.val.len() + s.test.len(),
+            digits::NUM_SAMPLES
+        );
         assert_eq!(s.train.shape(), [8, 8, 1]);
-        assert_eq!(s.test.len(), (0..10).map(|c| {
-            let n = s.train.class_counts()[c] + s.val.class_counts()[c] + s.test.class_counts()[c];
-            (n as f64 * 0.15).round() as usize
-        }).sum::<usize>());
+        assert_eq!(
+            s.test.len(),
+            (0..10)
+                .map(|c| {
+                    let n = s.train.class_counts()[c]
+                        + s.val.class_counts()[c]
+                        + s.test.class_counts()[c];
+                    (n as f64 * 0.15).round() as usize
+                })
+                .sum::<usize>()
+        );
         assert_eq!(*s.train.input_encoding(), InputEncoding::PIXELS);
         let (x, _) = all_batches(&s.train);
         assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
 
-        let a = load("digits", &LoadOptions { seed: 4, ..Default::default() }).unwrap();
-        let b = load("digits", &LoadOptions { seed: 4, ..Default::default() }).unwrap();
-        let c = load("digits", &LoadOptions { seed: 5, ..Default::default() }).unwrap();
+        let a = load(
+            "digits",
+            &LoadOptions {
+                seed: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let b = load(
+            "digits",
+            &LoadOptions {
+                seed: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = load(
+            "digits",
+            &LoadOptions {
+                seed: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(all_batches(&a.val), all_batches(&b.val));
         assert_ne!(all_batches(&a.val), all_batches(&c.val));
 
         let r = load(
             "digits",
-            &LoadOptions { target_shape: Some([28, 28, 1]), limit: Some(50), augment: true, ..Default::default() },
+            &LoadOptions {
+                target_shape: Some([28, 28, 1]),
+                limit: Some(50),
+                augment: true,
+                ..Default::default()
+            },
         )
         .unwrap();
         assert_eq!(r.train.shape(), [28, 28, 1]);
@@ -343,40 +439,86 @@ mod tests {
         }
         let e = load("mnist:/definitely/not/here", &LoadOptions::default()).unwrap_err();
         assert!(matches!(e, DataError::NotFound { .. }));
-        assert!(e.to_string().contains("/definitely/not/here") && e.to_string().contains("cifar10:DIR"));
-        let bad = LoadOptions { val_fraction: 1.5, ..Default::default() };
-        assert!(matches!(load("digits", &bad), Err(DataError::InvalidOption(_))));
-        let bad = LoadOptions { target_shape: Some([4, 4, 2]), ..Default::default() };
-        assert!(matches!(load("digits", &bad), Err(DataError::InvalidOption(_))));
+        assert!(
+            e.to_string().contains("/definitely/not/here") && e.to_string().contains("cifar10:DIR")
+        );
+        let bad = LoadOptions {
+            val_fraction: 1.5,
+            ..Default::default()
+        };
+        assert!(matches!(
+            load("digits", &bad),
+            Err(DataError::InvalidOption(_))
+        ));
+        let bad = LoadOptions {
+            target_shape: Some([4, 4, 2]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            load("digits", &bad),
+            Err(DataError::InvalidOption(_))
+        ));
     }
 
     #[test]
     fn idx_folder_roundtrip_through_load() {
         let dir = tempfile::tempdir().unwrap();
         let mk = |n: usize, off: u8| -> (Vec<u8>, Vec<u8>) {
-            let px = (0..n * 16).map(|v| (v as u8).wrapping_mul(3).wrapping_add(off)).collect();
+            let px = (0..n * 16)
+                .map(|v| (v as u8).wrapping_mul(3).wrapping_add(off))
+                .collect();
             let lb = (0..n).map(|i| (i % 10) as u8).collect();
             (px, lb)
         };
         let (px, lb) = mk(20, 0);
-        std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx::encode(&[20, 4, 4], &px)).unwrap();
-        std::fs::write(dir.path().join("train-labels-idx1-ubyte"), idx::encode(&[20], &lb)).unwrap();
+        std::fs::write(
+            dir.path().join("train-images-idx3-ubyte"),
+            idx::encode(&[20, 4, 4], &px),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("train-labels-idx1-ubyte"),
+            idx::encode(&[20], &lb),
+        )
+        .unwrap();
         let (tpx, tlb) = mk(5, 1);
-        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx::encode(&[5, 4, 4], &tpx)).unwrap();
-        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx::encode(&[5], &tlb)).unwrap();
+        std::fs::write(
+            dir.path().join("t10k-images-idx3-ubyte"),
+            idx::encode(&[5, 4, 4], &tpx),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte"),
+            idx::encode(&[5], &tlb),
+        )
+        .unwrap();
         let spec = format!("fashion-mnist:{}", dir.path().display());
-        let s = load(&spec, &LoadOptions { val_fraction: 0.25, ..Default::default() }).unwrap();
+        let s = load(
+            &spec,
+            &LoadOptions {
+                val_fraction: 0.25,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!((s.train.len(), s.val.len(), s.test.len()), (15, 5, 5));
         assert_eq!(s.test.class_names()[9], "ankle boot");
         // Every test sample decodes back to one of the written images with its label.
         let (x, y) = all_batches(&s.test);
         for (img, &l) in x.chunks(16).zip(&y) {
             let bytes: Vec<u8> = img.iter().map(|v| (v * 128.0 + 128.0) as u8).collect();
-            let k = tpx.chunks(16).position(|t| t == &bytes[..]).expect("written image");
+            let k = tpx
+                .chunks(16)
+                .position(|t| t == &bytes[..])
+                .expect("written image");
             assert_eq!(tlb[k] as u32, l);
         }
         // A truncated label file surfaces as Truncated naming it.
-        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), &idx::encode(&[5], &tlb)[..10]).unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte"),
+            &idx::encode(&[5], &tlb)[..10],
+        )
+        .unwrap();
         match load(&spec, &LoadOptions::default()) {
             Err(e @ DataError::Truncated { .. }) => assert!(e.to_string().contains("t10k-labels")),
             other => panic!("expected Truncated, got {:?}", other.err()),
@@ -388,12 +530,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let px: Vec<u8> = (0..3 * 3072).map(|v| (v % 256) as u8).collect();
         for b in 1..=5 {
-            std::fs::write(dir.path().join(format!("data_batch_{b}.bin")), cifar::encode(&px, &[0, 1, 2])).unwrap();
+            std::fs::write(
+                dir.path().join(format!("data_batch_{b}.bin")),
+                cifar::encode(&px, &[0, 1, 2]),
+            )
+            .unwrap();
         }
-        std::fs::write(dir.path().join("test_batch.bin"), cifar::encode(&px, &[3, 4, 5])).unwrap();
+        std::fs::write(
+            dir.path().join("test_batch.bin"),
+            cifar::encode(&px, &[3, 4, 5]),
+        )
+        .unwrap();
         let s = load(
             &format!("cifar10:{}", dir.path().display()),
-            &LoadOptions { target_shape: Some([16, 16, 1]), augment: true, ..Default::default() },
+            &LoadOptions {
+                target_shape: Some([16, 16, 1]),
+                augment: true,
+                ..Default::default()
+            },
         )
         .unwrap();
         assert_eq!(s.train.len() + s.val.len(), 15);
@@ -410,7 +564,15 @@ mod tests {
                     .unwrap();
             }
         }
-        let s = load(&format!("images:{}", img.path().display()), &LoadOptions { val_fraction: 0.15, seed: 1, ..Default::default() }).unwrap();
+        let s = load(
+            &format!("images:{}", img.path().display()),
+            &LoadOptions {
+                val_fraction: 0.15,
+                seed: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!((s.train.len(), s.val.len(), s.test.len()), (28, 6, 6));
         assert_eq!(s.train.shape(), [5, 6, 1]);
         let (x, y) = all_batches(&s.val);

@@ -166,7 +166,7 @@ impl Mfcc {
             }
             self.fft.process_with_scratch(&mut buf, &mut scratch);
             for (m, b) in mag.iter_mut().zip(&buf) {
-                *m = b.norm_sqr();
+                *m = b.norm();
             }
             for band in &self.bands {
                 let s: f32 = band
@@ -312,7 +312,9 @@ mod tests {
         let right = lo + (hi - lo) * (want + 2) as f64 / 41.0;
         assert!(left < target && target < right);
         for frame in mel.chunks_exact(NUM_MEL) {
-            let arg = (0..NUM_MEL).max_by(|&a, &b| frame[a].total_cmp(&frame[b])).unwrap();
+            let arg = (0..NUM_MEL)
+                .max_by(|&a, &b| frame[a].total_cmp(&frame[b]))
+                .unwrap();
             assert_eq!(arg, want, "frame energies {frame:?}");
         }
     }

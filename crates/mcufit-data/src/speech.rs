@@ -16,7 +16,17 @@ use crate::{LoadOptions, Splits};
 
 /// The 12 MLPerf Tiny KWS classes, in label order.
 pub const MLPERF_LABELS: [&str; 12] = [
-    "_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop",
+    "_silence_",
+    "_unknown_",
+    "yes",
+    "no",
+    "up",
+    "down",
+    "left",
+    "right",
+    "on",
+    "off",
+    "stop",
     "go",
 ];
 const NOISE_DIR: &str = "_background_noise_";
@@ -184,12 +194,18 @@ pub fn speech_split(dir: &Path, seed: u64) -> Result<SpeechSplit, DataError> {
         p.dedup();
         p
     };
-    let class_names = present.iter().map(|&c| MLPERF_LABELS[c].to_string()).collect();
+    let class_names = present
+        .iter()
+        .map(|&c| MLPERF_LABELS[c].to_string())
+        .collect();
     folders.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut clips = Vec::new();
     for (class, name, path) in folders {
         let label = present.iter().position(|&c| c == class).unwrap_or(0) as u32;
-        let files: Vec<_> = list_dir(&path)?.into_iter().filter(|(n, _)| is_wav(n)).collect();
+        let files: Vec<_> = list_dir(&path)?
+            .into_iter()
+            .filter(|(n, _)| is_wav(n))
+            .collect();
         if files.is_empty() {
             return Err(DataError::EmptyClass {
                 path,
@@ -228,7 +244,10 @@ pub(crate) fn read_wav(path: &Path) -> Result<Vec<i16>, DataError> {
     })?;
     let spec = reader.spec();
     if spec.channels != 1 {
-        return Err(wav_err(format!("{} channels, expected mono", spec.channels)));
+        return Err(wav_err(format!(
+            "{} channels, expected mono",
+            spec.channels
+        )));
     }
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         return Err(wav_err(format!(
@@ -311,7 +330,10 @@ fn load_noise(dir: &Path) -> Result<Vec<Vec<f32>>, DataError> {
         if s.len() < CLIP_SAMPLES {
             return Err(DataError::malformed(
                 &path,
-                format!("background noise has {} samples, need at least {CLIP_SAMPLES}", s.len()),
+                format!(
+                    "background noise has {} samples, need at least {CLIP_SAMPLES}",
+                    s.len()
+                ),
             ));
         }
         // decode_wav scaling, as TF: noise is mixed at its recorded level.
@@ -387,7 +409,11 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
     for c in split.clips {
         sides[c.side.index()].push(c);
     }
-    let streams = [split::stream::ORDER_TRAIN, split::stream::ORDER_VAL, split::stream::ORDER_TEST];
+    let streams = [
+        split::stream::ORDER_TRAIN,
+        split::stream::ORDER_VAL,
+        split::stream::ORDER_TEST,
+    ];
     for (v, s) in sides.iter_mut().zip(streams) {
         v.shuffle(&mut split::rng(opts.seed, s));
         if let Some(l) = opts.limit {
@@ -400,7 +426,10 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
     let read = |v| read_side(v, &mfcc);
     let (tr, va, te) = (read(tr)?, read(va)?, read(te)?);
     if tr.clips.is_empty() {
-        return Err(DataError::malformed(dir, "no clip falls in the training split"));
+        return Err(DataError::malformed(
+            dir,
+            "no clip falls in the training split",
+        ));
     }
     let (mean, std) = feature_stats(&tr.features);
     let encoding = InputEncoding::Features { mean, std };
@@ -409,7 +438,11 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
             .clips
             .iter()
             .map(|c| {
-                let folder = c.path.parent().and_then(Path::file_name).unwrap_or_default();
+                let folder = c
+                    .path
+                    .parent()
+                    .and_then(Path::file_name)
+                    .unwrap_or_default();
                 let file = c.path.file_name().unwrap_or_default();
                 format!("{}/{}", folder.to_string_lossy(), file.to_string_lossy())
             })
@@ -428,7 +461,11 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
                 mfcc: mfcc.clone(),
             }),
             sources: Some(sources),
-            augment: if train { Augment::Speech } else { Augment::None },
+            augment: if train {
+                Augment::Speech
+            } else {
+                Augment::None
+            },
         }
     };
     Ok(Splits {
@@ -469,7 +506,10 @@ mod tests {
     #[test]
     fn speaker_ids() {
         assert_eq!(speaker_id("0a7c2a8d_nohash_0.wav"), Some("0a7c2a8d"));
-        assert_eq!(speaker_id("bed_0a7c2a8d_nohash_0.wav.wav"), Some("0a7c2a8d"));
+        assert_eq!(
+            speaker_id("bed_0a7c2a8d_nohash_0.wav.wav"),
+            Some("0a7c2a8d")
+        );
         assert_eq!(speaker_id("1024.wav"), None);
     }
 
@@ -479,13 +519,20 @@ mod tests {
         let p = dir.path().join("stereo.wav");
         write_wav(&p, 16000, 2, &[0; 64]);
         let e = read_wav(&p).unwrap_err();
-        assert!(matches!(e, DataError::Wav { .. }) && e.to_string().contains("stereo.wav"), "{e}");
+        assert!(
+            matches!(e, DataError::Wav { .. }) && e.to_string().contains("stereo.wav"),
+            "{e}"
+        );
 
         let p = dir.path().join("rate.wav");
         write_wav(&p, 8000, 1, &[0; 64]);
         assert!(matches!(
             read_wav(&p),
-            Err(DataError::SampleRate { found: 8000, expected: 16000, .. })
+            Err(DataError::SampleRate {
+                found: 8000,
+                expected: 16000,
+                ..
+            })
         ));
 
         let p = dir.path().join("eight_bit.wav");
@@ -510,7 +557,10 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 501]).unwrap();
         let e = read_wav(&p).unwrap_err();
-        assert!(matches!(e, DataError::Wav { .. }) && e.to_string().contains("cut.wav"), "{e}");
+        assert!(
+            matches!(e, DataError::Wav { .. }) && e.to_string().contains("cut.wav"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -525,7 +575,11 @@ mod tests {
             .find(|&s| {
                 (0..16000i64).all(|i| {
                     let j = i - s;
-                    let want = if (0..16000).contains(&j) { base[j as usize] } else { 0.0 };
+                    let want = if (0..16000).contains(&j) {
+                        base[j as usize]
+                    } else {
+                        0.0
+                    };
                     x[i as usize] == want
                 })
             })
@@ -555,14 +609,29 @@ mod tests {
             for spk in 0..12 {
                 // One short clip per speaker: exercises the zero padding.
                 let name = format!("{spk:08x}_nohash_0.wav");
-                write_wav(&root.join(label).join(name), 16000, 1, &tone(freq, 6000.0, 12000));
+                write_wav(
+                    &root.join(label).join(name),
+                    16000,
+                    1,
+                    &tone(freq, 6000.0, 12000),
+                );
                 n += 1;
             }
         }
         std::fs::create_dir(root.join("cat")).unwrap();
-        write_wav(&root.join("cat/cat_0000000a_nohash_1.wav"), 16000, 1, &tone(700.0, 500.0, 17000));
+        write_wav(
+            &root.join("cat/cat_0000000a_nohash_1.wav"),
+            16000,
+            1,
+            &tone(700.0, 500.0, 17000),
+        );
         std::fs::create_dir(root.join("_background_noise_")).unwrap();
-        write_wav(&root.join("_background_noise_/hum.wav"), 16000, 1, &tone(50.0, 3000.0, 20000));
+        write_wav(
+            &root.join("_background_noise_/hum.wav"),
+            16000,
+            1,
+            &tone(50.0, 3000.0, 20000),
+        );
         n += 1;
 
         let split = speech_split(root, 3).unwrap();
@@ -579,7 +648,10 @@ mod tests {
             .collect();
         assert_eq!(sides.len(), 1);
 
-        let opts = LoadOptions { seed: 3, ..LoadOptions::default() };
+        let opts = LoadOptions {
+            seed: 3,
+            ..LoadOptions::default()
+        };
         let s = crate::load(&format!("speech-commands:{}", root.display()), &opts).unwrap();
         assert_eq!(s.train.len() + s.val.len() + s.test.len(), n);
         assert_eq!(s.train.len(), rep.clips[0]);
@@ -595,8 +667,22 @@ mod tests {
         }
         // Augmented batches differ from plain ones and are reproducible.
         let (mut a1, mut a2) = (Vec::new(), Vec::new());
-        s.train.batch_augmented(&idx[..4], &mut ChaCha8Rng::seed_from_u64(9), &mut a1, &mut lb).unwrap();
-        s.train.batch_augmented(&idx[..4], &mut ChaCha8Rng::seed_from_u64(9), &mut a2, &mut lb).unwrap();
+        s.train
+            .batch_augmented(
+                &idx[..4],
+                &mut ChaCha8Rng::seed_from_u64(9),
+                &mut a1,
+                &mut lb,
+            )
+            .unwrap();
+        s.train
+            .batch_augmented(
+                &idx[..4],
+                &mut ChaCha8Rng::seed_from_u64(9),
+                &mut a2,
+                &mut lb,
+            )
+            .unwrap();
         assert_eq!(a1, a2);
         assert_ne!(a1[..], out[..4 * 490]);
         assert!(!s.test.augments());
@@ -604,6 +690,9 @@ mod tests {
         // An empty label folder is an error naming it.
         std::fs::create_dir(root.join("stop")).unwrap();
         let e = speech_split(root, 3).unwrap_err();
-        assert!(matches!(e, DataError::EmptyClass { .. }) && e.to_string().contains("stop"), "{e}");
+        assert!(
+            matches!(e, DataError::EmptyClass { .. }) && e.to_string().contains("stop"),
+            "{e}"
+        );
     }
 }

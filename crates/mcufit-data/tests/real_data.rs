@@ -25,7 +25,11 @@ fn data_dir(name: &str) -> Option<PathBuf> {
 #[test]
 fn mnist_loads_official_counts() {
     let Some(dir) = data_dir("mnist") else { return };
-    let opts = LoadOptions { val_fraction: 0.1, seed: 1, ..Default::default() };
+    let opts = LoadOptions {
+        val_fraction: 0.1,
+        seed: 1,
+        ..Default::default()
+    };
     let s = load(&format!("mnist:{}", dir.display()), &opts).unwrap();
     assert_eq!(s.train.len() + s.val.len(), 60_000);
     assert_eq!(s.val.len(), 6_000);
@@ -39,8 +43,14 @@ fn mnist_loads_official_counts() {
         .zip(s.val.class_counts())
         .map(|(a, b)| a + b)
         .collect();
-    assert_eq!(train, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
-    assert_eq!(s.test.class_counts(), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert_eq!(
+        train,
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    );
+    assert_eq!(
+        s.test.class_counts(),
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
     assert_eq!(s.test.class_counts().iter().sum::<usize>(), 10_000);
     let (mut x, mut y) = (Vec::new(), Vec::new());
     s.test.batch(&[0, 1, 2, 3], &mut x, &mut y).unwrap();
@@ -54,27 +64,48 @@ fn mnist_loads_official_counts() {
 fn fashion_mnist_loads() {
     let dir = PathBuf::from("/usr/share/datasets/fashion-mnist");
     if !dir.is_dir() {
-        eprintln!("SKIPPED: {} absent (apt-get install dataset-fashion-mnist)", dir.display());
+        eprintln!(
+            "SKIPPED: {} absent (apt-get install dataset-fashion-mnist)",
+            dir.display()
+        );
         return;
     }
-    let opts = LoadOptions { val_fraction: 0.0, target_shape: Some([32, 32, 3]), limit: Some(500), ..Default::default() };
+    let opts = LoadOptions {
+        val_fraction: 0.0,
+        target_shape: Some([32, 32, 3]),
+        limit: Some(500),
+        ..Default::default()
+    };
     let s = load(&format!("fashion-mnist:{}", dir.display()), &opts).unwrap();
     assert_eq!((s.train.len(), s.val.len(), s.test.len()), (500, 0, 500));
     assert_eq!(s.train.shape(), [32, 32, 3]);
-    let full = load(&format!("fashion-mnist:{}", dir.display()), &LoadOptions { val_fraction: 0.0, ..Default::default() }).unwrap();
+    let full = load(
+        &format!("fashion-mnist:{}", dir.display()),
+        &LoadOptions {
+            val_fraction: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(full.train.class_counts(), vec![6000; 10]);
     assert_eq!(full.test.class_counts(), vec![1000; 10]);
 }
 
 #[test]
 fn speech_commands_speaker_disjoint() {
-    let Some(dir) = data_dir("speech_commands_v0.02_test") else { return };
+    let Some(dir) = data_dir("speech_commands_v0.02_test") else {
+        return;
+    };
     let split = speech_split(&dir, 0).unwrap();
     let report = split.report();
     eprintln!("speech split (seed 0): {report}");
     assert_eq!(split.clips.len(), 4890);
 
-    let s = load(&format!("speech-commands:{}", dir.display()), &LoadOptions::default()).unwrap();
+    let s = load(
+        &format!("speech-commands:{}", dir.display()),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!(s.train.len() + s.val.len() + s.test.len(), 4890);
     assert_eq!([s.train.len(), s.val.len(), s.test.len()], report.clips);
     assert_eq!(s.train.class_names()[0], "_silence_");
@@ -82,7 +113,9 @@ fn speech_commands_speaker_disjoint() {
     // Folder sizes from the file system, independently of the loader.
     for (label, n) in s.train.class_names().iter().enumerate() {
         let on_disk = std::fs::read_dir(dir.join(n)).unwrap().count();
-        let loaded = s.train.class_counts()[label] + s.val.class_counts()[label] + s.test.class_counts()[label];
+        let loaded = s.train.class_counts()[label]
+            + s.val.class_counts()[label]
+            + s.test.class_counts()[label];
         assert_eq!(loaded, on_disk, "{n}");
     }
 
@@ -95,23 +128,37 @@ fn speech_commands_speaker_disjoint() {
             if folder == "_silence_" {
                 continue;
             }
-            let spk = file.split("_nohash_").next().unwrap().rsplit('_').next().unwrap();
+            let spk = file
+                .split("_nohash_")
+                .next()
+                .unwrap()
+                .rsplit('_')
+                .next()
+                .unwrap();
             sides.entry(spk.to_string()).or_default().insert(side);
         }
     }
     let shared: Vec<_> = sides.iter().filter(|(_, v)| v.len() > 1).collect();
     assert!(shared.is_empty(), "speakers on two sides: {shared:?}");
     let per_side = |name| sides.values().filter(|v| v.contains(name)).count();
-    assert_eq!([per_side("train"), per_side("val"), per_side("test")], report.speakers);
+    assert_eq!(
+        [per_side("train"), per_side("val"), per_side("test")],
+        report.speakers
+    );
     assert_eq!(report.shared_speakers, 0);
     // Side fractions are near 80/10/10 of speakers.
     let total: usize = report.speakers.iter().sum();
-    assert!((report.speakers[0] as f64 / total as f64 - 0.8).abs() < 0.05, "{report}");
+    assert!(
+        (report.speakers[0] as f64 / total as f64 - 0.8).abs() < 0.05,
+        "{report}"
+    );
     assert!(split
         .clips
         .iter()
         .filter(|c| c.side == Side::Test)
-        .all(|c| c.speaker.as_deref().is_none_or(|sp| speaker_id(&c.path.file_name().unwrap().to_string_lossy()) == Some(sp))));
+        .all(|c| c.speaker.as_deref().is_none_or(|sp| speaker_id(
+            &c.path.file_name().unwrap().to_string_lossy()
+        ) == Some(sp))));
 
     // Features are finite and the augmented path runs on real audio with real noise.
     let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -120,7 +167,9 @@ fn speech_commands_speaker_disjoint() {
     assert!(x.iter().all(|v| v.is_finite()));
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let mut xa = Vec::new();
-    s.train.batch_augmented(&idx, &mut rng, &mut xa, &mut y).unwrap();
+    s.train
+        .batch_augmented(&idx, &mut rng, &mut xa, &mut y)
+        .unwrap();
     assert!(xa.iter().all(|v| v.is_finite()));
     assert_ne!(x, xa);
 }

@@ -84,3 +84,26 @@ pub struct Splits<'a> {
     pub train: &'a dyn BatchSource,
     pub val: Option<&'a dyn BatchSource>,
 }
+
+/// `mcufit-data` datasets train directly. Augmentation draws from a ChaCha8 stream seeded with
+/// the trainer's per-batch seed, so a resumed run augments identically.
+impl BatchSource for mcufit_data::Dataset {
+    fn len(&self) -> usize {
+        mcufit_data::Dataset::len(self)
+    }
+    fn shape(&self) -> [usize; 3] {
+        mcufit_data::Dataset::shape(self)
+    }
+    fn num_classes(&self) -> usize {
+        mcufit_data::Dataset::num_classes(self)
+    }
+    fn batch(&self, indices: &[usize], images: &mut Vec<f32>, labels: &mut Vec<u32>) -> Result<()> {
+        mcufit_data::Dataset::batch(self, indices, images, labels).map_err(|e| TrainError::Data(e.to_string()))
+    }
+    fn batch_augmented(&self, indices: &[usize], seed: u64, images: &mut Vec<f32>, labels: &mut Vec<u32>) -> Result<()> {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        mcufit_data::Dataset::batch_augmented(self, indices, &mut rng, images, labels)
+            .map_err(|e| TrainError::Data(e.to_string()))
+    }
+}

@@ -144,8 +144,7 @@ pub(crate) fn param<const D: usize>(t: Tensor<D>, id: Option<u64>, trainable: bo
 /// Reads any float tensor back to the host.
 pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| TrainError::Tensor(format!("{e:?}")))
 }
 

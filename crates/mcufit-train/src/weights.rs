@@ -299,10 +299,8 @@ impl Network {
                     if bw.var.iter().any(|v| !(*v >= 0.0)) {
                         return Err(err("bn running variance has negative or NaN entries".into()));
                     }
-                    let rs = |v: &Vec<f32>, key: String| match id_of(&key) {
-                        Some(i) => RunningState::with_id(i.into(), t1(v.clone(), device)),
-                        None => RunningState::new(t1(v.clone(), device)),
-                    };
+                    // Running stats are buffers, not optimizer targets: their ids need not persist.
+                    let rs = |v: &Vec<f32>, _key: String| RunningState::new(t1(v.clone(), device));
                     layer.bn = Some(Bn {
                         gamma: param(t1(bw.gamma.clone(), device), id_of(&format!("{name}.bn.gamma")), true),
                         beta: param(t1(bw.beta.clone(), device), id_of(&format!("{name}.bn.beta")), true),
@@ -381,8 +379,6 @@ impl Network {
             if let Some(bn) = &l.bn {
                 ids.insert(format!("{name}.bn.gamma"), bn.gamma.id.val());
                 ids.insert(format!("{name}.bn.beta"), bn.beta.id.val());
-                ids.insert(format!("{name}.bn.mean"), bn.running_mean.id.val());
-                ids.insert(format!("{name}.bn.var"), bn.running_var.id.val());
             }
         }
         for (g, m) in self.masks.iter().enumerate() {
