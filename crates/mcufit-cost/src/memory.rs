@@ -54,6 +54,8 @@ pub struct MemoryPlan {
     pub live: Vec<Vec<usize>>,
     /// Index into `order` of the (first) step that reaches the peak.
     pub peak_step: usize,
+    /// Search states (downsets) the exact search memoised; 0 for a plan of a given order.
+    pub states: usize,
 }
 
 type Set = Box<[u64]>;
@@ -127,7 +129,7 @@ impl MemoryProblem {
             done = with(&done, v);
         }
         let peak_step = argmax(&steps);
-        Ok(MemoryPlan { peak: steps[peak_step], order: order.to_vec(), steps, live: lives, peak_step })
+        Ok(MemoryPlan { peak: steps[peak_step], order: order.to_vec(), steps, live: lives, peak_step, states: 0 })
     }
 
     /// The exact minimum peak over all topological orders, with an order that attains it.
@@ -142,7 +144,9 @@ impl MemoryProblem {
             order.push(v);
             s = with(&s, v);
         }
-        self.evaluate(&order).expect("the search only builds valid orders")
+        let mut plan = self.evaluate(&order).expect("the search only builds valid orders");
+        plan.states = memo.len();
+        plan
     }
 
     /// Best peak to finish from `done`; memoises (peak, first op to run).

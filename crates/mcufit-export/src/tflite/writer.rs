@@ -3,7 +3,7 @@
 
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use super::schema::{self, slot};
+use super::schema;
 use super::{TflModel, TflOptions};
 use crate::error::{ExportError, Result};
 

@@ -1,0 +1,91 @@
+//! The mcufit binary end to end: outputs, JSON shape, and clean failures on bad input.
+
+use std::process::{Command, Output};
+
+fn mcufit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mcufit")).args(args).output().expect("run mcufit")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn analyze_json_has_the_documented_fields() {
+    let o = mcufit(&["analyze", "zoo:ds-cnn", "--board", "nucleo-f411re", "--macs", "5M", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["params", "model_bytes", "macs", "peak_memory_bytes", "order", "layers", "fits"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["macs"], 2_656_768.0);
+    assert_eq!(v["params"], 22_604.0);
+    assert_eq!(v["fits"]["peak_memory"]["fits"], true);
+    assert_eq!(v["fits"]["macs"]["limit"], 5e6);
+    assert_eq!(v["order"].as_array().unwrap().len(), v["layers"].as_array().unwrap().len());
+}
+
+#[test]
+fn analyze_table_marks_the_peak_and_a_failed_budget_exits_1() {
+    let o = mcufit(&["analyze", "zoo:resnet-8", "--ram", "16KiB"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("◀ peak"));
+    assert!(out.contains("DOES NOT FIT"));
+    assert!(out.contains("48.0 KiB"));
+}
+
+#[test]
+fn model_files_round_trip_through_analyze() {
+    let dir = std::env::temp_dir().join(format!("mcufit-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.json");
+    std::fs::write(&path, mcufit_ir::zoo::branchy_net().unwrap().to_json()).unwrap();
+    let o = mcufit(&["analyze", path.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_message_and_no_panic() {
+    let dir = std::env::temp_dir().join(format!("mcufit-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let malformed = dir.join("malformed.json");
+    std::fs::write(&malformed, "{ \"format\": \"mcufit-model\", ").unwrap();
+    let mismatch = dir.join("mismatch.json");
+    std::fs::write(
+        &mismatch,
+        r#"{"format":"mcufit-model","version":1,"name":"x","nodes":[
+        {"name":"input","op":"input","shape":[8,8,3]},
+        {"name":"a","op":"conv2d","inputs":["input"],"filters":4,"kernel":[3,3],"padding":"same"},
+        {"name":"b","op":"conv2d","inputs":["input"],"filters":5,"kernel":[3,3],"padding":"same"},
+        {"name":"s","op":"add","inputs":["a","b"]}]}"#,
+    )
+    .unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["analyze", malformed.to_str().unwrap()], "not valid"),
+        (vec!["analyze", mismatch.to_str().unwrap()], "add needs inputs of equal shape"),
+        (vec!["analyze", "zoo:ds-cnn", "--board", "nano-99"], "unknown board 'nano-99'"),
+        (vec!["analyze", "zoo:lenet-9000"], "unknown zoo model 'lenet-9000'"),
+        (vec!["analyze", "zoo:ds-cnn", "--ram", "64QB"], "cannot parse size '64QB'"),
+        (vec!["analyze", "zoo:ds-cnn", "--macs", "lots"], "cannot parse count 'lots'"),
+        (vec!["analyze", "/no/such/model.json"], "no such model file"),
+    ];
+    for (args, needle) in cases {
+        let o = mcufit(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: '{err}' lacks '{needle}'");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+#[test]
+fn zoo_and_boards_list_everything() {
+    let o = mcufit(&["zoo"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in mcufit_ir::zoo::names() {
+        assert!(out.contains(&format!("zoo:{name}")));
+    }
+    let o = mcufit(&["boards"]);
+    assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 9);
+}

@@ -1,0 +1,53 @@
+/* mcufit int8 kernels: bit-exact with TensorFlow Lite Micro's reference kernels.
+ * C99, no dynamic memory, no runtime library beyond <stdint.h>.
+ * Define MCUFIT_USE_SIMD=0 to disable the Cortex-M DSP (SMLAD) inner loops. */
+#ifndef MCUFIT_KERNELS_H
+#define MCUFIT_KERNELS_H
+
+#include <stdint.h>
+
+typedef struct {
+    int32_t h, w, c;
+} mf_shape;
+
+/* Per-op requantization parameters (computed by mcufit exactly as TFLM's Prepare does). */
+typedef struct {
+    const int32_t *bias;   /* bias + input_offset * sum(filter) per output channel */
+    const int32_t *mult;
+    const int32_t *shift;
+    int32_t input_offset;  /* -input zero point */
+    int32_t output_offset; /* output zero point */
+    int32_t act_min, act_max;
+} mf_requant;
+
+void mf_conv(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, int32_t kw, int32_t fic,
+             int32_t sh, int32_t sw, int32_t pad_top, int32_t pad_left, const mf_requant *q, int8_t *out,
+             mf_shape os);
+/* 1x1 convolution without padding, groups 1. `wint` holds the filter with output channels taken in
+ * pairs and interleaved in blocks of 4 input channels (see mcufit's C exporter). */
+void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_requant *q,
+                  int8_t *out, mf_shape os);
+void mf_depthwise(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, int32_t kw, int32_t sh,
+                  int32_t sw, int32_t pad_top, int32_t pad_left, const mf_requant *q, int8_t *out, mf_shape os);
+void mf_fully_connected(const int8_t *in, int32_t depth, const int8_t *filter, int32_t units, const mf_requant *q,
+                        int8_t *out);
+
+typedef struct {
+    int32_t input1_offset, input2_offset, left_shift;
+    int32_t input1_multiplier, input1_shift, input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift, output_offset, act_min, act_max;
+} mf_add_params;
+
+void mf_add(const int8_t *a, const int8_t *b, int32_t n, const mf_add_params *p, int8_t *out);
+void mf_max_pool(const int8_t *in, mf_shape is, int32_t ph, int32_t pw, int32_t sh, int32_t sw, int32_t pad_top,
+                 int32_t pad_left, int32_t act_min, int32_t act_max, int8_t *out, mf_shape os);
+void mf_avg_pool(const int8_t *in, mf_shape is, int32_t ph, int32_t pw, int32_t sh, int32_t sw, int32_t pad_top,
+                 int32_t pad_left, int32_t act_min, int32_t act_max, int8_t *out, mf_shape os);
+/* Copies `in` (pixels x c channels) into channels [offset, offset + c) of `out` (pixels x oc). */
+void mf_concat_part(const int8_t *in, int32_t pixels, int32_t c, int32_t offset, int32_t oc, int32_t act_min,
+                    int32_t act_max, int8_t *out);
+void mf_softmax(const int8_t *in, int32_t rows, int32_t depth, int32_t input_multiplier, int32_t input_left_shift,
+                int32_t diff_min, int8_t *out);
+void mf_copy(const int8_t *in, int32_t n, int8_t *out);
+
+#endif

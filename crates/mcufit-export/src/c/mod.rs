@@ -1,0 +1,317 @@
+//! Standalone C99 export: constant weight arrays, one static arena of exactly the planned size,
+//! operators in the given order, `int mcufit_invoke(const int8_t *in, int8_t *out)`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use mcufit_ir::Shape;
+use mcufit_quant::{Prepared, QOpKind, QuantizedModel};
+
+use crate::error::{ExportError, Result};
+use crate::plan::{plan_arena, ArenaPlan, PlanOptions};
+
+/// The kernel library shipped next to every export.
+pub const KERNELS_C: &str = include_str!("mcufit_kernels.c");
+pub const KERNELS_H: &str = include_str!("mcufit_kernels.h");
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CExportOptions {
+    pub plan: PlanOptions,
+}
+
+/// The generated sources.
+#[derive(Debug, Clone)]
+pub struct CSources {
+    pub model_h: String,
+    pub model_c: String,
+    pub plan: ArenaPlan,
+    /// Bytes of constant data in `model_c` (weights, biases, multipliers, shifts).
+    pub const_bytes: usize,
+}
+
+impl CSources {
+    /// Files as (name, contents).
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("mcufit_model.h", self.model_h.as_str()),
+            ("mcufit_model.c", self.model_c.as_str()),
+            ("mcufit_kernels.h", KERNELS_H),
+            ("mcufit_kernels.c", KERNELS_C),
+        ]
+    }
+}
+
+fn shape_lit(s: Shape) -> String {
+    format!("(mf_shape){{{}, {}, {}}}", s.h, s.w, s.c)
+}
+
+fn array<T: std::fmt::Display>(out: &mut String, ctype: &str, name: &str, vals: &[T]) -> usize {
+    let _ = write!(out, "static const {ctype} {name}[{}] = {{", vals.len().max(1));
+    if vals.is_empty() {
+        out.push('0');
+    }
+    for (i, v) in vals.iter().enumerate() {
+        if i % 24 == 0 {
+            out.push_str("\n    ");
+        }
+        let _ = write!(out, "{v},");
+    }
+    out.push_str("\n};\n");
+    vals.len()
+}
+
+fn ident(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// Filter layout of `mf_pointwise`: output channels in pairs; within a pair, blocks of 4 input
+/// channels of the first row then of the second, then both rows' remaining (< 4) channels; an odd
+/// last row stays as is.
+pub fn interleave_pairs(filter: &[i8], rows: usize, cols: usize) -> Vec<i8> {
+    let c4 = cols & !3;
+    let mut out = Vec::with_capacity(filter.len());
+    let mut r = 0;
+    while r + 2 <= rows {
+        let (a, b) = (&filter[r * cols..(r + 1) * cols], &filter[(r + 1) * cols..(r + 2) * cols]);
+        for k in (0..c4).step_by(4) {
+            out.extend_from_slice(&a[k..k + 4]);
+            out.extend_from_slice(&b[k..k + 4]);
+        }
+        out.extend_from_slice(&a[c4..]);
+        out.extend_from_slice(&b[c4..]);
+        r += 2;
+    }
+    if r < rows {
+        out.extend_from_slice(&filter[r * cols..]);
+    }
+    out
+}
+
+/// Generates the model sources for `order` (op indices; op 0 optional).
+pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions) -> Result<CSources> {
+    let prepared = model.prepare()?;
+    let plan = plan_arena(model, order, opts.plan)?;
+    let n = model.ops.len();
+    let out_i = n - 1;
+    let mut consts = String::new();
+    let mut body = String::new();
+    let mut const_bytes = 0usize;
+    let ptr = |i: usize| -> String {
+        match plan.offsets[i] {
+            Some(o) => format!("(A + {o})"),
+            None => "in".to_string(),
+        }
+    };
+    for &i in plan.order.iter().skip(1) {
+        let op = &model.ops[i];
+        let t = &model.tensors[i];
+        let ks = op.kernel_shape;
+        let _ = writeln!(body, "    /* {} ({}) -> {} bytes at {:?} */", op.name, op.kind.name(), t.elements(), plan.offsets[i]);
+        let x = op.inputs.first().map(|&j| ptr(j)).unwrap_or_default();
+        let xs = op.inputs.first().map(|&j| model.tensors[j].shape).unwrap_or(ks);
+        let y = ptr(i);
+        match (&op.kind, &prepared[i]) {
+            (
+                QOpKind::Conv2d { weights: w, .. } | QOpKind::DepthwiseConv2d { weights: w, .. } | QOpKind::FullyConnected { weights: w, .. },
+                Prepared::Conv { multiplier, shift, input_offset, output_offset, act_min, act_max, pad_top, pad_left },
+            ) => {
+                let depthwise = matches!(op.kind, QOpKind::DepthwiseConv2d { .. });
+                // Conv and FC fold input_offset * sum(filter) into the bias; depthwise applies the
+                // offset per valid tap.
+                let channels = w.bias.len();
+                let per = w.filter.len() / channels.max(1);
+                let bias: Vec<i64> = (0..channels)
+                    .map(|c| {
+                        if depthwise {
+                            w.bias[c] as i64
+                        } else {
+                            let s: i64 = w.filter[c * per..(c + 1) * per].iter().map(|&v| v as i64).sum();
+                            w.bias[c] as i64 + *input_offset as i64 * s
+                        }
+                    })
+                    .collect();
+                if bias.iter().any(|&b| b < i32::MIN as i64 || b > i32::MAX as i64) {
+                    return Err(ExportError::Unsupported { op: op.name.clone(), msg: "folded bias overflows int32".into() });
+                }
+                let id = format!("op{i}");
+                let d = &w.filter_dims;
+                let pointwise = matches!(op.kind, QOpKind::Conv2d { .. }) && d[1] == 1 && d[2] == 1 && d[3] == xs.c;
+                let filter = if pointwise { interleave_pairs(&w.filter, d[0], d[3]) } else { w.filter.clone() };
+                const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &filter);
+                const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_b"), &bias);
+                const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_m"), multiplier);
+                const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_s"), shift);
+                let _ = writeln!(
+                    consts,
+                    "static const mf_requant {id}_q = {{{id}_b, {id}_m, {id}_s, {input_offset}, {output_offset}, {act_min}, {act_max}}};"
+                );
+                match &op.kind {
+                    QOpKind::Conv2d { stride, .. } if pointwise => {
+                        let _ = writeln!(
+                            body,
+                            "    mf_pointwise({x}, {}, {id}_w, {}, {}, &{id}_q, {y}, {});",
+                            shape_lit(xs),
+                            stride[0],
+                            stride[1],
+                            shape_lit(ks)
+                        );
+                    }
+                    QOpKind::Conv2d { stride, .. } => {
+                        let _ = writeln!(
+                            body,
+                            "    mf_conv({x}, {}, {id}_w, {}, {}, {}, {}, {}, {pad_top}, {pad_left}, &{id}_q, {y}, {});",
+                            shape_lit(xs),
+                            d[1],
+                            d[2],
+                            d[3],
+                            stride[0],
+                            stride[1],
+                            shape_lit(ks)
+                        );
+                    }
+                    QOpKind::DepthwiseConv2d { stride, .. } => {
+                        let _ = writeln!(
+                            body,
+                            "    mf_depthwise({x}, {}, {id}_w, {}, {}, {}, {}, {pad_top}, {pad_left}, &{id}_q, {y}, {});",
+                            shape_lit(xs),
+                            d[1],
+                            d[2],
+                            stride[0],
+                            stride[1],
+                            shape_lit(ks)
+                        );
+                    }
+                    _ => {
+                        let _ = writeln!(body, "    mf_fully_connected({x}, {}, {id}_w, {}, &{id}_q, {y});", d[1], d[0]);
+                    }
+                }
+            }
+            (
+                QOpKind::Add { .. },
+                Prepared::Add {
+                    input1_offset,
+                    input2_offset,
+                    left_shift,
+                    input1_multiplier,
+                    input1_shift,
+                    input2_multiplier,
+                    input2_shift,
+                    output_multiplier,
+                    output_shift,
+                    output_offset,
+                    act_min,
+                    act_max,
+                },
+            ) => {
+                let _ = writeln!(
+                    consts,
+                    "static const mf_add_params op{i}_p = {{{input1_offset}, {input2_offset}, {left_shift}, {input1_multiplier}, {input1_shift}, {input2_multiplier}, {input2_shift}, {output_multiplier}, {output_shift}, {output_offset}, {act_min}, {act_max}}};"
+                );
+                let _ = writeln!(body, "    mf_add({x}, {}, {}, &op{i}_p, {y});", ptr(op.inputs[1]), t.elements());
+            }
+            (QOpKind::Concat { .. }, Prepared::Clamp { act_min, act_max, .. }) => {
+                let mut off = 0;
+                for &j in &op.inputs {
+                    let c = model.tensors[j].shape.c;
+                    let _ = writeln!(
+                        body,
+                        "    mf_concat_part({}, {}, {c}, {off}, {}, {act_min}, {act_max}, {y});",
+                        ptr(j),
+                        ks.h * ks.w,
+                        ks.c
+                    );
+                    off += c;
+                }
+            }
+            (QOpKind::MaxPool { pool, stride, .. } | QOpKind::AvgPool { pool, stride, .. }, Prepared::Clamp { act_min, act_max, pad_top, pad_left }) => {
+                let f = if matches!(op.kind, QOpKind::MaxPool { .. }) { "mf_max_pool" } else { "mf_avg_pool" };
+                let _ = writeln!(
+                    body,
+                    "    {f}({x}, {}, {}, {}, {}, {}, {pad_top}, {pad_left}, {act_min}, {act_max}, {y}, {});",
+                    shape_lit(xs),
+                    pool[0],
+                    pool[1],
+                    stride[0],
+                    stride[1],
+                    shape_lit(ks)
+                );
+            }
+            (QOpKind::Reshape, _) => {
+                let _ = writeln!(body, "    mf_copy({x}, {}, {y});", t.elements());
+            }
+            (QOpKind::Softmax { .. }, Prepared::Softmax { input_multiplier, input_left_shift, diff_min }) => {
+                let _ = writeln!(
+                    body,
+                    "    mf_softmax({x}, {}, {}, {input_multiplier}, {input_left_shift}, {diff_min}, {y});",
+                    ks.elements() / ks.c.max(1),
+                    ks.c
+                );
+            }
+            (kind, _) => {
+                return Err(ExportError::Unsupported { op: op.name.clone(), msg: format!("no C kernel for {}", kind.name()) })
+            }
+        }
+    }
+    let inp = &model.tensors[0];
+    let outp = &model.tensors[out_i];
+    let guard = "MCUFIT_MODEL_H";
+    let model_h = format!(
+        "/* Generated by mcufit for model '{name}'. Standalone C99, no dynamic memory. */\n\
+#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n\
+#define MCUFIT_INPUT_SIZE {isz}\n#define MCUFIT_OUTPUT_SIZE {osz}\n\
+/* Activation arena: the planned peak of live tensors for the exported operator order. */\n\
+#define MCUFIT_ARENA_SIZE {arena}\n\
+/* real = scale * (q - zero_point) */\n\
+#define MCUFIT_INPUT_SCALE {is:e}f\n#define MCUFIT_INPUT_ZERO_POINT {iz}\n\
+#define MCUFIT_OUTPUT_SCALE {os:e}f\n#define MCUFIT_OUTPUT_ZERO_POINT {oz}\n\n\
+/* Runs one inference. `in`: MCUFIT_INPUT_SIZE int8 values (NHWC); `out`: MCUFIT_OUTPUT_SIZE.\n\
+ * Returns 0, or -1 on a null pointer. Not reentrant (one static arena). */\n\
+int mcufit_invoke(const int8_t *in, int8_t *out);\n\n#endif\n",
+        name = model.name.replace("*/", "* /"),
+        isz = inp.elements(),
+        osz = outp.elements(),
+        arena = plan.arena_bytes,
+        is = inp.scale,
+        iz = inp.zero_point,
+        os = outp.scale,
+        oz = outp.zero_point,
+    );
+    let mut model_c = String::new();
+    let _ = writeln!(model_c, "/* Generated by mcufit for model '{}': {} ops. */", model.name.replace("*/", "* /"), n - 1);
+    model_c.push_str("#include \"mcufit_model.h\"\n#include \"mcufit_kernels.h\"\n\n");
+    let _ = writeln!(
+        model_c,
+        "/* One static arena, {} bytes = the peak of simultaneously live tensors ({}). */",
+        plan.arena_bytes,
+        if plan.optimal { "placement meets the bound" } else { "placement above the bound" }
+    );
+    let _ = writeln!(
+        model_c,
+        "static union {{ int8_t b[{}]; int32_t align; }} mcufit_arena;\n",
+        plan.arena_bytes.max(1)
+    );
+    model_c.push_str(&consts);
+    model_c.push_str("\nint mcufit_invoke(const int8_t *in, int8_t *out) {\n    int8_t *const A = mcufit_arena.b;\n");
+    model_c.push_str("    if (in == 0 || out == 0) return -1;\n    (void)A;\n");
+    if let Some(o) = plan.offsets[0] {
+        let _ = writeln!(model_c, "    mf_copy(in, {}, A + {o});", inp.elements());
+    }
+    model_c.push_str(&body);
+    let _ = writeln!(model_c, "    mf_copy({}, {}, out);\n    return 0;\n}}", ptr(out_i), outp.elements());
+    let _ = ident;
+    Ok(CSources { model_h, model_c, plan, const_bytes })
+}
+
+/// Writes the C library (model + kernels) into `dir`; returns the generated sources and paths.
+pub fn export_c(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Path>, opts: CExportOptions) -> Result<(CSources, Vec<PathBuf>)> {
+    let dir = dir.as_ref();
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
+    let src = generate_c(model, order, opts)?;
+    let mut paths = Vec::new();
+    for (name, text) in src.files() {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| ExportError::io(&p, e))?;
+        paths.push(p);
+    }
+    Ok((src, paths))
+}

@@ -1,0 +1,229 @@
+//! Budgets: parsing the user's limits, the feasibility check before training, and the exact
+//! fit check after pruning. Every figure comes from `mcufit-cost` (the one source of truth).
+
+use mcufit_cost::{parse_count, parse_size, Board, Boards, Budget, CostModel, Resource, Usage};
+use serde::Serialize;
+
+use crate::error::{PruneError, Result, Shortfall};
+
+/// Budget flags as the user writes them (`--board`, `--ram`, `--flash`, `--macs`, `--latency-ms`).
+/// Explicit limits override the board's SRAM / flash.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BudgetSpec {
+    pub board: Option<String>,
+    /// e.g. `2500`, `64KiB`.
+    pub ram: Option<String>,
+    /// e.g. `4500`, `256KiB`.
+    pub flash: Option<String>,
+    /// e.g. `30M`.
+    pub macs: Option<String>,
+    pub latency_ms: Option<f64>,
+}
+
+impl BudgetSpec {
+    /// The board (if named) and the budget. Errors on unknown boards, unparsable sizes, a latency
+    /// limit without a board (latency needs its clock), or no limit at all.
+    pub fn resolve(&self, boards: &Boards) -> Result<(Option<Board>, Budget)> {
+        let board = match &self.board {
+            Some(name) => Some(boards.get(name)?.clone()),
+            None => None,
+        };
+        let mut budget = board.as_ref().map(Budget::from_board).unwrap_or_default();
+        if let Some(r) = &self.ram {
+            budget.peak_memory = Some(parse_size(r)? as f64);
+        }
+        if let Some(f) = &self.flash {
+            budget.model_bytes = Some(parse_size(f)? as f64);
+        }
+        if let Some(m) = &self.macs {
+            budget.macs = Some(parse_count(m)? as f64);
+        }
+        if let Some(l) = self.latency_ms {
+            if board.is_none() {
+                return Err(PruneError::Config("a latency limit needs a board: latency depends on its clock and core".into()));
+            }
+            if !(l.is_finite() && l > 0.0) {
+                return Err(PruneError::Config(format!("the latency limit must be positive, got {l}")));
+            }
+            budget.latency_ms = Some(l);
+        }
+        check_budget(&budget, board.as_ref())?;
+        Ok((board, budget))
+    }
+}
+
+/// Checks that a budget bounds something, with positive finite limits.
+pub fn check_budget(budget: &Budget, board: Option<&Board>) -> Result<()> {
+    let mut any = false;
+    for r in Resource::ALL {
+        if let Some(l) = budget.limit(r) {
+            any = true;
+            if !(l.is_finite() && l > 0.0) {
+                return Err(PruneError::Config(format!("the {} limit must be positive, got {l}", r.name())));
+            }
+        }
+    }
+    if !any {
+        return Err(PruneError::Config("no budget given: name a board or at least one of ram / flash / macs / latency".into()));
+    }
+    if budget.latency_ms.is_some() && board.is_none() {
+        return Err(PruneError::Config("a latency limit needs a board".into()));
+    }
+    Ok(())
+}
+
+/// One bounded resource: where the model starts, the least it can reach, and the limit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourceRange {
+    pub resource: Resource,
+    pub limit: f64,
+    pub start: f64,
+    /// Every prunable group at one channel.
+    pub minimum: f64,
+}
+
+/// Group sizes with every prunable group at one channel (fixed groups keep their size): the
+/// smallest figure of every resource, since each one grows with every group's channel count.
+pub fn minimal_sizes(model: &CostModel) -> Vec<f64> {
+    model.groups.groups.iter().map(|g| if g.prunable() { 1.0 } else { g.size as f64 }).collect()
+}
+
+/// Feasibility before training: the budget must be reachable at the smallest widths.
+/// Returns the range of every bounded resource, or [`PruneError::Infeasible`] naming each
+/// resource whose limit is below its minimum.
+pub fn check_feasible(model: &CostModel, budget: &Budget, board: Option<&Board>) -> Result<Vec<ResourceRange>> {
+    check_budget(budget, board)?;
+    let start = model.usage(&model.sizes(), board);
+    let least = model.usage(&minimal_sizes(model), board);
+    let mut ranges = Vec::new();
+    let mut short = Vec::new();
+    for r in Resource::ALL {
+        let Some(limit) = budget.limit(r) else { continue };
+        let (Some(s), Some(m)) = (start.get(r), least.get(r)) else {
+            return Err(PruneError::Config(format!("{} cannot be computed without a board", r.name())));
+        };
+        if m > limit {
+            short.push(Shortfall { resource: r, limit, best: s, minimum: m });
+        }
+        ranges.push(ResourceRange { resource: r, limit, start: s, minimum: m });
+    }
+    if short.is_empty() {
+        Ok(ranges)
+    } else {
+        Err(PruneError::Infeasible(short))
+    }
+}
+
+/// Resources of `usage` over their limit (empty = fits).
+pub fn over_budget(usage: &Usage, budget: &Budget) -> Vec<(Resource, f64, f64)> {
+    Resource::ALL
+        .iter()
+        .filter_map(|&r| {
+            let limit = budget.limit(r)?;
+            let v = usage.get(r)?;
+            (v > limit).then_some((r, v, limit))
+        })
+        .collect()
+}
+
+/// Largest relative excess `max_r value/limit - 1` over the bounded resources (negative = slack).
+pub fn excess(usage: &Usage, budget: &Budget) -> f64 {
+    Resource::ALL
+        .iter()
+        .filter_map(|&r| Some(usage.get(r)? / budget.limit(r)? - 1.0))
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Whether these group sizes fit the budget, by the exact cost model.
+pub fn fits(model: &CostModel, sizes: &[f64], budget: &Budget, board: Option<&Board>) -> bool {
+    over_budget(&model.usage(sizes, board), budget).is_empty()
+}
+
+/// One resource of a report: before, after and the limit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResourceFigure {
+    pub resource: Resource,
+    pub unit: &'static str,
+    pub before: Option<f64>,
+    pub after: Option<f64>,
+    pub limit: Option<f64>,
+    pub minimum: Option<f64>,
+    pub fits: bool,
+}
+
+/// Every resource before / after against the budget (unbounded ones with `limit: None`).
+pub fn resource_table(before: &Usage, after: &Usage, least: &Usage, budget: &Budget) -> Vec<ResourceFigure> {
+    Resource::ALL
+        .iter()
+        .map(|&r| {
+            let limit = budget.limit(r);
+            let a = after.get(r);
+            ResourceFigure {
+                resource: r,
+                unit: r.unit(),
+                before: before.get(r),
+                after: a,
+                limit,
+                minimum: least.get(r),
+                fits: match (a, limit) {
+                    (Some(v), Some(l)) => v <= l,
+                    _ => true,
+                },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcufit_cost::CostOptions;
+    use mcufit_ir::zoo;
+
+    #[test]
+    fn budget_flags_parse_and_board_limits_are_overridden() {
+        let boards = Boards::builtin();
+        let name = boards.iter().next().unwrap().name.clone();
+        let spec = BudgetSpec { board: Some(name.clone()), ram: Some("2KiB".into()), ..Default::default() };
+        let (board, b) = spec.resolve(&boards).unwrap();
+        let board = board.unwrap();
+        assert_eq!(b.peak_memory, Some(2048.0));
+        assert_eq!(b.model_bytes, Some(board.flash_bytes as f64));
+        let spec = BudgetSpec { macs: Some("30M".into()), flash: Some("4500".into()), ..Default::default() };
+        let (_, b) = spec.resolve(&boards).unwrap();
+        assert_eq!((b.macs, b.model_bytes, b.peak_memory), (Some(30e6), Some(4500.0), None));
+        for bad in [
+            BudgetSpec::default(),
+            BudgetSpec { ram: Some("lots".into()), ..Default::default() },
+            BudgetSpec { latency_ms: Some(5.0), ..Default::default() },
+            BudgetSpec { board: Some("no-such-board".into()), ..Default::default() },
+            BudgetSpec { board: Some(name), latency_ms: Some(-1.0), ..Default::default() },
+        ] {
+            assert!(bad.resolve(&boards).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn infeasible_budget_reports_the_achievable_minimum() {
+        let g = zoo::mnist_wide().unwrap();
+        let m = CostModel::new(&g, CostOptions::default()).unwrap();
+        let least = m.usage(&minimal_sizes(&m), None);
+        // The 28x28 input alone is 784 B and the smallest first conv output 14x14x1 = 196 B.
+        assert_eq!(least.peak_memory, 784.0 + 196.0);
+        let budget = Budget { peak_memory: Some(500.0), macs: Some(1e9), ..Default::default() };
+        match check_feasible(&m, &budget, None) {
+            Err(PruneError::Infeasible(s)) => {
+                assert_eq!(s.len(), 1);
+                assert_eq!(s[0].resource, Resource::PeakMemory);
+                assert_eq!(s[0].minimum, 980.0);
+                let msg = PruneError::Infeasible(s).to_string();
+                assert!(msg.contains("peak memory") && msg.contains("980"), "{msg}");
+            }
+            other => panic!("expected infeasible, got {other:?}"),
+        }
+        let ok = Budget { peak_memory: Some(2500.0), ..Default::default() };
+        let ranges = check_feasible(&m, &ok, None).unwrap();
+        assert_eq!(ranges[0].minimum, 980.0);
+        assert!(ranges[0].start > 2500.0);
+    }
+}
