@@ -33,7 +33,7 @@ enum Val {
 }
 
 /// What removal did.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize)]
 pub struct RemovalReport {
     /// Channels per group before and after.
     pub sizes_before: Vec<usize>,

@@ -157,7 +157,9 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
     for &i in &order {
         let qop = &model.ops[i];
         let t = &model.tensors[i];
+        // Weights are named after the op, activation tensors after the value they hold.
         let name = qop.name.clone();
+        let tname = t.name.clone();
         let in_scale = qop.inputs.first().map_or(1.0, |&j| model.tensors[j].scale);
         let out_tensor = |l: &mut Lowering, dims: Vec<i32>, name: String| {
             l.add_tensor(TflTensor { name, dims, ttype: ttype::INT8, data: None, quant: act_quant(t) })
@@ -168,7 +170,7 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
             QOpKind::Conv2d { weights, stride, padding, activation } => {
                 let x = l.input(qop.inputs[0], Need::Nhwc);
                 let (f, b) = l.weights(&name, weights, in_scale, 0);
-                let y = out_tensor(&mut l, dims4(ks), name);
+                let y = out_tensor(&mut l, dims4(ks), tname);
                 l.add_op(
                     op::CONV_2D,
                     3,
@@ -188,7 +190,7 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
             QOpKind::DepthwiseConv2d { weights, stride, padding, activation } => {
                 let x = l.input(qop.inputs[0], Need::Nhwc);
                 let (f, b) = l.weights(&name, weights, in_scale, 3);
-                let y = out_tensor(&mut l, dims4(ks), name);
+                let y = out_tensor(&mut l, dims4(ks), tname);
                 l.add_op(
                     op::DEPTHWISE_CONV_2D,
                     3,
@@ -209,7 +211,7 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
             QOpKind::FullyConnected { weights, activation } => {
                 let x = l.input(qop.inputs[0], Need::Any);
                 let (f, b) = l.weights(&name, weights, in_scale, 0);
-                let y = out_tensor(&mut l, vec![1, ks.elements() as i32], name);
+                let y = out_tensor(&mut l, vec![1, ks.elements() as i32], tname);
                 l.add_op(
                     op::FULLY_CONNECTED,
                     4,
@@ -222,21 +224,21 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
             QOpKind::Add { activation } => {
                 let a = l.input(qop.inputs[0], Need::Nhwc);
                 let b = l.input(qop.inputs[1], Need::Nhwc);
-                let y = out_tensor(&mut l, dims4(ks), name);
+                let y = out_tensor(&mut l, dims4(ks), tname);
                 l.add_op(op::ADD, 2, vec![a, b], vec![y], TflOptions::Add { activation: act(*activation) });
                 l.raw[i] = y;
             }
             QOpKind::Concat { activation } => {
                 let xs: Vec<i32> = qop.inputs.iter().map(|&j| l.input(j, Need::Nhwc)).collect();
                 if *activation == Activation::None {
-                    let y = out_tensor(&mut l, dims4(ks), name);
+                    let y = out_tensor(&mut l, dims4(ks), tname);
                     l.add_op(op::CONCATENATION, 2, xs, vec![y], TflOptions::Concatenation { axis: 3, activation: schema::ACT_NONE });
                     l.raw[i] = y;
                 } else {
                     // TFLM's CONCATENATION only accepts activation NONE: clamp with a 1x1 max pool.
                     let c = out_tensor(&mut l, dims4(ks), format!("{name}/concat"));
                     l.add_op(op::CONCATENATION, 2, xs, vec![c], TflOptions::Concatenation { axis: 3, activation: schema::ACT_NONE });
-                    let y = out_tensor(&mut l, dims4(ks), name);
+                    let y = out_tensor(&mut l, dims4(ks), tname);
                     l.add_op(
                         op::MAX_POOL_2D,
                         2,
@@ -257,7 +259,7 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
             QOpKind::MaxPool { pool, stride, padding, activation } | QOpKind::AvgPool { pool, stride, padding, activation } => {
                 let code = if matches!(qop.kind, QOpKind::MaxPool { .. }) { op::MAX_POOL_2D } else { op::AVERAGE_POOL_2D };
                 let x = l.input(qop.inputs[0], Need::Nhwc);
-                let y = out_tensor(&mut l, dims4(ks), name);
+                let y = out_tensor(&mut l, dims4(ks), tname);
                 l.add_op(
                     code,
                     2,
@@ -277,13 +279,13 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
             QOpKind::Reshape => {
                 let x = l.input(qop.inputs[0], Need::Any);
                 let dims = if ks.is_flat() { vec![1, ks.c as i32] } else { dims4(ks) };
-                let y = l.reshape(x, dims, name, &t.clone());
+                let y = l.reshape(x, dims, tname, &t.clone());
                 l.raw[i] = y;
             }
             QOpKind::Softmax { beta } => {
                 let x = l.input(qop.inputs[0], Need::LastDim);
                 let dims = l.out.tensors[x as usize].dims.clone();
-                let y = out_tensor(&mut l, dims, name);
+                let y = out_tensor(&mut l, dims, tname);
                 l.add_op(op::SOFTMAX, 2, vec![x], vec![y], TflOptions::Softmax { beta: *beta });
                 l.raw[i] = y;
             }
