@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_analyze;
+mod cmd_train;
+mod datasets;
 mod resources;
 
 #[derive(Parser)]
@@ -22,6 +24,10 @@ enum Command {
     Boards(resources::BoardsArgs),
     /// Cost of a model on a microcontroller: per-layer table, memory-optimal order, fits or not.
     Analyze(cmd_analyze::AnalyzeArgs),
+    /// Train a model on a data set (the built-in digits when no --data is given).
+    Train(cmd_train::TrainCmd),
+    /// Test accuracy of a trained model directory (per class too).
+    Eval(cmd_train::EvalCmd),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -34,6 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Boards(args) => resources::list_boards(&args),
         Command::Analyze(args) => cmd_analyze::run(&args),
+        Command::Train(args) => cmd_train::train(&args),
+        Command::Eval(args) => cmd_train::eval(&args),
     }
 }
 

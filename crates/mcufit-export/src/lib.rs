@@ -13,7 +13,7 @@ pub mod plan;
 pub mod tflite;
 pub mod verify;
 
-pub use c::{export_c, generate_c, CExportOptions, CSources};
+pub use c::{export_c, export_c_with, generate_c, CExportOptions, CSources};
 pub use error::{ExportError, Result};
 pub use order::{check_order, default_order};
 pub use plan::{plan_arena, ArenaPlan, PlanOptions};

@@ -75,7 +75,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn split(flat: &[u8], n: usize) -> Result<Vec<Vec<i8>>> {
-    if n == 0 || flat.len() % n != 0 {
+    if n == 0 || !flat.len().is_multiple_of(n) {
         return Err(ExportError::Mismatch(format!("{} output bytes for {n} inputs", flat.len())));
     }
     Ok(flat.chunks(flat.len() / n).map(|c| c.iter().map(|&v| v as i8).collect()).collect())
@@ -460,4 +460,53 @@ pub fn compare(a: &[Vec<i8>], b: &[Vec<i8>]) -> (usize, i32) {
         }
     }
     (mism + a.len().abs_diff(b.len()), maxd)
+}
+
+/// Summary of one verification against the int8 reference.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Agreement {
+    pub inputs: usize,
+    /// Outputs that differ from `QuantizedModel::run_int8` in any byte.
+    pub mismatches: usize,
+    /// Largest |difference| of any output byte.
+    pub max_diff: i32,
+}
+
+fn agreement(model: &mcufit_quant::QuantizedModel, inputs: &[Vec<i8>], got: &[Vec<i8>]) -> Result<Agreement> {
+    let want = model.run_int8_batch(inputs)?;
+    let (mismatches, max_diff) = compare(&want, got);
+    Ok(Agreement { inputs: inputs.len(), mismatches, max_diff })
+}
+
+/// Runs the .tflite export of `model` in a TFLite runtime and compares with the int8 reference.
+/// Also returns TFLM's arena figures (total, head, tail) when the runtime is TFLM.
+pub fn verify_tflite(
+    model: &mcufit_quant::QuantizedModel,
+    tflite: &[u8],
+    inputs: &[Vec<i8>],
+    runtime: Runtime,
+    workdir: &Path,
+) -> Result<(Agreement, Option<(usize, usize, usize)>)> {
+    let run = run_tflite(tflite, inputs, runtime, workdir)?;
+    Ok((agreement(model, inputs, &run.outputs)?, run.tflm_arena))
+}
+
+/// Builds the C export with the host gcc and compares with the int8 reference.
+pub fn verify_c_host(model: &mcufit_quant::QuantizedModel, src: &CSources, inputs: &[Vec<i8>], workdir: &Path) -> Result<Agreement> {
+    let got = run_host_c(src, inputs, workdir)?;
+    agreement(model, inputs, &got)
+}
+
+/// Builds the C export for a Cortex-M4 with `mem`, runs it under QEMU, compares with the int8
+/// reference; returns the agreement and the run (instruction count, image sizes).
+pub fn verify_m4(
+    model: &mcufit_quant::QuantizedModel,
+    src: &CSources,
+    inputs: &[Vec<i8>],
+    mem: BoardMemory,
+    workdir: &Path,
+) -> Result<(Agreement, M4Run)> {
+    let elf = build_m4(src, inputs, mem, workdir)?;
+    let run = run_qemu(&elf, inputs.len())?;
+    Ok((agreement(model, inputs, &run.outputs)?, run))
 }

@@ -45,11 +45,9 @@ fn cortex_m4_outputs_and_instruction_counts() {
     for (k, g) in [common::all_ops_net(), pointwise_net()].iter().enumerate() {
         let q = model(g, 5 + k as u64);
         let xs: Vec<Vec<i8>> = common::image_inputs(g, 12, 9).iter().map(|x| q.quantize_input(x)).collect();
-        let want = q.run_int8_batch(&xs).unwrap();
         let src = generate_c(&q, &default_order(&q), CExportOptions::default()).unwrap();
-        let elf = verify::build_m4(&src, &xs, QEMU_MAX, &dir.join(format!("m{k}"))).unwrap();
-        let run = verify::run_qemu(&elf, xs.len()).unwrap();
-        let (mism, maxd) = verify::compare(&want, &run.outputs);
+        let (agree, run) = verify::verify_m4(&q, &src, &xs, QEMU_MAX, &dir.join(format!("m{k}"))).unwrap();
+        let (mism, maxd) = (agree.mismatches, agree.max_diff);
         let macs = q.macs();
         println!(
             "{}: M4 {} inputs, {mism} mismatches; {} instructions/inference for {macs} MACs = {:.3} instr/MAC; flash {} B, RAM {} B (arena {} B)",

@@ -66,12 +66,12 @@ fn tflm_bit_exact_and_litert_max_diff() {
         let bytes = export_tflite(&q, &order).unwrap();
         let xs = inputs(&q, g, *n, 1000 + k as u64);
         let want = q.run_int8_batch(&xs).unwrap();
-        let tflm = verify::run_tflite(&bytes, &xs, Runtime::Tflm, &dir.join(format!("tflm{k}"))).unwrap();
-        let (mism, _) = verify::compare(&want, &tflm.outputs);
+        let (agree, arena) = verify::verify_tflite(&q, &bytes, &xs, Runtime::Tflm, &dir.join(format!("tflm{k}"))).unwrap();
+        let mism = agree.mismatches;
         let lite = verify::run_tflite(&bytes, &xs, Runtime::LiteRtRef, &dir.join(format!("lite{k}"))).unwrap();
         let (_, lite_maxd) = verify::compare(&want, &lite.outputs);
         let peak = plan_arena(&q, &order, PlanOptions::default()).unwrap().peak_bytes;
-        let (ttotal, head, _) = tflm.tflm_arena.unwrap_or((0, 0, 0));
+        let (ttotal, head, _) = arena.unwrap_or((0, 0, 0));
         println!("{:<12} {:>6} {:>10} {:>12} {:>11} {:>11} {:>10}", g.name, n, mism, lite_maxd, head, peak, ttotal);
         total += n;
         total_mismatch += mism;

@@ -17,6 +17,7 @@
 pub mod baselines;
 pub mod budget;
 mod compress;
+pub use compress::summary;
 mod error;
 pub mod masks;
 pub mod removal;

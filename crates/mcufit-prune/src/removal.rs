@@ -139,7 +139,6 @@ fn uniform_taps(input: usize, kernel: usize, stride: usize, padding: Padding, ou
 }
 
 struct Ctx<'a> {
-    graph: &'a Graph,
     groups: &'a ChannelGroups,
     shapes: Vec<Shape>,
     keep: &'a [Vec<usize>],
@@ -206,7 +205,7 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
             r
         })
         .collect();
-    let mut cx = Ctx { graph, groups: &groups, shapes: graph.shapes()?, keep, vals: Vec::new(), removed };
+    let mut cx = Ctx { groups: &groups, shapes: graph.shapes()?, keep, vals: Vec::new(), removed };
     let mut out = Weights::default();
     let mut report = RemovalReport { sizes_before: groups.sizes(), sizes_after: sizes, ..Default::default() };
 

@@ -127,7 +127,7 @@ pub fn quantize_multiplier(m: f64) -> Result<(i32, i32), MultiplierError> {
 
 /// `QuantizeMultiplierSmallerThanOneExp`: requires `0 < m < 1`.
 pub fn quantize_multiplier_smaller_than_one(m: f64) -> Result<(i32, i32), MultiplierError> {
-    if !(m > 0.0 && m < 1.0) {
+    if m.is_nan() || m <= 0.0 || m >= 1.0 {
         return Err(MultiplierError::NotFinite(m));
     }
     quantize_multiplier(m)
@@ -135,7 +135,7 @@ pub fn quantize_multiplier_smaller_than_one(m: f64) -> Result<(i32, i32), Multip
 
 /// `QuantizeMultiplierGreaterThanOne`: requires `m > 1`.
 pub fn quantize_multiplier_greater_than_one(m: f64) -> Result<(i32, i32), MultiplierError> {
-    if !(m > 1.0) || !m.is_finite() {
+    if m.is_nan() || m <= 1.0 || !m.is_finite() {
         return Err(MultiplierError::NotFinite(m));
     }
     quantize_multiplier(m)

@@ -7,7 +7,7 @@
 //!   [`mcufit_ir::Graph::fused`] view), min/max calibration, per-channel symmetric int8 weights,
 //!   per-tensor asymmetric int8 activations, int32 biases.
 //! - [`QuantizedModel::run_int8`]: the int8 reference (gemmlowp `SaturatingRoundingDoublingHighMul`
-//!   + `RoundingDivideByPOT`, TFLM's `QuantizeMultiplier`, ADD with left shift 20, AVERAGE_POOL
+//!   and `RoundingDivideByPOT`, TFLM's `QuantizeMultiplier`, ADD with left shift 20, AVERAGE_POOL
 //!   rounding, int8 SOFTMAX in gemmlowp fixed point).
 //! - [`run_float`]: the float reference, used for calibration.
 

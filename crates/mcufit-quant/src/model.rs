@@ -168,7 +168,7 @@ pub fn activation_range(act: Activation, scale: f32, zero_point: i32) -> (i32, i
 /// TFLM `ComputePaddingHeightWidth` along one axis: `(output size, top/left padding)`.
 pub fn tflm_padding(padding: Padding, input: usize, filter: usize, stride: usize) -> (usize, usize) {
     let out = match padding {
-        Padding::Same => (input + stride - 1) / stride,
+        Padding::Same => input.div_ceil(stride),
         Padding::Valid => (input + stride).saturating_sub(filter) / stride,
     };
     let total = ((out.max(1) - 1) * stride + filter) as isize - input as isize;
@@ -197,7 +197,7 @@ impl QuantizedModel {
             return Err(QuantError::Model("op 0 must be the input".into()));
         }
         for (i, (op, t)) in self.ops.iter().zip(&self.tensors).enumerate() {
-            if !(t.scale.is_finite() && t.scale > 0.0) || !(-128..=127).contains(&t.zero_point) {
+            if !(t.scale.is_finite() && t.scale > 0.0 && (-128..=127).contains(&t.zero_point)) {
                 return bad(op, format!("bad quantization (scale {}, zero point {})", t.scale, t.zero_point));
             }
             if t.shape.elements() == 0 || op.kernel_shape.elements() != t.shape.elements() {
@@ -243,7 +243,7 @@ impl QuantizedModel {
                 QOpKind::Conv2d { weights, stride, padding, .. } => {
                     let x = ins[0];
                     let d = &weights.filter_dims;
-                    if d.len() != 4 || d[0] != ks.c || d[3] == 0 || x.c % d[3] != 0 || ks.c % (x.c / d[3]) != 0 {
+                    if d.len() != 4 || d[0] != ks.c || d[3] == 0 || !x.c.is_multiple_of(d[3]) || ks.c % (x.c / d[3]) != 0 {
                         return bad(op, format!("filter dims {d:?} do not fit input {x} / output {ks}"));
                     }
                     check_w(weights, [d[0], d[1], d[2], d[3]], ks.c)?;

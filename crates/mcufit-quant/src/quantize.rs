@@ -123,9 +123,9 @@ pub fn quantize_with(graph: &Graph, weights: &FloatWeights, calibration: &[Vec<f
     }
     let mut group_range: Vec<Option<Range>> = vec![None; n];
     let mut group_fixed: Vec<Option<(f32, i32)>> = vec![None; n];
-    for i in 0..n {
+    for (i, &range) in ranges.iter().enumerate() {
         let r = uf.find(i);
-        group_range[r] = Some(group_range[r].map_or(ranges[i], |g| g.union(ranges[i])));
+        group_range[r] = Some(group_range[r].map_or(range, |g| g.union(range)));
         let fixed = if i == 0 && opts.input == InputQuant::Image {
             Some((1.0 / 128.0, 0))
         } else if matches!(graph.nodes[fused.ops[i].anchor].op, Op::Softmax) {

@@ -106,8 +106,16 @@ pub fn batch_norm_train(
     beta: Tensor<1>,
     eps: f64,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-    let r = F::batch_norm_train(x, gamma, beta, eps);
-    (r.output, r.mean, r.variance)
+    // Composed from elementary ops instead of burn's fused `batch_norm_train`: on the flex
+    // backend this measured ~2x faster forward+backward (its fused backward is not vectorised),
+    // and autodiff still differentiates through the batch statistics.
+    let c = gamma.dims()[0];
+    let mean = x.clone().mean_dims(&[0, 2, 3]);
+    let xc = x - mean.clone();
+    let var = (xc.clone() * xc.clone()).mean_dims(&[0, 2, 3]);
+    let inv_std = var.clone().add_scalar(eps).sqrt().recip();
+    let y = xc * (inv_std * gamma.reshape([1, c, 1, 1])) + beta.reshape([1, c, 1, 1]);
+    (y, mean.detach().reshape([c]), var.detach().reshape([c]))
 }
 
 /// Inference-mode batch norm with running statistics.

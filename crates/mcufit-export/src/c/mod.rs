@@ -302,8 +302,14 @@ int mcufit_invoke(const int8_t *in, int8_t *out);\n\n#endif\n",
     Ok(CSources { model_h, model_c, plan, const_bytes })
 }
 
-/// Writes the C library (model + kernels) into `dir`; returns the generated sources and paths.
-pub fn export_c(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Path>, opts: CExportOptions) -> Result<(CSources, Vec<PathBuf>)> {
+/// Writes the C library (model + kernels) into `dir` with the default plan (input in the arena,
+/// no in-place ADD: the same memory model as `mcufit-cost`'s default); returns the sources.
+pub fn export_c(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Path>) -> Result<(CSources, Vec<PathBuf>)> {
+    export_c_with(model, order, dir, CExportOptions::default())
+}
+
+/// [`export_c`] with explicit planning options.
+pub fn export_c_with(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Path>, opts: CExportOptions) -> Result<(CSources, Vec<PathBuf>)> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
     let src = generate_c(model, order, opts)?;

@@ -55,7 +55,7 @@ impl<'a> Buf<'a> {
         let vt = vt as usize;
         let vt_len = self.u16(vt)? as usize;
         let obj_len = self.u16(vt + 2)? as usize;
-        if vt_len < 4 || vt_len % 2 != 0 {
+        if vt_len < 4 || !vt_len.is_multiple_of(2) {
             return bad(format!("vtable at {vt} has bad length {vt_len}"));
         }
         self.bytes(vt, vt_len)?;
