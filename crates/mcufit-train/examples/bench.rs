@@ -36,12 +36,16 @@ fn main() -> Result<()> {
         data.batch(b, &mut x, &mut y)?;
         trainer.step(&x, &y, &mut NoHook)?;
     }
-    let t = Instant::now();
-    for i in 0..steps {
-        data.batch(&batches[i % batches.len()], &mut x, &mut y)?;
-        trainer.step(&x, &y, &mut NoHook)?;
+    // Best of 3 timed runs: the shared machine is noisy.
+    let mut secs = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for i in 0..steps {
+            data.batch(&batches[i % batches.len()], &mut x, &mut y)?;
+            trainer.step(&x, &y, &mut NoHook)?;
+        }
+        secs = secs.min(t.elapsed().as_secs_f64());
     }
-    let secs = t.elapsed().as_secs_f64();
     println!("{model}: train {:.0} images/s ({threads} threads, batch {bs}, {:.1} ms/step)", (steps * bs) as f64 / secs, 1e3 * secs / steps as f64);
 
     // Phase breakdown on the same network.
