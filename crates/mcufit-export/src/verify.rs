@@ -281,6 +281,18 @@ __attribute__((section(".vectors"), used)) static void (*const vectors[16])(void
     default_handler, default_handler, 0, 0, 0, 0, default_handler, default_handler, 0, default_handler,
     systick_handler};
 
+#ifdef MCUFIT_PROFILE
+/* Per-op profile: mcufit_model.c calls this after every op (MCUFIT_OP_DONE); the fastest
+ * time of each op over all inferences is kept. */
+static uint64_t prof_last;
+static uint32_t prof_best[MCUFIT_NUM_OPS];
+void mcufit_prof(int op) {
+    const uint64_t t = ticks();
+    if (op >= 0 && op < MCUFIT_NUM_OPS && (uint32_t)(t - prof_last) < prof_best[op]) prof_best[op] = (uint32_t)(t - prof_last);
+    prof_last = ticks();
+}
+#endif
+
 int main(void) {
     static int8_t out[MCUFIT_OUTPUT_SIZE];
     static const char hex[] = "0123456789abcdef";
@@ -290,7 +302,13 @@ int main(void) {
     SYST_RVR = 0xFFFFFFu;
     SYST_CVR = 0;
     SYST_CSR = 7; /* processor clock, interrupt on wrap, enable */
+#ifdef MCUFIT_PROFILE
+    for (k = 0; k < MCUFIT_NUM_OPS; ++k) prof_best[k] = 0xFFFFFFFFu;
+#endif
     for (i = 0; i < MCUFIT_TEST_COUNT; ++i) {
+#ifdef MCUFIT_PROFILE
+        prof_last = ticks();
+#endif
         t0 = ticks();
         if (mcufit_invoke(mcufit_test_inputs[i], out) != 0) return 1;
         t1 = ticks();
@@ -307,6 +325,16 @@ int main(void) {
     put("ticks ");
     put_u32((uint32_t)best);
     put("\n");
+#ifdef MCUFIT_PROFILE
+    for (k = 0; k < MCUFIT_NUM_OPS; ++k) {
+        if (prof_best[k] == 0xFFFFFFFFu) continue;
+        put("op ");
+        put_u32((uint32_t)k);
+        put(" ");
+        put_u32(prof_best[k]);
+        put("\n");
+    }
+#endif
     return 0;
 }
 "#;
@@ -323,6 +351,10 @@ pub struct M4Run {
     /// `.text + .rodata + .data` and `.data + .bss + stack` of the linked image.
     pub flash_used: u64,
     pub ram_used: u64,
+    /// Profiled builds ([`profile_m4`]) only: (op index, instructions of the fastest run of that
+    /// op), in execution order. Resolution 40 instructions; the ~20 instructions of the tick
+    /// read after each op are included in the next op.
+    pub op_instructions: Vec<(usize, u64)>,
     pub log: String,
 }
 
@@ -335,6 +367,18 @@ pub const M4_CFLAGS: &[&str] = &["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard
 /// Cross-compiles the C export for a Cortex-M4 with `mem`'s RAM and flash. A model that does not
 /// fit fails with [`ExportError::DoesNotFit`].
 pub fn build_m4(src: &CSources, tests: &[Vec<i8>], mem: BoardMemory, dir: &Path) -> Result<PathBuf> {
+    build_m4_with(src, tests, mem, dir, false)
+}
+
+/// Builds a profiling image (a tick read after every op) for the QEMU machine, runs it on
+/// `tests` and returns the run with [`M4Run::op_instructions`] filled in. The total
+/// `instructions` of this run include the profiling reads; use [`verify_m4`] for the exact total.
+pub fn profile_m4(src: &CSources, tests: &[Vec<i8>], dir: &Path) -> Result<M4Run> {
+    let elf = build_m4_with(src, tests, QEMU_MAX, dir, true)?;
+    run_qemu(&elf, tests.len())
+}
+
+fn build_m4_with(src: &CSources, tests: &[Vec<i8>], mem: BoardMemory, dir: &Path, profile: bool) -> Result<PathBuf> {
     write_sources(src, dir)?;
     let mut tv = String::from("#include <stdint.h>\n#include \"mcufit_model.h\"\n");
     tv.push_str(&format!("#define MCUFIT_TEST_COUNT {}\n", tests.len().max(1)));
@@ -357,6 +401,7 @@ pub fn build_m4(src: &CSources, tests: &[Vec<i8>], mem: BoardMemory, dir: &Path)
     let out = Command::new("arm-none-eabi-gcc")
         .args(M4_CFLAGS)
         .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-ffreestanding", "-nostdlib", "-nostartfiles", "-ffunction-sections"])
+        .args(if profile { &["-DMCUFIT_PROFILE"][..] } else { &[][..] })
         .arg("-T")
         .arg(dir.join("board.ld"))
         .arg("-o")
@@ -408,12 +453,18 @@ pub fn run_qemu(elf: &Path, n_tests: usize) -> Result<M4Run> {
     }
     let mut outputs = Vec::new();
     let mut ticks = None;
+    let mut op_instructions = Vec::new();
     for line in log.lines() {
         if let Some(h) = line.strip_prefix("out ") {
             let bytes: Option<Vec<i8>> = (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok().map(|v| v as i8)).collect();
             outputs.push(bytes.ok_or_else(|| ExportError::Mismatch(format!("bad output line '{line}'")))?);
         } else if let Some(t) = line.strip_prefix("ticks ") {
             ticks = t.trim().parse::<u64>().ok();
+        } else if let Some(rest) = line.strip_prefix("op ") {
+            let mut f = rest.split_whitespace().map(|v| v.parse::<u64>().ok());
+            if let (Some(Some(op)), Some(Some(t))) = (f.next(), f.next()) {
+                op_instructions.push((op as usize, t * 1_000_000_000 / MPS2_SYSCLK_HZ));
+            }
         }
     }
     if outputs.len() != n_tests {
@@ -421,7 +472,7 @@ pub fn run_qemu(elf: &Path, n_tests: usize) -> Result<M4Run> {
     }
     let systick_ticks = ticks.ok_or_else(|| ExportError::Mismatch(format!("no tick count in:\n{log}")))?;
     let (flash_used, ram_used) = image_sizes(elf).unwrap_or((0, 0));
-    Ok(M4Run { outputs, systick_ticks, instructions: systick_ticks * 1_000_000_000 / MPS2_SYSCLK_HZ, flash_used, ram_used, log })
+    Ok(M4Run { outputs, systick_ticks, instructions: systick_ticks * 1_000_000_000 / MPS2_SYSCLK_HZ, flash_used, ram_used, op_instructions, log })
 }
 
 /// (flash, RAM) bytes of an ELF from `arm-none-eabi-size -A`.

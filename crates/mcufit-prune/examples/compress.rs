@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run -p mcufit-prune --release --example compress -- MODE MODEL DATA [--ram B] [--flash B]
 //!     [--macs N] [--latency-ms X --board NAME] [--epochs N] [--from DIR] [--out DIR] [--lr X]
-//!     [--batch N] [--seed N] [--limit N] [--threads N] [--salience bn_weight|taylor] [--resume]
+//!     [--batch N] [--seed N] [--limit N] [--threads N] [--salience bn_weight|taylor] [--resume] [--no-augment]
 //! MODE: compress | train | uniform | l1 | overhead
 //! ```
 //! `overhead` runs plain `train` and `compress` for the same epochs in one process and prints
@@ -32,7 +32,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mode, model, data) = (args[0].as_str(), &args[1], &args[2]);
     let mut spec = BudgetSpec::default();
     let (mut epochs, mut lr, mut batch, mut seed, mut limit, mut threads) = (10usize, 0.05f64, 64usize, 42u64, None, 2usize);
-    let (mut from, mut out, mut resume, mut salience) = (None, None, false, Salience::BnWeight);
+    let (mut from, mut out, mut resume, mut salience, mut no_augment) = (None, None, false, Salience::BnWeight, false);
     let mut i = 3;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -51,6 +51,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--from" => from = Some(PathBuf::from(v)),
             "--out" => out = Some(PathBuf::from(v)),
             "--salience" => salience = serde_json::from_str(&format!("\"{v}\""))?,
+            "--no-augment" => {
+                no_augment = true;
+                i += 1;
+                continue;
+            }
             "--resume" => {
                 resume = true;
                 i += 1;
@@ -61,13 +66,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         i += 2;
     }
     let graph = mcufit_ir::load_model(model)?;
+    let boards = mcufit_cost::Boards::builtin();
+    if mode == "plan" {
+            let (board, budget) = spec.resolve(&boards)?;
+            let m = mcufit_cost::CostModel::new(&graph, Default::default())?;
+            let ranges = mcufit_prune::check_feasible(&m, &budget, board.as_ref())?;
+            for r in ranges {
+                println!("{}: start {:.0}, minimum {:.0}, limit {:.0}", r.resource.name(), r.start, r.minimum, r.limit);
+            }
+            let (alpha, sizes) = mcufit_prune::baselines::uniform_width(&m, &budget, board.as_ref())?;
+            let u = m.usage(&sizes.iter().map(|&x| x as f64).collect::<Vec<_>>(), board.as_ref());
+            println!("uniform alpha {alpha:.3} sizes {sizes:?}: peak {:.0} model {:.0} params {:.0} MACs {:.0}", u.peak_memory, u.model_bytes, u.params, u.macs);
+            return Ok(());
+    }
     let s = graph.input_shape();
-    let opts = mcufit_data::LoadOptions { seed: 0, val_fraction: 0.1, target_shape: Some([s.h, s.w, s.c]), augment: false, limit };
+    let opts = mcufit_data::LoadOptions { seed: 0, val_fraction: 0.1, target_shape: Some([s.h, s.w, s.c]), augment: !no_augment, limit };
     let splits = mcufit_data::load(data, &opts)?;
     eprintln!("data: train {} val {} test {}", splits.train.len(), splits.val.len(), splits.test.len());
     let tc = TrainConfig::new().with_epochs(epochs).with_lr(lr).with_batch_size(batch).with_seed(seed).with_threads(threads).with_augment(true);
     let tsplits = mcufit_train::Splits { train: &splits.train, val: Some(&splits.val) };
-    let boards = mcufit_cost::Boards::builtin();
     match mode {
         "train" => {
             let mut c = tc.clone();

@@ -60,7 +60,7 @@ impl CompressConfig {
             out_dir: None,
             resume: false,
             salience: Salience::BnWeight,
-            prune_every: 20,
+            prune_every: 10,
             warmup_epochs: None,
             finetune_epochs: None,
             margin: 0.97,
@@ -191,6 +191,13 @@ struct PruneHook<'a> {
     batch_size: usize,
     seed: u64,
     log: Vec<PruneLog>,
+    /// Widths as last installed, and the running mean square of the relative proposals.
+    set_widths: Vec<f64>,
+    rms: Option<f64>,
+    /// Largest relative width change per pruning step (fraction of the group), at full LR.
+    step_size: f64,
+    base_lr: f64,
+    lr: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -200,6 +207,8 @@ struct HookState {
     coeffs: Vec<f64>,
     step: u64,
     log: Vec<PruneLog>,
+    set_widths: Vec<f64>,
+    rms: Option<f64>,
 }
 
 impl PruneHook<'_> {
@@ -233,7 +242,9 @@ impl PruneHook<'_> {
     /// Salience → ranks, resource gradients at the soft counts, λ, then re-installs the masks.
     fn prune_step(&mut self, network: &mut Network) -> Result<()> {
         self.state.read_widths(network)?;
+        self.width_step();
         self.state.clamp_widths();
+        self.set_widths = self.state.groups.iter().map(|g| g.width).collect();
         self.salience_update(network)?;
         let t = if self.anneal_fraction > 0.0 { self.step as f64 / (self.anneal_fraction * self.total.max(1) as f64) } else { 1.0 };
         let target = annealed_budget(&self.start, &self.budget, t, self.margin);
@@ -255,8 +266,40 @@ impl PruneHook<'_> {
         Ok(())
     }
 
+    /// The optimizer proposes width changes between pruning steps (task gradient + λ·penalty,
+    /// through the straight-through masks). Their raw size depends on the LR, momentum and the
+    /// penalty's scale, so we normalise: each group moves `step_size · lr/lr₀ · r_g / rms(r)` of its
+    /// size, where `r_g` is its proposed relative change and `rms` a running root mean square over
+    /// groups and steps. Groups keep their relative speeds (resource awareness), the overall pace
+    /// is bounded, and it slows down with the learning rate.
+    fn width_step(&mut self) {
+        if self.set_widths.len() != self.state.groups.len() {
+            return;
+        }
+        let r: Vec<f64> = self.state.groups.iter().zip(&self.set_widths).map(|(g, &w)| (g.width - w) / g.size as f64).collect();
+        let ms = r.iter().map(|x| x * x).sum::<f64>() / r.len().max(1) as f64;
+        let rms = match self.rms {
+            Some(p) => 0.95 * p + 0.05 * ms,
+            None => ms,
+        };
+        self.rms = Some(rms);
+        let eta = self.step_size * (self.lr / self.base_lr).clamp(0.0, 1.0);
+        for ((g, &w), &rg) in self.state.groups.iter_mut().zip(&self.set_widths).zip(&r) {
+            let step = if rms > 0.0 { (eta * rg / rms.sqrt()).clamp(-2.0 * eta, 2.0 * eta) } else { 0.0 };
+            g.width = w + step * g.size as f64;
+        }
+    }
+
     fn snapshot(&self) -> HookState {
-        HookState { state: self.state.clone(), lambda: self.lambda, coeffs: self.coeffs.clone(), step: self.step, log: self.log.clone() }
+        HookState {
+            state: self.state.clone(),
+            lambda: self.lambda,
+            coeffs: self.coeffs.clone(),
+            step: self.step,
+            log: self.log.clone(),
+            set_widths: self.set_widths.clone(),
+            rms: self.rms,
+        }
     }
 }
 
@@ -281,10 +324,11 @@ impl TrainHook for PruneHook<'_> {
         Ok(total)
     }
 
-    fn after_step(&mut self, network: &mut Network, _ctx: &StepContext) -> mcufit_train::Result<()> {
+    fn after_step(&mut self, network: &mut Network, ctx: &StepContext) -> mcufit_train::Result<()> {
         if !self.active {
             return Ok(());
         }
+        self.lr = ctx.lr;
         self.step += 1;
         if self.step % self.prune_every as u64 == 0 {
             self.prune_step(network).map_err(|e| mcufit_train::TrainError::Config(format!("pruning step: {e}")))?;
@@ -469,6 +513,11 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         batch_size: cfg_a.batch_size,
         seed: cfg_a.seed,
         log: Vec::new(),
+        set_widths: Vec::new(),
+        rms: None,
+        step_size: 0.03,
+        base_lr: cfg_a.lr,
+        lr: cfg_a.lr,
     };
     if resume_a {
         let p = prune_dir.as_ref().unwrap().join("last").join("hook.json");
@@ -479,6 +528,8 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         hook.coeffs = hs.coeffs;
         hook.step = hs.step;
         hook.log = hs.log;
+        hook.set_widths = hs.set_widths;
+        hook.rms = hs.rms;
     }
     let mut masks_on = false;
     let ft_dir = ckpt.as_ref().map(|c| c.join("finetune"));

@@ -149,27 +149,29 @@ pub fn hinge(terms: &[PenaltyTerm]) -> f64 {
     terms.iter().map(|t| t.excess().max(0.0)).sum()
 }
 
-/// Automatic λ: dual ascent on the relative excess. Every pruning step,
-/// `λ ← clamp(λ · exp(rate · clamp(excess, -1, 1)), min, max)` where `excess` is the largest
-/// `R_r/B_r - 1` over bounded resources at the current rounded counts. λ grows while the model is
-/// over budget (faster the further over) and decays once it fits, so the user only gives budgets.
+/// Automatic λ: multiplicative dual ascent on the relative excess. Every pruning step,
+/// `λ ← clamp(λ · exp(rate · clamp(excess / tolerance, -1, 1)), min, max)` where `excess` is the
+/// largest `R_r/B_r - 1` over bounded resources at the current rounded counts (against the
+/// annealed target). λ grows while the model is over (at full rate once `tolerance` over) and
+/// shrinks as fast once it is under, so the penalty tracks the target and the user only gives budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct LambdaSchedule {
     pub lambda: f64,
     pub rate: f64,
+    pub tolerance: f64,
     pub min: f64,
     pub max: f64,
 }
 
 impl Default for LambdaSchedule {
     fn default() -> Self {
-        LambdaSchedule { lambda: 1.0, rate: 0.1, min: 1e-2, max: 1e4 }
+        LambdaSchedule { lambda: 1.0, rate: 0.3, tolerance: 0.05, min: 1e-3, max: 1e4 }
     }
 }
 
 impl LambdaSchedule {
     pub fn update(&mut self, excess: f64) -> f64 {
-        let e = if excess.is_finite() { excess.clamp(-1.0, 1.0) } else { 0.0 };
+        let e = if excess.is_finite() { (excess / self.tolerance).clamp(-1.0, 1.0) } else { 0.0 };
         self.lambda = (self.lambda * (self.rate * e).exp()).clamp(self.min, self.max);
         self.lambda
     }

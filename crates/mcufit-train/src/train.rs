@@ -343,13 +343,13 @@ impl Trainer {
         let dir = dir.as_ref();
         let network = Network::load(dir, device)?;
         let mut t = Trainer::new(network, config)?;
+        // Momentum / Adam moments are part of the state: resuming without them would silently
+        // diverge from the uninterrupted run, so a missing file is an error.
         let opt_path = dir.join("optimizer.bpk");
-        if opt_path.exists() {
-            let optimizer = build_optimizer(t.network()?, &t.config);
-            t.optimizer = optimizer
-                .load(&opt_path)
-                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", opt_path.display())))?;
-        }
+        let optimizer = build_optimizer(t.network()?, &t.config);
+        t.optimizer = optimizer
+            .load(&opt_path)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", opt_path.display())))?;
         let sp = dir.join("state.json");
         let text = std::fs::read_to_string(&sp).map_err(|e| TrainError::io(&sp, e))?;
         t.state = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;

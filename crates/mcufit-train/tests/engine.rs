@@ -111,6 +111,33 @@ fn grad_conv2d_stride2_same_asymmetric_and_grouped() {
 }
 
 #[test]
+fn grad_conv2d_both_kernels_agree() {
+    // Same conv through the direct and the im2col kernel: equal outputs, correct gradients.
+    assert_eq!(Padding::Same.pads(7, 3, 2), (1, 1));
+    let x = rand_vec(2 * 2 * 7, 31, -1.0, 1.0).repeat(7);
+    let w = rand_vec(3 * 2 * 3 * 3, 32, -0.5, 0.5);
+    let b = rand_vec(3, 33, -0.5, 0.5);
+    for (name, im2col) in [("direct", false), ("im2col", true)] {
+        let f = move |t: &[Tensor<1>]| {
+            let (x, w, b) = (r4(&t[0], [2, 2, 7, 7]), r4(&t[1], [3, 2, 3, 3]), Some(t[2].clone()));
+            let y = if im2col {
+                ops::conv2d_im2col(x, w, b, [2, 1], Padding::Same)
+            } else {
+                ops::conv2d_direct(x, w, b, [2, 1], Padding::Same, 1)
+            };
+            assert_eq!(y.dims(), [2, 3, 4, 7]);
+            y.reshape([2 * 3 * 28])
+        };
+        gradcheck(name, &[x.clone(), w.clone(), b.clone()], &f, 1e-2, 2e-2);
+    }
+    let ts: Vec<Tensor<1>> = [&x, &w, &b].iter().map(|v| t1(v, &dev())).collect();
+    let a = ops::conv2d_direct(r4(&ts[0], [2, 2, 7, 7]), r4(&ts[1], [3, 2, 3, 3]), Some(ts[2].clone()), [2, 2], Padding::Same, 1);
+    let c = ops::conv2d_im2col(r4(&ts[0], [2, 2, 7, 7]), r4(&ts[1], [3, 2, 3, 3]), Some(ts[2].clone()), [2, 2], Padding::Same);
+    let d = host((a - c).abs().reshape([2 * 3 * 16]));
+    assert!(d.iter().all(|v| *v < 1e-5), "direct vs im2col differ: {d:?}");
+}
+
+#[test]
 fn grad_depthwise_and_dense() {
     let x = rand_vec(2 * 3 * 5 * 5, 6, -1.0, 1.0);
     let w = rand_vec(3 * 3 * 3, 7, -0.5, 0.5);
@@ -350,6 +377,11 @@ fn pools_match_tf_same_semantics() {
     let av = host(ops::avg_pool2d(x, [2, 2], [2, 2], Padding::Same).reshape([4]));
     // TF averages over valid pixels only: [1,2,4,5]/4, [3,6]/2, [7,8]/2, [9]/1.
     assert_eq!(av, vec![3., 4.5, 7.5, 9.]);
+    // The 2x2/2 VALID inference fast path agrees with the autodiff (burn kernel) path.
+    let v = rand_vec(2 * 3 * 4 * 6, 40, -1.0, 1.0);
+    let fast = ops::max_pool2d(Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 3, 4, 6]), &dev()), [2, 2], [2, 2], Padding::Valid);
+    let slow = ops::max_pool2d(Tensor::<4>::from_data(TensorData::new(v, [2, 3, 4, 6]), &dev().autodiff()), [2, 2], [2, 2], Padding::Valid);
+    assert_eq!(host(fast.reshape([36])), host(slow.reshape([36]).without_autodiff()));
 }
 
 // ---- errors --------------------------------------------------------------------------------
@@ -523,6 +555,39 @@ fn resume_matches_uninterrupted_run() {
     let _ = std::fs::remove_dir_all(&db);
 }
 
+#[test]
+fn resume_works_for_adam_and_stateless_sgd() {
+    struct KillAt(usize);
+    impl TrainHook for KillAt {
+        fn after_step(&mut self, _: &mut Network, ctx: &StepContext) -> Result<()> {
+            if ctx.epoch == self.0 {
+                return Err(TrainError::Config("killed".into()));
+            }
+            Ok(())
+        }
+    }
+    let (tr, va) = (separable(48, 8), separable(16, 9));
+    let g = small_cnn();
+    let splits = Splits { train: &tr, val: Some(&va) };
+    for (i, opt) in [
+        OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+        OptimizerKind::Sgd { momentum: 0.0, nesterov: false },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (da, db) = (tmpdir(&format!("r2a{i}")), tmpdir(&format!("r2b{i}")));
+        let cfg = |d: &PathBuf| quiet(3).with_lr(0.01).with_optimizer(opt.clone()).with_out_dir(Some(d.display().to_string()));
+        let a = train(&g, &splits, &cfg(&da)).unwrap();
+        assert!(train_with_hook(&g, &splits, &cfg(&db), &mut KillAt(1)).is_err());
+        let b = train(&g, &splits, &cfg(&db).with_resume(true)).unwrap();
+        let (la, lb) = (a.summary.history[2].train_loss, b.summary.history[2].train_loss);
+        assert!((la - lb).abs() < 1e-5, "{opt:?}: resumed loss {lb} vs {la}");
+        let _ = std::fs::remove_dir_all(&da);
+        let _ = std::fs::remove_dir_all(&db);
+    }
+}
+
 // ---- pruning hooks -------------------------------------------------------------------------
 
 #[test]
@@ -566,4 +631,29 @@ fn group_masks_gate_channels_and_learn() {
     assert!(m0.iter().any(|v| (v - 1.0).abs() > 1e-3), "learnable mask never changed: {m0:?}");
     assert!(m1.iter().sum::<f32>() < m0.iter().sum::<f32>() - 0.3, "L1 did not shrink the mask: {m1:?} vs {m0:?}");
     assert!(l1.summary.history.iter().all(|h| h.extra_loss > 0.0));
+}
+
+// ---- mcufit-data adapter -------------------------------------------------------------------
+
+#[test]
+fn trains_on_real_digits_through_the_data_adapter() {
+    let opts = mcufit_data::LoadOptions { seed: 1, augment: true, ..Default::default() };
+    let splits = mcufit_data::load("digits", &opts).unwrap();
+    let mut b = GraphBuilder::new("digits", Shape::new(8, 8, 1));
+    let x = b.conv_bn_relu(0, 16, 3, 1, Padding::Same);
+    let x = b.conv_bn_relu(x, 32, 3, 2, Padding::Same);
+    let p = b.add(Op::GlobalAvgPool, &[x]);
+    let d = b.dense(p, 10);
+    b.add(Op::Softmax, &[d]);
+    let g = b.build().unwrap();
+    // Augmented batches are reproducible from the seed the trainer passes.
+    let (mut i1, mut l1, mut i2, mut l2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    BatchSource::batch_augmented(&splits.train, &[0, 1, 2], 7, &mut i1, &mut l1).unwrap();
+    BatchSource::batch_augmented(&splits.train, &[0, 1, 2], 7, &mut i2, &mut l2).unwrap();
+    assert_eq!((i1, l1), (i2, l2));
+    let cfg = quiet(4).with_batch_size(32);
+    let r = train(&g, &Splits { train: &splits.train, val: Some(&splits.val) }, &cfg).unwrap();
+    let test = evaluate(&r.network, &splits.test, 128).unwrap();
+    assert!(test.accuracy > 0.8, "digits test accuracy {}: {:?}", test.accuracy, r.summary.history);
+    assert_eq!(test.per_class_accuracy.len(), 10);
 }
