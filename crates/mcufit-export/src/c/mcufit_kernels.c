@@ -83,102 +83,163 @@ static int32_t mf_sum(const int8_t *a, int32_t n) {
     return s;
 }
 
-#if MCUFIT_USE_SIMD
-/* SXTB16 of the odd bytes (rotate folded into the instruction). */
-static inline int32_t mf_sxtb16_odd(int32_t x) {
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
+/* ---- 1x1 convolution ------------------------------------------------------------------------
+ * Per pixel pair, the two pixels' channels are sign-extended once into `scratch` as int16 pairs in
+ * SMLAD order: per block of 4 channels, the words (x0,x2), (x1,x3) of the first pixel, then of the
+ * second (zero padding up to a multiple of 4). The filter holds output channels in pairs, per
+ * 4-channel block the 4 bytes of the first channel then of the second, so one LDRD fetches both
+ * and each expanded activation word feeds two filters (CMSIS-NN's mat_mult_kernel_s8_s16 idea).
+ * Requantization uses per-channel constants precomputed by the exporter; see mf_pw_out. */
+
+static inline int32_t mf_pack16(int32_t lo, int32_t hi) {
+    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
 }
+
+#if !MCUFIT_USE_SIMD
+/* Portable SMLAD: acc + lo16(a) * lo16(b) + hi16(a) * hi16(b). */
+static inline int32_t mf_smlad_c(int32_t a, int32_t b, int32_t acc) {
+    const int32_t al = (int16_t)(a & 0xFFFF), ah = (int16_t)((uint32_t)a >> 16);
+    const int32_t bl = (int16_t)(b & 0xFFFF), bh = (int16_t)((uint32_t)b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)(al * bl) + (uint32_t)(ah * bh));
+}
+/* Portable SXTB16 of the even bytes (0, 2) and of the odd bytes (1, 3). */
+static inline int32_t mf_even_c(int32_t x) { return mf_pack16((int8_t)(x & 0xFF), (int8_t)((x >> 16) & 0xFF)); }
+static inline int32_t mf_odd_c(int32_t x) { return mf_pack16((int8_t)((x >> 8) & 0xFF), (int8_t)((uint32_t)x >> 24)); }
 #endif
 
-static inline const int8_t *mf_pixel(const int8_t *in, mf_shape is, mf_shape os, int32_t sh, int32_t sw, int32_t p) {
-    return in + ((p / os.w) * sh * is.w + (p % os.w) * sw) * is.c;
+static void mf_expand_pair(const int8_t *x0, const int8_t *x1, int32_t c, int32_t *s) {
+    int32_t k = 0;
+    for (; k + 4 <= c; k += 4, s += 4) {
+        const int32_t a = mf_load32(x0 + k), b = mf_load32(x1 + k);
+#if MCUFIT_USE_SIMD
+        s[0] = __sxtb16(a);
+        s[1] = __sxtb16(mf_ror8(a));
+        s[2] = __sxtb16(b);
+        s[3] = __sxtb16(mf_ror8(b));
+#else
+        s[0] = mf_even_c(a);
+        s[1] = mf_odd_c(a);
+        s[2] = mf_even_c(b);
+        s[3] = mf_odd_c(b);
+#endif
+    }
+    if (k < c) {
+        int32_t v0[4] = {0, 0, 0, 0}, v1[4] = {0, 0, 0, 0}, j;
+        for (j = 0; k + j < c; ++j) {
+            v0[j] = x0[k + j];
+            v1[j] = x1[k + j];
+        }
+        s[0] = mf_pack16(v0[0], v0[2]);
+        s[1] = mf_pack16(v0[1], v0[3]);
+        s[2] = mf_pack16(v1[0], v1[2]);
+        s[3] = mf_pack16(v1[1], v1[3]);
+    }
 }
 
-void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_requant *q,
-                  int8_t *out, mf_shape os) {
-    const int32_t c = is.c, c4 = c & ~3, tail = c - c4, oc_n = os.c, npix = os.h * os.w;
-    /* Locals, not q->...: the int8 output stores may alias anything, which would force reloads. */
-    const int32_t *const bias = q->bias, *const mult = q->mult, *const shift = q->shift;
-    const int32_t out_off = q->output_offset, amin = q->act_min, amax = q->act_max;
-    int32_t p;
+/* Requantizes one accumulator with the channel's precomputed constants p = {bias, mult, rnd, sw}
+ * (see mcufit_kernels.h). The exporter only takes this path when every channel has shift <= 0,
+ * e = -shift <= 22 and |acc| < 2^30, where it equals TFLM's MultiplyByQuantizedMultiplier plus
+ * output offset exactly:
+ *   SRDHM(acc, m) + rnd = floor((2 acc m + 2^31) / 2^32) + rnd       (one SMMLAR)
+ *   RoundingDivideByPOT(v, e) = (v + 2^(e-1) - [v < 0]) >> e, e >= 1  (sign of v = sign of acc)
+ *   and + offset folds into rnd as offset << e. */
+static inline int32_t mf_pw_out(int32_t acc, const int32_t *p, int32_t amin, int32_t amax) {
+    const int32_t x = (int32_t)((uint32_t)acc << 1);
+    int32_t y;
+#if MCUFIT_USE_SIMD
+    int32_t t;
+    __asm__("smmlar %[y], %[x], %[m], %[r]\n\t"
+            "and %[t], %[w], %[x], asr #31\n\t"
+            "add %[y], %[y], %[t], asr #31\n\t"
+            "asr %[y], %[y], %[w]"
+            : [y] "=&r"(y), [t] "=&r"(t)
+            : [x] "r"(x), [m] "r"(p[1]), [r] "r"(p[2]), [w] "r"(p[3]));
+#else
+    y = (int32_t)(((int64_t)x * (int64_t)p[1] + ((int64_t)1 << 31)) >> 32) + p[2];
+    if (x < 0 && (p[3] & (int32_t)0x80000000u)) y -= 1;
+    y >>= (p[3] & 0xFF);
+#endif
+    if (y < amin) y = amin;
+    if (y > amax) y = amax;
+    return y;
+}
+
+void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_pw_params *q,
+                  int32_t *scratch, int8_t *out, mf_shape os) {
+    const int32_t c = is.c, cp = (c + 3) & ~3, oc_n = os.c, npix = os.h * os.w;
+    const int32_t amin = q->act_min, amax = q->act_max;
+    int32_t p, oy = 0, ox = 0;
     for (p = 0; p < npix; p += 2) {
         const int two = p + 1 < npix;
-        const int8_t *x0 = mf_pixel(in, is, os, sh, sw, p);
-        const int8_t *x1 = two ? mf_pixel(in, is, os, sh, sw, p + 1) : x0;
+        const int8_t *x0, *x1;
         int8_t *y0 = out + p * oc_n;
         int8_t *y1 = y0 + oc_n;
         const int8_t *w = wint;
-        int32_t oc, k;
-        for (oc = 0; oc + 2 <= oc_n; oc += 2) {
-            int32_t a00 = bias[oc], a01 = bias[oc + 1];
+        const int32_t *prm = q->ch;
+        int32_t oc;
+        x0 = in + (oy * sh * is.w + ox * sw) * c;
+        if (++ox == os.w) { ox = 0; ++oy; }
+        x1 = x0;
+        if (two) {
+            x1 = in + (oy * sh * is.w + ox * sw) * c;
+            if (++ox == os.w) { ox = 0; ++oy; }
+        }
+        mf_expand_pair(x0, x1, c, scratch);
+        for (oc = 0; oc < oc_n; oc += 2, prm += 8) {
+            int32_t a00 = prm[0], a01 = prm[4];
             int32_t a10 = a00, a11 = a01;
+            const int32_t *s = scratch;
 #if MCUFIT_USE_SIMD
-            if (c4 > 0) {
-                /* 4 input channels x 2 pixels x 2 output channels per iteration: 4 LDR, 6 SXTB16,
-                 * 8 SMLAD. One asm block so the compiler cannot spill inside the loop. */
-                const int8_t *xp = x0, *xq = x1;
-                int32_t n = c4 >> 2, vx0, vx1, vw, t0, t1, t2;
-                __asm__("1:\n\t"
-                        "ldr %[vx0], [%[xp]], #4\n\t"
-                        "ldr %[vx1], [%[xq]], #4\n\t"
-                        "ldr %[vw], [%[w]], #4\n\t"
-                        "sxtb16 %[t0], %[vx0]\n\t"
-                        "sxtb16 %[t1], %[vx1]\n\t"
-                        "sxtb16 %[t2], %[vw]\n\t"
-                        "smlad %[a00], %[t0], %[t2], %[a00]\n\t"
-                        "smlad %[a10], %[t1], %[t2], %[a10]\n\t"
-                        "sxtb16 %[vx0], %[vx0], ror #8\n\t"
-                        "sxtb16 %[vx1], %[vx1], ror #8\n\t"
-                        "sxtb16 %[vw], %[vw], ror #8\n\t"
-                        "smlad %[a00], %[vx0], %[vw], %[a00]\n\t"
-                        "smlad %[a10], %[vx1], %[vw], %[a10]\n\t"
-                        "ldr %[vw], [%[w]], #4\n\t"
-                        "sxtb16 %[t2], %[vw]\n\t"
-                        "smlad %[a01], %[t0], %[t2], %[a01]\n\t"
-                        "smlad %[a11], %[t1], %[t2], %[a11]\n\t"
-                        "sxtb16 %[vw], %[vw], ror #8\n\t"
-                        "smlad %[a01], %[vx0], %[vw], %[a01]\n\t"
-                        "smlad %[a11], %[vx1], %[vw], %[a11]\n\t"
-                        "subs %[n], %[n], #1\n\t"
-                        "bne 1b"
-                        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [xp] "+r"(xp),
-                          [xq] "+r"(xq), [w] "+r"(w), [n] "+r"(n), [vx0] "=&r"(vx0), [vx1] "=&r"(vx1),
-                          [vw] "=&r"(vw), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2)
-                        :
-                        /* No "memory" clobber: the block only reads the input and filter, which
-                         * nothing in this function writes (input and output never overlap). */
-                        : "cc");
+            int32_t n = cp >> 3, x0e, x0o, x1e, x1o, wa, wb, t;
+            /* 4 channels x 2 pixels x 2 filters: 3 LDRD, 4 SXTB16, 8 SMLAD. */
+#define MF_PW_BLOCK                                  \
+    "ldrd %[x0e], %[x0o], [%[s]], #8\n\t"            \
+    "ldrd %[x1e], %[x1o], [%[s]], #8\n\t"            \
+    "ldrd %[wa], %[wb], [%[w]], #8\n\t"              \
+    "sxtb16 %[t], %[wa]\n\t"                         \
+    "smlad %[a00], %[x0e], %[t], %[a00]\n\t"         \
+    "smlad %[a10], %[x1e], %[t], %[a10]\n\t"         \
+    "sxtb16 %[wa], %[wa], ror #8\n\t"                \
+    "smlad %[a00], %[x0o], %[wa], %[a00]\n\t"        \
+    "smlad %[a10], %[x1o], %[wa], %[a10]\n\t"        \
+    "sxtb16 %[t], %[wb]\n\t"                         \
+    "smlad %[a01], %[x0e], %[t], %[a01]\n\t"         \
+    "smlad %[a11], %[x1e], %[t], %[a11]\n\t"         \
+    "sxtb16 %[wb], %[wb], ror #8\n\t"                \
+    "smlad %[a01], %[x0o], %[wb], %[a01]\n\t"        \
+    "smlad %[a11], %[x1o], %[wb], %[a11]\n\t"
+#define MF_PW_OPERANDS                                                                                     \
+    : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [s] "+r"(s), [w] "+r"(w),      \
+      [n] "+r"(n), [x0e] "=&r"(x0e), [x0o] "=&r"(x0o), [x1e] "=&r"(x1e), [x1o] "=&r"(x1o), [wa] "=&r"(wa), \
+      [wb] "=&r"(wb), [t] "=&r"(t)                                                                         \
+    :                                                                                                      \
+    : "memory", "cc"
+            if (cp & 4) {
+                __asm__ volatile(MF_PW_BLOCK MF_PW_OPERANDS);
             }
+            if (n > 0) {
+                __asm__ volatile("1:\n\t" MF_PW_BLOCK MF_PW_BLOCK "subs %[n], %[n], #1\n\t"
+                                 "bne 1b" MF_PW_OPERANDS);
+            }
+#undef MF_PW_BLOCK
+#undef MF_PW_OPERANDS
 #else
-            for (k = 0; k < c4; k += 4, w += 8) {
-                int32_t j;
-                for (j = 0; j < 4; ++j) {
-                    a00 += (int32_t)x0[k + j] * w[j];
-                    a10 += (int32_t)x1[k + j] * w[j];
-                    a01 += (int32_t)x0[k + j] * w[4 + j];
-                    a11 += (int32_t)x1[k + j] * w[4 + j];
-                }
+            int32_t k;
+            for (k = 0; k < cp; k += 4, s += 4, w += 8) {
+                const int32_t wa = mf_load32(w), wb = mf_load32(w + 4);
+                const int32_t wae = mf_even_c(wa), wao = mf_odd_c(wa), wbe = mf_even_c(wb), wbo = mf_odd_c(wb);
+                a00 = mf_smlad_c(s[1], wao, mf_smlad_c(s[0], wae, a00));
+                a10 = mf_smlad_c(s[3], wao, mf_smlad_c(s[2], wae, a10));
+                a01 = mf_smlad_c(s[1], wbo, mf_smlad_c(s[0], wbe, a01));
+                a11 = mf_smlad_c(s[3], wbo, mf_smlad_c(s[2], wbe, a11));
             }
 #endif
-            for (k = 0; k < tail; ++k) {
-                a00 += (int32_t)x0[c4 + k] * w[k];
-                a10 += (int32_t)x1[c4 + k] * w[k];
-                a01 += (int32_t)x0[c4 + k] * w[tail + k];
-                a11 += (int32_t)x1[c4 + k] * w[tail + k];
+            y0[oc] = (int8_t)mf_pw_out(a00, prm, amin, amax);
+            if (two) y1[oc] = (int8_t)mf_pw_out(a10, prm, amin, amax);
+            if (oc + 1 < oc_n) {
+                y0[oc + 1] = (int8_t)mf_pw_out(a01, prm + 4, amin, amax);
+                if (two) y1[oc + 1] = (int8_t)mf_pw_out(a11, prm + 4, amin, amax);
             }
-            w += 2 * tail;
-            y0[oc] = mf_requant1(a00, mult[oc], shift[oc], out_off, amin, amax);
-            y0[oc + 1] = mf_requant1(a01, mult[oc + 1], shift[oc + 1], out_off, amin, amax);
-            if (two) {
-                y1[oc] = mf_requant1(a10, mult[oc], shift[oc], out_off, amin, amax);
-                y1[oc + 1] = mf_requant1(a11, mult[oc + 1], shift[oc + 1], out_off, amin, amax);
-            }
-        }
-        if (oc < oc_n) {
-            y0[oc] = mf_out(q->bias[oc] + mf_dot(w, x0, c), q, oc);
-            if (two) y1[oc] = mf_out(q->bias[oc] + mf_dot(w, x1, c), q, oc);
         }
     }
 }

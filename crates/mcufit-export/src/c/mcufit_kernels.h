@@ -23,10 +23,19 @@ typedef struct {
 void mf_conv(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, int32_t kw, int32_t fic,
              int32_t sh, int32_t sw, int32_t pad_top, int32_t pad_left, const mf_requant *q, int8_t *out,
              mf_shape os);
-/* 1x1 convolution without padding, groups 1. `wint` holds the filter with output channels taken in
- * pairs and interleaved in blocks of 4 input channels (see mcufit's C exporter). */
-void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_requant *q,
-                  int8_t *out, mf_shape os);
+/* Constants of a 1x1 convolution: per output channel (count rounded up to even, the extra one
+ * zero) four int32 {bias + input_offset * sum(filter), multiplier, rnd, sw} where, with
+ * e = -shift (0..22): rnd = (e ? 2^(e-1) : 0) + output_offset * 2^e and sw = e | (e ? 1 << 31 : 0). */
+typedef struct {
+    const int32_t *ch;
+    int32_t act_min, act_max;
+} mf_pw_params;
+
+/* 1x1 convolution, groups 1. `wint`: output channels in pairs, per block of 4 input channels
+ * (zero-padded to a multiple of 4) the 4 bytes of the first channel then of the second; an odd
+ * last channel is paired with a zero one. `scratch`: (c rounded up to 4) int32 words. */
+void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_pw_params *q,
+                  int32_t *scratch, int8_t *out, mf_shape os);
 void mf_depthwise(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, int32_t kw, int32_t sh,
                   int32_t sw, int32_t pad_top, int32_t pad_left, const mf_requant *q, int8_t *out, mf_shape os);
 void mf_fully_connected(const int8_t *in, int32_t depth, const int8_t *filter, int32_t units, const mf_requant *q,
