@@ -166,6 +166,13 @@ pub struct EvalCmd {
     pub seed: Option<u64>,
     #[arg(long)]
     pub json: bool,
+    /// Also quantize to int8 (as `mcufit export` does) and report the int8 reference
+    /// interpreter's accuracy, i.e. what the deployed model scores, next to the float one.
+    #[arg(long)]
+    pub int8: bool,
+    /// Training samples calibrating the int8 activation ranges (same default as export).
+    #[arg(long, default_value_t = 200)]
+    pub calibration: usize,
 }
 
 pub fn eval(args: &EvalCmd) -> Result<ExitCode> {
@@ -180,8 +187,55 @@ pub fn eval(args: &EvalCmd) -> Result<ExitCode> {
         .with_context(|| format!("cannot load a trained model from {}", args.model_dir.display()))?;
     let splits = load_for(network.graph(), &spec, seed)?;
     let report = evaluate(&network, &splits.test, 256)?;
+    if args.int8 {
+        let q = crate::cmd_export::quantize_network(&network, &splits.train, args.calibration)?;
+        let int8 = crate::cmd_export::int8_eval(&q, &splits.test)?;
+        print_eval_int8(network.graph().name.as_str(), &spec, splits.test.class_names(), &report, &int8, args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     print_eval(network.graph().name.as_str(), &spec, splits.test.class_names(), &report, args.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eval --int8`: the deployed (int8 reference) accuracy first, the float one beside it.
+fn print_eval_int8(
+    model: &str,
+    spec: &str,
+    class_names: &[String],
+    float: &EvalReport,
+    int8: &crate::cmd_export::Int8Eval,
+    args: &EvalCmd,
+) -> Result<()> {
+    let name = |c: usize| class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    if args.json {
+        let per_class: serde_json::Map<String, serde_json::Value> = int8
+            .per_class_accuracy
+            .iter()
+            .enumerate()
+            .map(|(c, a)| {
+                let f = float.per_class_accuracy.get(c).copied().unwrap_or(0.0);
+                (name(c), json!({"accuracy": a, "float_accuracy": f, "examples": int8.class_counts[c]}))
+            })
+            .collect();
+        let v = json!({"model": model, "data": spec, "int8": true, "calibration_samples": args.calibration,
+                       "examples": int8.examples, "accuracy": int8.accuracy, "float_accuracy": float.accuracy,
+                       "float_loss": float.loss, "per_class": per_class, "confusion": int8.confusion});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{model} on {spec}: int8 (deployed) test accuracy {:.2} %, float {:.2} % ({} examples; int8 calibrated on {} training samples)",
+        100.0 * int8.accuracy,
+        100.0 * float.accuracy,
+        int8.examples,
+        args.calibration
+    );
+    println!("{:<12} {:>9} {:>9} {:>9}", "class", "examples", "int8", "float");
+    for (c, a) in int8.per_class_accuracy.iter().enumerate() {
+        let f = float.per_class_accuracy.get(c).copied().unwrap_or(0.0);
+        println!("{:<12} {:>9} {:>7.1} % {:>7.1} %", name(c), int8.class_counts[c], 100.0 * a, 100.0 * f);
+    }
+    Ok(())
 }
 
 pub fn print_eval(model: &str, spec: &str, class_names: &[String], r: &EvalReport, as_json: bool) -> Result<()> {

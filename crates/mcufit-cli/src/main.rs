@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_analyze;
+mod cmd_export;
 mod cmd_train;
 mod datasets;
 mod resources;
@@ -28,6 +29,8 @@ enum Command {
     Train(cmd_train::TrainCmd),
     /// Test accuracy of a trained model directory (per class too).
     Eval(cmd_train::EvalCmd),
+    /// Int8-quantize a trained model directory and export it as .tflite or standalone C.
+    Export(cmd_export::ExportCmd),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -42,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Analyze(args) => cmd_analyze::run(&args),
         Command::Train(args) => cmd_train::train(&args),
         Command::Eval(args) => cmd_train::eval(&args),
+        Command::Export(args) => cmd_export::run(&args),
     }
 }
 

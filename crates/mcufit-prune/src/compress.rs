@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use mcufit_cost::{Board, Budget, CostModel, CostOptions, Resource, Usage};
 use mcufit_ir::{Graph, Op};
+use mcufit_train::burn::module::Module;
 use mcufit_train::burn::tensor::Tensor;
 use mcufit_train::{
     default_device, evaluate, train_network, train_with_hook, BatchSource, LrSchedule, Network, NoHook, SplitMix64, StepContext,
@@ -60,7 +61,7 @@ impl CompressConfig {
             out_dir: None,
             resume: false,
             salience: Salience::BnWeight,
-            prune_every: 10,
+            prune_every: 20,
             warmup_epochs: None,
             finetune_epochs: None,
             margin: 0.97,
@@ -170,6 +171,22 @@ pub struct CompressReport {
     pub network: Option<Network>,
 }
 
+/// Images in the probe batch of the marginal-importance measurement.
+const PROBE: usize = 128;
+
+/// Mean cross-entropy of an evaluation-mode network on a host batch.
+fn probe_loss(network: &Network, x: &[f32], y: &[u32]) -> Result<f64> {
+    let n = y.len();
+    let t = network.input_from_nhwc(x, n, &network.device())?;
+    let logits = network.forward_mode(t, mcufit_train::Mode::Eval)?;
+    let k = network.num_classes();
+    let lp = mcufit_train::burn::tensor::activation::log_softmax(logits, 1)
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| PruneError::Config(format!("{e:?}")))?;
+    Ok(lp.chunks_exact(k).zip(y).map(|(row, &c)| -(row[c as usize] as f64)).sum::<f64>() / n.max(1) as f64)
+}
+
 /// The training hook that prunes.
 struct PruneHook<'a> {
     state: MaskState,
@@ -191,13 +208,12 @@ struct PruneHook<'a> {
     batch_size: usize,
     seed: u64,
     log: Vec<PruneLog>,
-    /// Widths as last installed, and the running mean square of the relative proposals.
+    /// Widths as last installed.
     set_widths: Vec<f64>,
-    rms: Option<f64>,
-    /// Largest relative width change per pruning step (fraction of the group), at full LR.
+    /// Fixed probe batch (NHWC images, labels) for the marginal-importance measurements.
+    probe: (Vec<f32>, Vec<u32>),
+    /// Largest width change per pruning step, as a fraction of the group.
     step_size: f64,
-    base_lr: f64,
-    lr: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -208,7 +224,6 @@ struct HookState {
     step: u64,
     log: Vec<PruneLog>,
     set_widths: Vec<f64>,
-    rms: Option<f64>,
 }
 
 impl PruneHook<'_> {
@@ -228,10 +243,10 @@ impl PruneHook<'_> {
                 self.data.batch(&idx, &mut x, &mut y)?;
                 let fresh = taylor_salience(network, &self.state, &x, &y)?;
                 for (gm, s) in self.state.groups.iter_mut().zip(fresh) {
-                    // Normalise per group, then average over pruning steps (single batches are noisy).
-                    let m = (s.iter().sum::<f32>() / s.len().max(1) as f32).max(1e-20);
-                    let first = gm.salience.iter().all(|&v| v == 1.0);
-                    let v = s.iter().zip(&gm.salience).map(|(a, b)| if first { a / m } else { 0.7 * b + 0.3 * a / m }).collect();
+                    // Loss units (comparable across layers), averaged over pruning steps since
+                    // single batches are noisy.
+                    let first = self.log.is_empty();
+                    let v = s.iter().zip(&gm.salience).map(|(a, b)| if first { *a } else { 0.7 * b + 0.3 * a }).collect();
                     gm.set_salience(v);
                 }
             }
@@ -252,7 +267,8 @@ impl PruneHook<'_> {
         let (usage, terms) = self.resources.linearize(&soft, &target);
         let excess = terms.iter().map(|t| t.excess()).fold(f64::NEG_INFINITY, f64::max);
         self.lambda.update(excess);
-        self.coeffs = penalty_coefficients(&terms, self.all_sizes.len());
+        let ms = self.marginal_importance(network)?;
+        self.coeffs = penalty_coefficients(&terms, self.all_sizes.len()).into_iter().zip(ms).map(|(c, m)| c / m).collect();
         *network = self.state.attach(network.clone(), true)?;
         self.log.push(PruneLog {
             step: self.step,
@@ -267,27 +283,59 @@ impl PruneHook<'_> {
     }
 
     /// The optimizer proposes width changes between pruning steps (task gradient + λ·penalty,
-    /// through the straight-through masks). Their raw size depends on the LR, momentum and the
-    /// penalty's scale, so we normalise: each group moves `step_size · lr/lr₀ · r_g / rms(r)` of its
-    /// size, where `r_g` is its proposed relative change and `rms` a running root mean square over
-    /// groups and steps. Groups keep their relative speeds (resource awareness), the overall pace
-    /// is bounded, and it slows down with the learning rate.
+    /// through the straight-through masks, with momentum). A group moves by its proposal, clamped
+    /// to `step_size` of its size per pruning step so that a λ spike cannot collapse a layer
+    /// before the exact usage is looked at again.
     fn width_step(&mut self) {
         if self.set_widths.len() != self.state.groups.len() {
             return;
         }
-        let r: Vec<f64> = self.state.groups.iter().zip(&self.set_widths).map(|(g, &w)| (g.width - w) / g.size as f64).collect();
-        let ms = r.iter().map(|x| x * x).sum::<f64>() / r.len().max(1) as f64;
-        let rms = match self.rms {
-            Some(p) => 0.95 * p + 0.05 * ms,
-            None => ms,
-        };
-        self.rms = Some(rms);
-        let eta = self.step_size * (self.lr / self.base_lr).clamp(0.0, 1.0);
-        for ((g, &w), &rg) in self.state.groups.iter_mut().zip(&self.set_widths).zip(&r) {
-            let step = if rms > 0.0 { (eta * rg / rms.sqrt()).clamp(-2.0 * eta, 2.0 * eta) } else { 0.0 };
-            g.width = w + step * g.size as f64;
+        for (g, &w) in self.state.groups.iter_mut().zip(&self.set_widths) {
+            let max = self.step_size * g.size as f64;
+            g.width = w + (g.width - w).clamp(-max, max);
         }
+    }
+
+    /// Importance feedback on the penalty: the loss increase, measured, when each group loses its
+    /// next `⌈τ⌉` least salient kept channels (evaluation-mode forward on a fixed probe batch of
+    /// training images), per channel, relative to the mean over groups. A group whose marginal
+    /// channels matter more is pruned more slowly: its penalty coefficient is divided by this
+    /// (clamped to [0.05, 20]). This is what balances layers against each other; salience only
+    /// orders channels within a group.
+    fn marginal_importance(&mut self, network: &Network) -> Result<Vec<f64>> {
+        let mut out = vec![1.0; self.all_sizes.len()];
+        if self.probe.1.is_empty() {
+            let n = self.data.len();
+            let mut rng = SplitMix64::derive(self.seed, 0x9806, 1);
+            let idx: Vec<usize> = (0..PROBE.min(n)).map(|_| rng.below(n)).collect();
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            self.data.batch(&idx, &mut x, &mut y)?;
+            self.probe = (x, y);
+        }
+        let eval = network.valid();
+        let (x, y) = (&self.probe.0, &self.probe.1);
+        let base = probe_loss(&eval, x, y)?;
+        let mut marg = Vec::new();
+        for gi in 0..self.state.groups.len() {
+            let gm = &self.state.groups[gi];
+            let n = gm.count();
+            if n <= 1 {
+                marg.push((gm.group, f64::INFINITY));
+                continue;
+            }
+            let k = (gm.temperature.ceil() as usize).clamp(1, n - 1);
+            let mut fewer = self.state.clone();
+            fewer.groups[gi].width = (n - k) as f64;
+            let ablated = fewer.attach(eval.clone(), false)?;
+            let l = probe_loss(&ablated, x, y)?;
+            marg.push((gm.group, ((l - base) / k as f64).max(0.0)));
+        }
+        let finite: Vec<f64> = marg.iter().map(|m| m.1).filter(|v| v.is_finite()).collect();
+        let mean = (finite.iter().sum::<f64>() / finite.len().max(1) as f64).max(1e-9);
+        for (g, v) in marg {
+            out[g] = (v / mean).clamp(0.05, 20.0);
+        }
+        Ok(out)
     }
 
     fn snapshot(&self) -> HookState {
@@ -298,7 +346,6 @@ impl PruneHook<'_> {
             step: self.step,
             log: self.log.clone(),
             set_widths: self.set_widths.clone(),
-            rms: self.rms,
         }
     }
 }
@@ -324,11 +371,10 @@ impl TrainHook for PruneHook<'_> {
         Ok(total)
     }
 
-    fn after_step(&mut self, network: &mut Network, ctx: &StepContext) -> mcufit_train::Result<()> {
+    fn after_step(&mut self, network: &mut Network, _ctx: &StepContext) -> mcufit_train::Result<()> {
         if !self.active {
             return Ok(());
         }
-        self.lr = ctx.lr;
         self.step += 1;
         if self.step % self.prune_every as u64 == 0 {
             self.prune_step(network).map_err(|e| mcufit_train::TrainError::Config(format!("pruning step: {e}")))?;
@@ -514,10 +560,8 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         seed: cfg_a.seed,
         log: Vec::new(),
         set_widths: Vec::new(),
-        rms: None,
-        step_size: 0.03,
-        base_lr: cfg_a.lr,
-        lr: cfg_a.lr,
+        probe: (Vec::new(), Vec::new()),
+        step_size: 0.05,
     };
     if resume_a {
         let p = prune_dir.as_ref().unwrap().join("last").join("hook.json");
@@ -529,7 +573,6 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         hook.step = hs.step;
         hook.log = hs.log;
         hook.set_widths = hs.set_widths;
-        hook.rms = hs.rms;
     }
     let mut masks_on = false;
     let ft_dir = ckpt.as_ref().map(|c| c.join("finetune"));
@@ -608,7 +651,7 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
     let t_b = Instant::now();
     let mut cfg_b = config.train.clone();
     cfg_b.epochs = ft;
-    cfg_b.lr = config.train.lr * 0.2;
+    cfg_b.lr = config.train.lr * 0.5;
     cfg_b.schedule = LrSchedule::Cosine { warmup_epochs: 0, min_ratio: 0.0 };
     cfg_b.out_dir = ft_dir.as_ref().map(|d| d.display().to_string());
     cfg_b.resume = resume_b;

@@ -67,8 +67,9 @@ pub enum Salience {
     #[default]
     BnWeight,
     /// First-order Taylor estimate of the loss change when the channel is removed,
-    /// `(γ_i ∂L/∂γ_i + β_i ∂L/∂β_i)²` at the mask-site BN (or `(Σ W ⊙ ∂L/∂W + b ∂L/∂b)²` over the
-    /// filter), from one extra forward/backward per pruning step, averaged over steps.
+    /// `|γ_i ∂L/∂γ_i + β_i ∂L/∂β_i|` at the mask-site BN (or `|Σ W ⊙ ∂L/∂W + b ∂L/∂b|` over the
+    /// filter), summed over the group's sites, from one extra forward/backward per pruning step on
+    /// a random training batch, averaged over steps.
     Taylor,
 }
 
@@ -338,7 +339,7 @@ pub fn taylor_salience(network: &Network, state: &MaskState, images: &[f32], lab
         for &site in network.mask_nodes(gm.group) {
             let c = site_taylor(network, site, gm.size, &grads)?;
             for (a, b) in s.iter_mut().zip(&c) {
-                *a += b * b;
+                *a += b.abs();
             }
         }
         out.push(s);

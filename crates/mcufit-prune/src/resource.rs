@@ -165,7 +165,7 @@ pub struct LambdaSchedule {
 
 impl Default for LambdaSchedule {
     fn default() -> Self {
-        LambdaSchedule { lambda: 1.0, rate: 0.3, tolerance: 0.05, min: 1e-3, max: 1e4 }
+        LambdaSchedule { lambda: 1.0, rate: 0.3, tolerance: 0.05, min: 1e-2, max: 1e4 }
     }
 }
 

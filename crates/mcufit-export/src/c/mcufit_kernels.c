@@ -136,14 +136,14 @@ static void mf_expand_pair(const int8_t *x0, const int8_t *x1, int32_t c, int32_
     }
 }
 
-/* Requantizes one accumulator with the channel's precomputed constants p = {bias, mult, rnd, sw}
- * (see mcufit_kernels.h). The exporter only takes this path when every channel has shift <= 0,
+/* Requantizes one accumulator with its channel's precomputed constants (m, rnd, sw; see
+ * mcufit_kernels.h). The exporter only takes this path when every channel has shift <= 0,
  * e = -shift <= 22 and |acc| < 2^30, where it equals TFLM's MultiplyByQuantizedMultiplier plus
- * output offset exactly:
+ * the output offset exactly:
  *   SRDHM(acc, m) + rnd = floor((2 acc m + 2^31) / 2^32) + rnd       (one SMMLAR)
  *   RoundingDivideByPOT(v, e) = (v + 2^(e-1) - [v < 0]) >> e, e >= 1  (sign of v = sign of acc)
- *   and + offset folds into rnd as offset << e. */
-static inline int32_t mf_pw_out(int32_t acc, const int32_t *p, int32_t amin, int32_t amax) {
+ * and the output offset folds into rnd as offset << e. The result is not clamped yet. */
+static inline int32_t mf_pw_rq(int32_t acc, int32_t m, int32_t rnd, int32_t sw) {
     const int32_t x = (int32_t)((uint32_t)acc << 1);
     int32_t y;
 #if MCUFIT_USE_SIMD
@@ -153,45 +153,38 @@ static inline int32_t mf_pw_out(int32_t acc, const int32_t *p, int32_t amin, int
             "add %[y], %[y], %[t], asr #31\n\t"
             "asr %[y], %[y], %[w]"
             : [y] "=&r"(y), [t] "=&r"(t)
-            : [x] "r"(x), [m] "r"(p[1]), [r] "r"(p[2]), [w] "r"(p[3]));
+            : [x] "r"(x), [m] "r"(m), [r] "r"(rnd), [w] "r"(sw));
 #else
-    y = (int32_t)(((int64_t)x * (int64_t)p[1] + ((int64_t)1 << 31)) >> 32) + p[2];
-    if (x < 0 && (p[3] & (int32_t)0x80000000u)) y -= 1;
-    y >>= (p[3] & 0xFF);
+    y = (int32_t)(((int64_t)x * (int64_t)m + ((int64_t)1 << 31)) >> 32) + rnd;
+    if (x < 0 && (sw & (int32_t)0x80000000u)) y -= 1;
+    y >>= (sw & 0xFF);
 #endif
-    if (y < amin) y = amin;
-    if (y > amax) y = amax;
     return y;
 }
 
-void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_pw_params *q,
-                  int32_t *scratch, int8_t *out, mf_shape os) {
-    const int32_t c = is.c, cp = (c + 3) & ~3, oc_n = os.c, npix = os.h * os.w;
-    const int32_t amin = q->act_min, amax = q->act_max;
-    int32_t p, oy = 0, ox = 0;
-    for (p = 0; p < npix; p += 2) {
-        const int two = p + 1 < npix;
-        const int8_t *x0, *x1;
-        int8_t *y0 = out + p * oc_n;
-        int8_t *y1 = y0 + oc_n;
-        const int8_t *w = wint;
-        const int32_t *prm = q->ch;
-        int32_t oc;
-        x0 = in + (oy * sh * is.w + ox * sw) * c;
-        if (++ox == os.w) { ox = 0; ++oy; }
-        x1 = x0;
-        if (two) {
-            x1 = in + (oy * sh * is.w + ox * sw) * c;
-            if (++ox == os.w) { ox = 0; ++oy; }
-        }
-        mf_expand_pair(x0, x1, c, scratch);
-        for (oc = 0; oc < oc_n; oc += 2, prm += 8) {
-            int32_t a00 = prm[0], a01 = prm[4];
-            int32_t a10 = a00, a11 = a01;
-            const int32_t *s = scratch;
+static inline int32_t mf_clamp(int32_t y, int32_t lo, int32_t hi) {
+    if (y < lo) y = lo;
+    if (y > hi) y = hi;
+    return y;
+}
+
+/* Four outputs: 2 pixels x 2 filters. */
+typedef struct {
+    int32_t v00, v01, v10, v11;
+} mf_quad;
+
+/* Accumulates one pair of filters (`w`, cp input channels) over the expanded pixel pair in
+ * `scratch` and requantizes; `prm`: the pair's 8 constants. `full`: the activation range is all
+ * of int8, so a saturation is the whole clamp. */
+static inline mf_quad mf_pw_pair(const int32_t *scratch, const int8_t *w, int32_t cp, const int32_t *prm, int full,
+                                 int32_t amin, int32_t amax) {
+    int32_t a00 = prm[0], a01 = prm[1];
+    int32_t a10 = a00, a11 = a01;
+    const int32_t *s = scratch;
+    mf_quad r;
 #if MCUFIT_USE_SIMD
-            int32_t n = cp >> 3, x0e, x0o, x1e, x1o, wa, wb, t;
-            /* 4 channels x 2 pixels x 2 filters: 3 LDRD, 4 SXTB16, 8 SMLAD. */
+    int32_t n = cp >> 3, x0e, x0o, x1e, x1o, wa, wb, t;
+    /* 4 channels x 2 pixels x 2 filters: 3 LDRD, 4 SXTB16, 8 SMLAD. */
 #define MF_PW_BLOCK                                  \
     "ldrd %[x0e], %[x0o], [%[s]], #8\n\t"            \
     "ldrd %[x1e], %[x1o], [%[s]], #8\n\t"            \
@@ -214,31 +207,82 @@ void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh,
       [wb] "=&r"(wb), [t] "=&r"(t)                                                                         \
     :                                                                                                      \
     : "memory", "cc"
-            if (cp & 4) {
-                __asm__ volatile(MF_PW_BLOCK MF_PW_OPERANDS);
-            }
-            if (n > 0) {
-                __asm__ volatile("1:\n\t" MF_PW_BLOCK MF_PW_BLOCK "subs %[n], %[n], #1\n\t"
-                                 "bne 1b" MF_PW_OPERANDS);
-            }
+    if (cp & 4) {
+        __asm__ volatile(MF_PW_BLOCK MF_PW_OPERANDS);
+    }
+    if (n > 0) {
+        __asm__ volatile("1:\n\t" MF_PW_BLOCK MF_PW_BLOCK "subs %[n], %[n], #1\n\t"
+                         "bne 1b" MF_PW_OPERANDS);
+    }
 #undef MF_PW_BLOCK
 #undef MF_PW_OPERANDS
 #else
-            int32_t k;
-            for (k = 0; k < cp; k += 4, s += 4, w += 8) {
-                const int32_t wa = mf_load32(w), wb = mf_load32(w + 4);
-                const int32_t wae = mf_even_c(wa), wao = mf_odd_c(wa), wbe = mf_even_c(wb), wbo = mf_odd_c(wb);
-                a00 = mf_smlad_c(s[1], wao, mf_smlad_c(s[0], wae, a00));
-                a10 = mf_smlad_c(s[3], wao, mf_smlad_c(s[2], wae, a10));
-                a01 = mf_smlad_c(s[1], wbo, mf_smlad_c(s[0], wbe, a01));
-                a11 = mf_smlad_c(s[3], wbo, mf_smlad_c(s[2], wbe, a11));
-            }
+    int32_t k;
+    for (k = 0; k < cp; k += 4, s += 4, w += 8) {
+        const int32_t wa = mf_load32(w), wb = mf_load32(w + 4);
+        const int32_t wae = mf_even_c(wa), wao = mf_odd_c(wa), wbe = mf_even_c(wb), wbo = mf_odd_c(wb);
+        a00 = mf_smlad_c(s[1], wao, mf_smlad_c(s[0], wae, a00));
+        a10 = mf_smlad_c(s[3], wao, mf_smlad_c(s[2], wae, a10));
+        a01 = mf_smlad_c(s[1], wbo, mf_smlad_c(s[0], wbe, a01));
+        a11 = mf_smlad_c(s[3], wbo, mf_smlad_c(s[2], wbe, a11));
+    }
 #endif
-            y0[oc] = (int8_t)mf_pw_out(a00, prm, amin, amax);
-            if (two) y1[oc] = (int8_t)mf_pw_out(a10, prm, amin, amax);
+    r.v00 = mf_pw_rq(a00, prm[2], prm[3], prm[4]);
+    r.v10 = mf_pw_rq(a10, prm[2], prm[3], prm[4]);
+    r.v01 = mf_pw_rq(a01, prm[5], prm[6], prm[7]);
+    r.v11 = mf_pw_rq(a11, prm[5], prm[6], prm[7]);
+    if (full) {
+#if MCUFIT_USE_SIMD
+        r.v00 = __ssat(r.v00, 8);
+        r.v10 = __ssat(r.v10, 8);
+        r.v01 = __ssat(r.v01, 8);
+        r.v11 = __ssat(r.v11, 8);
+#else
+        r.v00 = mf_clamp(r.v00, -128, 127);
+        r.v10 = mf_clamp(r.v10, -128, 127);
+        r.v01 = mf_clamp(r.v01, -128, 127);
+        r.v11 = mf_clamp(r.v11, -128, 127);
+#endif
+    } else {
+        r.v00 = mf_clamp(r.v00, amin, amax);
+        r.v10 = mf_clamp(r.v10, amin, amax);
+        r.v01 = mf_clamp(r.v01, amin, amax);
+        r.v11 = mf_clamp(r.v11, amin, amax);
+    }
+    return r;
+}
+
+void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_pw_params *q,
+                  int32_t *scratch, int8_t *out, mf_shape os) {
+    const int32_t c = is.c, cp = (c + 3) & ~3, oc_n = os.c, npix = os.h * os.w;
+    const int32_t amin = q->act_min, amax = q->act_max;
+    const int full = amin == -128 && amax == 127;
+    int32_t p, oy = 0, ox = 0;
+    for (p = 0; p < npix; p += 2) {
+        const int8_t *x0, *x1, *w = wint;
+        const int32_t *prm = q->ch;
+        int8_t *y0 = out + p * oc_n, *y1;
+        int32_t oc;
+        mf_quad r;
+        x0 = in + (oy * sh * is.w + ox * sw) * c;
+        if (++ox == os.w) { ox = 0; ++oy; }
+        if (p + 1 < npix) {
+            x1 = in + (oy * sh * is.w + ox * sw) * c;
+            if (++ox == os.w) { ox = 0; ++oy; }
+            y1 = y0 + oc_n;
+        } else {
+            /* A last lone pixel is computed twice and stored twice in place. */
+            x1 = x0;
+            y1 = y0;
+        }
+        mf_expand_pair(x0, x1, c, scratch);
+        for (oc = 0; oc < oc_n; oc += 2, w += 2 * cp, prm += 8) {
+            r = mf_pw_pair(scratch, w, cp, prm, full, amin, amax);
+            y0[oc] = (int8_t)r.v00;
+            y1[oc] = (int8_t)r.v10;
             if (oc + 1 < oc_n) {
-                y0[oc + 1] = (int8_t)mf_pw_out(a01, prm + 4, amin, amax);
-                if (two) y1[oc + 1] = (int8_t)mf_pw_out(a11, prm + 4, amin, amax);
+                y0[oc + 1] = (int8_t)r.v01;
+                y1[oc + 1] = (int8_t)r.v11;
             }
         }
     }

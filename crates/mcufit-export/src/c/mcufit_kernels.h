@@ -23,9 +23,10 @@ typedef struct {
 void mf_conv(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, int32_t kw, int32_t fic,
              int32_t sh, int32_t sw, int32_t pad_top, int32_t pad_left, const mf_requant *q, int8_t *out,
              mf_shape os);
-/* Constants of a 1x1 convolution: per output channel (count rounded up to even, the extra one
- * zero) four int32 {bias + input_offset * sum(filter), multiplier, rnd, sw} where, with
- * e = -shift (0..22): rnd = (e ? 2^(e-1) : 0) + output_offset * 2^e and sw = e | (e ? 1 << 31 : 0). */
+/* Constants of a 1x1 convolution, per pair of output channels (an odd last channel is paired with
+ * a zero one) eight int32: {bias0, bias1, m0, rnd0, sw0, m1, rnd1, sw1}, where bias includes
+ * input_offset * sum(filter), m is the multiplier and, with e = -shift (0..22),
+ * rnd = (e ? 2^(e-1) : 0) + output_offset * 2^e and sw = e | (e ? 1 << 31 : 0). */
 typedef struct {
     const int32_t *ch;
     int32_t act_min, act_max;

@@ -27,6 +27,8 @@ pub struct CSources {
     pub plan: ArenaPlan,
     /// Bytes of constant data in `model_c` (weights, biases, multipliers, shifts).
     pub const_bytes: usize,
+    /// Bytes of the static 1x1-convolution scratch (`MCUFIT_SCRATCH_SIZE`), outside the arena.
+    pub scratch_bytes: usize,
 }
 
 impl CSources {
@@ -64,27 +66,70 @@ fn ident(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
-/// Filter layout of `mf_pointwise`: output channels in pairs; within a pair, blocks of 4 input
-/// channels of the first row then of the second, then both rows' remaining (< 4) channels; an odd
-/// last row stays as is.
+/// Filter layout of `mf_pointwise`: output channels in pairs (an odd last one paired with a zero
+/// row); within a pair, per block of 4 input channels (zero-padded to a multiple of 4), the 4 bytes
+/// of the first row then the 4 of the second. `rows x cols` is the OHWI filter of a 1x1 conv.
 pub fn interleave_pairs(filter: &[i8], rows: usize, cols: usize) -> Vec<i8> {
-    let c4 = cols & !3;
-    let mut out = Vec::with_capacity(filter.len());
-    let mut r = 0;
-    while r + 2 <= rows {
-        let (a, b) = (&filter[r * cols..(r + 1) * cols], &filter[(r + 1) * cols..(r + 2) * cols]);
-        for k in (0..c4).step_by(4) {
-            out.extend_from_slice(&a[k..k + 4]);
-            out.extend_from_slice(&b[k..k + 4]);
+    let cp = cols.div_ceil(4) * 4;
+    let row = |r: usize, k: usize| -> i8 { if r < rows && k < cols { filter[r * cols + k] } else { 0 } };
+    let mut out = Vec::with_capacity(rows.div_ceil(2) * 2 * cp);
+    for r in (0..rows).step_by(2) {
+        for k in (0..cp).step_by(4) {
+            for rr in [r, r + 1] {
+                out.extend((k..k + 4).map(|kk| row(rr, kk)));
+            }
         }
-        out.extend_from_slice(&a[c4..]);
-        out.extend_from_slice(&b[c4..]);
-        r += 2;
-    }
-    if r < rows {
-        out.extend_from_slice(&filter[r * cols..]);
     }
     out
+}
+
+/// Largest |accumulator| (bias included) the fast 1x1 requantization accepts.
+const PW_ACC_LIMIT: i64 = 1 << 30;
+/// Largest right shift of the fast 1x1 requantization (keeps `offset << e` and the sum in range).
+const PW_MAX_SHIFT: i32 = 22;
+
+/// Constants of `mf_pointwise` (per pair of output channels {bias0, bias1, m0, rnd0, sw0, m1,
+/// rnd1, sw1}, an odd last channel paired with zeros; see `mcufit_kernels.h`), or `None` when a channel is outside the
+/// range where its exact shortcut holds (a left shift, a right shift above 22, or an accumulator
+/// that could reach 2^30): such a conv goes through the generic `mf_conv`.
+/// `bias` already includes `input_offset * sum(filter)`; `filter` is `rows x cols` (OHWI, 1x1).
+pub fn pointwise_constants(
+    bias: &[i64],
+    multiplier: &[i32],
+    shift: &[i32],
+    filter: &[i8],
+    cols: usize,
+    output_offset: i32,
+) -> Option<Vec<i32>> {
+    let rows = bias.len();
+    if multiplier.len() != rows || shift.len() != rows || filter.len() != rows * cols {
+        return None;
+    }
+    let mut per = Vec::with_capacity(rows + 1);
+    let mut out = Vec::with_capacity(rows.div_ceil(2) * 8);
+    for c in 0..rows {
+        let e = -shift[c];
+        if !(0..=PW_MAX_SHIFT).contains(&e) || multiplier[c] < 0 {
+            return None;
+        }
+        let wsum: i64 = filter[c * cols..(c + 1) * cols].iter().map(|&v| (v as i64).abs()).sum();
+        if bias[c].abs() + 128 * wsum >= PW_ACC_LIMIT {
+            return None;
+        }
+        let half = if e > 0 { 1i64 << (e - 1) } else { 0 };
+        let rnd = half + ((output_offset as i64) << e);
+        let sw = (e as u32) | if e > 0 { 1u32 << 31 } else { 0 };
+        per.push((i32::try_from(bias[c]).ok()?, [multiplier[c], i32::try_from(rnd).ok()?, sw as i32]));
+    }
+    if rows % 2 == 1 {
+        per.push((0, [0, 0, 0]));
+    }
+    for pair in per.chunks(2) {
+        out.extend([pair[0].0, pair[1].0]);
+        out.extend(pair[0].1);
+        out.extend(pair[1].1);
+    }
+    Some(out)
 }
 
 /// Generates the model sources for `order` (op indices; op 0 optional).
@@ -96,6 +141,8 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
     let mut consts = String::new();
     let mut body = String::new();
     let mut const_bytes = 0usize;
+    // int32 words of the 1x1-conv activation scratch (the largest padded input depth).
+    let mut scratch_words = 0usize;
     let ptr = |i: usize| -> String {
         match plan.offsets[i] {
             Some(o) => format!("(A + {o})"),
@@ -136,8 +183,24 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                 let id = format!("op{i}");
                 let d = &w.filter_dims;
                 let pointwise = matches!(op.kind, QOpKind::Conv2d { .. }) && d[1] == 1 && d[2] == 1 && d[3] == xs.c;
-                let filter = if pointwise { interleave_pairs(&w.filter, d[0], d[3]) } else { w.filter.clone() };
-                const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &filter);
+                let pw = if pointwise { pointwise_constants(&bias, multiplier, shift, &w.filter, d[3], *output_offset) } else { None };
+                if let (Some(pw), QOpKind::Conv2d { stride, .. }) = (&pw, &op.kind) {
+                    scratch_words = scratch_words.max(d[3].div_ceil(4) * 4);
+                    const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &interleave_pairs(&w.filter, d[0], d[3]));
+                    const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_pw"), pw);
+                    let _ = writeln!(consts, "static const mf_pw_params {id}_q = {{{id}_pw, {act_min}, {act_max}}};");
+                    let _ = writeln!(
+                        body,
+                        "    mf_pointwise({x}, {}, {id}_w, {}, {}, &{id}_q, mcufit_scratch, {y}, {});",
+                        shape_lit(xs),
+                        stride[0],
+                        stride[1],
+                        shape_lit(ks)
+                    );
+                    let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
+                    continue;
+                }
+                const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &w.filter);
                 const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_b"), &bias);
                 const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_m"), multiplier);
                 const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_s"), shift);
@@ -146,16 +209,6 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                     "static const mf_requant {id}_q = {{{id}_b, {id}_m, {id}_s, {input_offset}, {output_offset}, {act_min}, {act_max}}};"
                 );
                 match &op.kind {
-                    QOpKind::Conv2d { stride, .. } if pointwise => {
-                        let _ = writeln!(
-                            body,
-                            "    mf_pointwise({x}, {}, {id}_w, {}, {}, &{id}_q, {y}, {});",
-                            shape_lit(xs),
-                            stride[0],
-                            stride[1],
-                            shape_lit(ks)
-                        );
-                    }
                     QOpKind::Conv2d { stride, .. } => {
                         let _ = writeln!(
                             body,
@@ -251,6 +304,7 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                 return Err(ExportError::Unsupported { op: op.name.clone(), msg: format!("no C kernel for {}", kind.name()) })
             }
         }
+        let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
     }
     let inp = &model.tensors[0];
     let outp = &model.tensors[out_i];
@@ -261,6 +315,9 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
 #define MCUFIT_INPUT_SIZE {isz}\n#define MCUFIT_OUTPUT_SIZE {osz}\n\
 /* Activation arena: the planned peak of live tensors for the exported operator order. */\n\
 #define MCUFIT_ARENA_SIZE {arena}\n\
+/* Static scratch of the 1x1 convolutions (sign-extended activations of two pixels), bytes. */\n\
+#define MCUFIT_SCRATCH_SIZE {scratch}\n\
+#define MCUFIT_NUM_OPS {n}\n\
 /* real = scale * (q - zero_point) */\n\
 #define MCUFIT_INPUT_SCALE {is:e}f\n#define MCUFIT_INPUT_ZERO_POINT {iz}\n\
 #define MCUFIT_OUTPUT_SCALE {os:e}f\n#define MCUFIT_OUTPUT_ZERO_POINT {oz}\n\n\
@@ -271,6 +328,7 @@ int mcufit_invoke(const int8_t *in, int8_t *out);\n\n#endif\n",
         isz = inp.elements(),
         osz = outp.elements(),
         arena = plan.arena_bytes,
+        scratch = 4 * scratch_words,
         is = inp.scale,
         iz = inp.zero_point,
         os = outp.scale,
@@ -290,6 +348,14 @@ int mcufit_invoke(const int8_t *in, int8_t *out);\n\n#endif\n",
         "static union {{ int8_t b[{}]; int32_t align; }} mcufit_arena;\n",
         plan.arena_bytes.max(1)
     );
+    model_c.push_str(
+        "/* Profiling hook: MCUFIT_PROFILE builds call mcufit_prof(op) after every op. */\n\
+#ifdef MCUFIT_PROFILE\nvoid mcufit_prof(int op);\n#define MCUFIT_OP_DONE(op) mcufit_prof(op)\n\
+#else\n#define MCUFIT_OP_DONE(op) ((void)0)\n#endif\n\n",
+    );
+    if scratch_words > 0 {
+        let _ = writeln!(model_c, "static int32_t mcufit_scratch[{scratch_words}];\n");
+    }
     model_c.push_str(&consts);
     model_c.push_str("\nint mcufit_invoke(const int8_t *in, int8_t *out) {\n    int8_t *const A = mcufit_arena.b;\n");
     model_c.push_str("    if (in == 0 || out == 0) return -1;\n    (void)A;\n");
@@ -299,7 +365,7 @@ int mcufit_invoke(const int8_t *in, int8_t *out);\n\n#endif\n",
     model_c.push_str(&body);
     let _ = writeln!(model_c, "    mf_copy({}, {}, out);\n    return 0;\n}}", ptr(out_i), outp.elements());
     let _ = ident;
-    Ok(CSources { model_h, model_c, plan, const_bytes })
+    Ok(CSources { model_h, model_c, plan, const_bytes, scratch_bytes: 4 * scratch_words })
 }
 
 /// Writes the C library (model + kernels) into `dir` with the default plan (input in the arena,
