@@ -368,8 +368,8 @@ fn op_macs(q: &QuantizedModel, i: usize) -> u64 {
 
 fn m4_check(q: &QuantizedModel, src: &CSources, inputs: &[Vec<i8>], dir: &Path) -> Result<M4Report> {
     let (agree, run) = verify::verify_m4(q, src, inputs, verify::QEMU_MAX, &dir.join("m4"))?;
-    // A second image with a tick read after every op gives the per-op split (one input).
-    let prof: M4Run = verify::profile_m4(src, &inputs[..1], &dir.join("m4-profile"))?;
+    // A second image with a tick read after every op gives the per-op split (fastest of 3 runs).
+    let prof: M4Run = verify::profile_m4(src, &inputs[..inputs.len().min(3)], &dir.join("m4-profile"))?;
     let macs = q.macs();
     let mut r = M4Report {
         agreement: Some(agree),

@@ -168,6 +168,15 @@ static inline int32_t mf_clamp(int32_t y, int32_t lo, int32_t hi) {
     return y;
 }
 
+/* Saturates to int8 (one SSAT on the DSP path). */
+static inline int32_t mf_sat8(int32_t y) {
+#if MCUFIT_USE_SIMD
+    return __ssat(y, 8);
+#else
+    return mf_clamp(y, -128, 127);
+#endif
+}
+
 /* Four outputs: 2 pixels x 2 filters. */
 typedef struct {
     int32_t v00, v01, v10, v11;
@@ -232,17 +241,10 @@ static inline mf_quad mf_pw_pair(const int32_t *scratch, const int8_t *w, int32_
     r.v01 = mf_pw_rq(a01, prm[5], prm[6], prm[7]);
     r.v11 = mf_pw_rq(a11, prm[5], prm[6], prm[7]);
     if (full) {
-#if MCUFIT_USE_SIMD
-        r.v00 = __ssat(r.v00, 8);
-        r.v10 = __ssat(r.v10, 8);
-        r.v01 = __ssat(r.v01, 8);
-        r.v11 = __ssat(r.v11, 8);
-#else
-        r.v00 = mf_clamp(r.v00, -128, 127);
-        r.v10 = mf_clamp(r.v10, -128, 127);
-        r.v01 = mf_clamp(r.v01, -128, 127);
-        r.v11 = mf_clamp(r.v11, -128, 127);
-#endif
+        r.v00 = mf_sat8(r.v00);
+        r.v10 = mf_sat8(r.v10);
+        r.v01 = mf_sat8(r.v01);
+        r.v11 = mf_sat8(r.v11);
     } else {
         r.v00 = mf_clamp(r.v00, amin, amax);
         r.v10 = mf_clamp(r.v10, amin, amax);
@@ -252,32 +254,107 @@ static inline mf_quad mf_pw_pair(const int32_t *scratch, const int8_t *w, int32_
     return r;
 }
 
-void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_pw_params *q,
-                  int32_t *scratch, int8_t *out, mf_shape os) {
-    const int32_t c = is.c, cp = (c + 3) & ~3, oc_n = os.c, npix = os.h * os.w;
+#if MCUFIT_USE_SIMD
+#define MF_EVEN(x) __sxtb16(x)
+#define MF_ODD(x) __sxtb16(mf_ror8(x))
+#else
+#define MF_EVEN(x) mf_even_c(x)
+#define MF_ODD(x) mf_odd_c(x)
+#endif
+
+/* Expands the receptive fields of two output pixels (input corners (iy0, ix0) and (iy1, ix1))
+ * straight from the input when c is a multiple of 4 (a 4-channel block never straddles two
+ * taps); taps outside the input read `padw` (the input zero point in all four bytes). */
+static void mf_expand_taps(const int8_t *in, mf_shape is, int32_t kh, int32_t kw, int32_t iy0, int32_t ix0,
+                           int32_t iy1, int32_t ix1, int32_t padw, int32_t *s) {
+    const int32_t c = is.c;
+    int32_t ky, kx, k;
+    for (ky = 0; ky < kh; ++ky) {
+        const int32_t ya = iy0 + ky, yb = iy1 + ky;
+        const int va = ya >= 0 && ya < is.h, vb = yb >= 0 && yb < is.h;
+        for (kx = 0; kx < kw; ++kx) {
+            const int32_t xa = ix0 + kx, xb = ix1 + kx;
+            const int8_t *pa = (va && xa >= 0 && xa < is.w) ? in + (ya * is.w + xa) * c : 0;
+            const int8_t *pb = (vb && xb >= 0 && xb < is.w) ? in + (yb * is.w + xb) * c : 0;
+            if (pa && pb) {
+                for (k = 0; k < c; k += 4, s += 4) {
+                    const int32_t a = mf_load32(pa + k), b = mf_load32(pb + k);
+                    s[0] = MF_EVEN(a);
+                    s[1] = MF_ODD(a);
+                    s[2] = MF_EVEN(b);
+                    s[3] = MF_ODD(b);
+                }
+            } else {
+                for (k = 0; k < c; k += 4, s += 4) {
+                    const int32_t a = pa ? mf_load32(pa + k) : padw, b = pb ? mf_load32(pb + k) : padw;
+                    s[0] = MF_EVEN(a);
+                    s[1] = MF_ODD(a);
+                    s[2] = MF_EVEN(b);
+                    s[3] = MF_ODD(b);
+                }
+            }
+        }
+    }
+}
+
+/* The receptive field of one output pixel as kh*kw*c bytes ([ky][kx][ic], the filter's order),
+ * `pad` outside the input. */
+static void mf_patch(const int8_t *in, mf_shape is, int32_t kh, int32_t kw, int32_t iy0, int32_t ix0, int8_t pad,
+                     int8_t *dst) {
+    const int32_t c = is.c;
+    int32_t ky, kx, k;
+    for (ky = 0; ky < kh; ++ky) {
+        const int32_t iy = iy0 + ky;
+        for (kx = 0; kx < kw; ++kx) {
+            const int32_t ix = ix0 + kx;
+            if (iy >= 0 && iy < is.h && ix >= 0 && ix < is.w) {
+                const int8_t *src = in + (iy * is.w + ix) * c;
+                for (k = 0; k < c; ++k) *dst++ = src[k];
+            } else {
+                for (k = 0; k < c; ++k) *dst++ = pad;
+            }
+        }
+    }
+}
+
+void mf_conv_fast(const int8_t *in, mf_shape is, const int8_t *wint, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
+                  int32_t pad_top, int32_t pad_left, int32_t pad_value, const mf_pw_params *q, int32_t *scratch,
+                  int8_t *out, mf_shape os) {
+    const int32_t c = is.c, kk = kh * kw * c, kp = (kk + 3) & ~3, oc_n = os.c, npix = os.h * os.w;
     const int32_t amin = q->act_min, amax = q->act_max;
     const int full = amin == -128 && amax == 127;
+    const int32_t padw = (int32_t)(((uint32_t)pad_value & 0xFFu) * 0x01010101u);
+    int8_t *const patch = (int8_t *)(scratch + kp);
     int32_t p, oy = 0, ox = 0;
     for (p = 0; p < npix; p += 2) {
-        const int8_t *x0, *x1, *w = wint;
+        const int8_t *w = wint;
         const int32_t *prm = q->ch;
         int8_t *y0 = out + p * oc_n, *y1;
-        int32_t oc;
+        int32_t oc, iy0, ix0, iy1, ix1;
         mf_quad r;
-        x0 = in + (oy * sh * is.w + ox * sw) * c;
+        iy0 = oy * sh - pad_top;
+        ix0 = ox * sw - pad_left;
         if (++ox == os.w) { ox = 0; ++oy; }
         if (p + 1 < npix) {
-            x1 = in + (oy * sh * is.w + ox * sw) * c;
+            iy1 = oy * sh - pad_top;
+            ix1 = ox * sw - pad_left;
             if (++ox == os.w) { ox = 0; ++oy; }
             y1 = y0 + oc_n;
         } else {
             /* A last lone pixel is computed twice and stored twice in place. */
-            x1 = x0;
+            iy1 = iy0;
+            ix1 = ix0;
             y1 = y0;
         }
-        mf_expand_pair(x0, x1, c, scratch);
-        for (oc = 0; oc < oc_n; oc += 2, w += 2 * cp, prm += 8) {
-            r = mf_pw_pair(scratch, w, cp, prm, full, amin, amax);
+        if ((c & 3) == 0) {
+            mf_expand_taps(in, is, kh, kw, iy0, ix0, iy1, ix1, padw, scratch);
+        } else {
+            mf_patch(in, is, kh, kw, iy0, ix0, (int8_t)pad_value, patch);
+            mf_patch(in, is, kh, kw, iy1, ix1, (int8_t)pad_value, patch + kp);
+            mf_expand_pair(patch, patch + kp, kk, scratch);
+        }
+        for (oc = 0; oc < oc_n; oc += 2, w += 2 * kp, prm += 8) {
+            r = mf_pw_pair(scratch, w, kp, prm, full, amin, amax);
             y0[oc] = (int8_t)r.v00;
             y1[oc] = (int8_t)r.v10;
             if (oc + 1 < oc_n) {
@@ -321,6 +398,149 @@ void mf_conv(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, in
         }
     }
 }
+
+/* Depthwise convolution, 4 channels at a time. The exporter stores the filter sign-extended and
+ * doubled as int16 pairs in SMLAxy order, per group of 4 channels and tap the words
+ * (2w0, 2w2), (2w1, 2w3), so a tap costs one input word, two SXTB16 and four 16x16
+ * multiply-accumulates (SMLABB/SMLATT), and the accumulators hold 2 * acc, which the shortcut
+ * requantization takes directly. Taps outside the input read `pad_value` (the input zero point),
+ * cancelled exactly by the folded bias. `taps`: input offsets (ky * is.w + kx) * c of the kh*kw
+ * taps. Constants per group: {2b0, 2b1, 2b2, 2b3, m0, rnd0, sw0, ..., m3, rnd3, sw3}. */
+static inline int32_t mf_rq2(int32_t x2, int32_t m, int32_t rnd, int32_t sw) {
+    int32_t y;
+#if MCUFIT_USE_SIMD
+    int32_t t;
+    __asm__("smmlar %[y], %[x], %[m], %[r]\n\t"
+            "and %[t], %[w], %[x], asr #31\n\t"
+            "add %[y], %[y], %[t], asr #31\n\t"
+            "asr %[y], %[y], %[w]"
+            : [y] "=&r"(y), [t] "=&r"(t)
+            : [x] "r"(x2), [m] "r"(m), [r] "r"(rnd), [w] "r"(sw));
+#else
+    y = (int32_t)(((int64_t)x2 * (int64_t)m + ((int64_t)1 << 31)) >> 32) + rnd;
+    if (x2 < 0 && (sw & (int32_t)0x80000000u)) y -= 1;
+    y >>= (sw & 0xFF);
+#endif
+    return y;
+}
+
+#if MCUFIT_USE_SIMD
+/* SXTB16 of the odd bytes, the rotation folded into the instruction. */
+static inline int32_t mf_sxtb16_odd(int32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#define MF_DW_MAC(xv, we, wo)                      \
+    do {                                           \
+        const int32_t xe_ = __sxtb16(xv);          \
+        const int32_t xo_ = mf_sxtb16_odd(xv);     \
+        a0 = __smlabb(xe_, (we), a0);              \
+        a2 = __smlatt(xe_, (we), a2);              \
+        a1 = __smlabb(xo_, (wo), a1);              \
+        a3 = __smlatt(xo_, (wo), a3);              \
+    } while (0)
+#else
+#define MF_DW_MAC(xv, we, wo)                                                                    \
+    do {                                                                                         \
+        const int32_t xe_ = mf_even_c(xv), xo_ = mf_odd_c(xv);                                  \
+        a0 += (int32_t)(int16_t)(xe_ & 0xFFFF) * (int32_t)(int16_t)((we) & 0xFFFF);             \
+        a2 += (int32_t)(int16_t)((uint32_t)xe_ >> 16) * (int32_t)(int16_t)((uint32_t)(we) >> 16); \
+        a1 += (int32_t)(int16_t)(xo_ & 0xFFFF) * (int32_t)(int16_t)((wo) & 0xFFFF);             \
+        a3 += (int32_t)(int16_t)((uint32_t)xo_ >> 16) * (int32_t)(int16_t)((uint32_t)(wo) >> 16); \
+    } while (0)
+#endif
+
+/* The last group of fewer than 4 channels (and kernels above 32 taps): per tap and bounds check. */
+static void mf_dw_slow(const int8_t *in, mf_shape is, const int32_t *f, const int32_t *taps, int32_t kh, int32_t kw,
+                       int32_t ch, int32_t base, int32_t ky0, int32_t ky1, int32_t kx0, int32_t kx1, int32_t padw,
+                       const int32_t *prm, int32_t amin, int32_t amax, int8_t *y) {
+    const int32_t c = is.c;
+    int32_t a0 = prm[0], a1 = prm[1], a2 = prm[2], a3 = prm[3], ky, kx, j;
+    for (ky = 0; ky < kh; ++ky) {
+        for (kx = 0; kx < kw; ++kx, ++taps, f += 2) {
+            int32_t xv = padw;
+            if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
+                xv = 0;
+                for (j = 0; j < 4 && ch + j < c; ++j)
+                    xv |= (int32_t)(((uint32_t)(uint8_t)in[base + ch + j + *taps]) << (8 * j));
+            }
+            MF_DW_MAC(xv, f[0], f[1]);
+        }
+    }
+    y[0] = (int8_t)mf_clamp(mf_rq2(a0, prm[4], prm[5], prm[6]), amin, amax);
+    if (ch + 1 < c) y[1] = (int8_t)mf_clamp(mf_rq2(a1, prm[7], prm[8], prm[9]), amin, amax);
+    if (ch + 2 < c) y[2] = (int8_t)mf_clamp(mf_rq2(a2, prm[10], prm[11], prm[12]), amin, amax);
+    if (ch + 3 < c) y[3] = (int8_t)mf_clamp(mf_rq2(a3, prm[13], prm[14], prm[15]), amin, amax);
+}
+
+void mf_depthwise_fast(const int8_t *in, mf_shape is, const int32_t *wx, const int32_t *taps, int32_t kh, int32_t kw,
+                       int32_t sh, int32_t sw, int32_t pad_top, int32_t pad_left, int32_t pad_value,
+                       const mf_pw_params *q, int8_t *out, mf_shape os) {
+    const int32_t c = is.c, whole = c >> 2, nt = kh * kw;
+    const int32_t amin = q->act_min, amax = q->act_max;
+    const int full = amin == -128 && amax == 127;
+    const int32_t padw = (int32_t)(((uint32_t)pad_value & 0xFFu) * 0x01010101u);
+    int32_t oy, ox, g;
+    for (oy = 0; oy < os.h; ++oy) {
+        const int32_t iy0 = oy * sh - pad_top;
+        const int32_t ky0 = iy0 < 0 ? -iy0 : 0, ky1 = is.h - iy0 < kh ? is.h - iy0 : kh;
+        for (ox = 0; ox < os.w; ++ox) {
+            const int32_t ix0 = ox * sw - pad_left;
+            const int32_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = is.w - ix0 < kw ? is.w - ix0 : kw;
+            const int interior = ky0 == 0 && kx0 == 0 && ky1 == kh && kx1 == kw;
+            const int32_t base = (iy0 * is.w + ix0) * c;
+            int8_t *y = out + (oy * os.w + ox) * c;
+            const int32_t *f = wx, *prm = q->ch;
+            /* Bit t of `mask`: tap t lies inside the input (border pixels, up to 32 taps). */
+            uint32_t mask = 0;
+            if (!interior && nt <= 32) {
+                int32_t ky, kx;
+                for (ky = ky0; ky < ky1; ++ky)
+                    for (kx = kx0; kx < kx1; ++kx) mask |= 1u << (ky * kw + kx);
+            }
+            for (g = 0; g < whole; ++g, prm += 16, y += 4) {
+                int32_t a0 = prm[0], a1 = prm[1], a2 = prm[2], a3 = prm[3], r0, r1, r2, r3;
+                if (interior) {
+                    const int8_t *x = in + base + 4 * g;
+                    const int32_t *t = taps, *t_end = taps + nt;
+                    while (t < t_end) {
+                        const int32_t xv = mf_load32(x + *t++);
+                        MF_DW_MAC(xv, f[0], f[1]);
+                        f += 2;
+                    }
+                } else if (nt <= 32) {
+                    int32_t t;
+                    for (t = 0; t < nt; ++t, f += 2) {
+                        const int32_t xv = (mask >> t) & 1u ? mf_load32(in + (base + 4 * g + taps[t])) : padw;
+                        MF_DW_MAC(xv, f[0], f[1]);
+                    }
+                } else {
+                    mf_dw_slow(in, is, f, taps, kh, kw, 4 * g, base, ky0, ky1, kx0, kx1, padw, prm, amin, amax, y);
+                    f += 2 * nt;
+                    continue;
+                }
+                r0 = mf_rq2(a0, prm[4], prm[5], prm[6]);
+                r1 = mf_rq2(a1, prm[7], prm[8], prm[9]);
+                r2 = mf_rq2(a2, prm[10], prm[11], prm[12]);
+                r3 = mf_rq2(a3, prm[13], prm[14], prm[15]);
+                if (full) {
+                    y[0] = (int8_t)mf_sat8(r0);
+                    y[1] = (int8_t)mf_sat8(r1);
+                    y[2] = (int8_t)mf_sat8(r2);
+                    y[3] = (int8_t)mf_sat8(r3);
+                } else {
+                    y[0] = (int8_t)mf_clamp(r0, amin, amax);
+                    y[1] = (int8_t)mf_clamp(r1, amin, amax);
+                    y[2] = (int8_t)mf_clamp(r2, amin, amax);
+                    y[3] = (int8_t)mf_clamp(r3, amin, amax);
+                }
+            }
+            if (whole * 4 < c) mf_dw_slow(in, is, f, taps, kh, kw, whole * 4, base, ky0, ky1, kx0, kx1, padw, prm, amin, amax, y);
+        }
+    }
+}
+#undef MF_DW_MAC
 
 void mf_depthwise(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, int32_t kw, int32_t sh,
                   int32_t sw, int32_t pad_top, int32_t pad_left, const mf_requant *q, int8_t *out, mf_shape os) {

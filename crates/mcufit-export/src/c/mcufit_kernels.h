@@ -32,11 +32,24 @@ typedef struct {
     int32_t act_min, act_max;
 } mf_pw_params;
 
-/* 1x1 convolution, groups 1. `wint`: output channels in pairs, per block of 4 input channels
- * (zero-padded to a multiple of 4) the 4 bytes of the first channel then of the second; an odd
- * last channel is paired with a zero one. `scratch`: (c rounded up to 4) int32 words. */
-void mf_pointwise(const int8_t *in, mf_shape is, const int8_t *wint, int32_t sh, int32_t sw, const mf_pw_params *q,
-                  int32_t *scratch, int8_t *out, mf_shape os);
+/* Convolution with groups 1 (1x1 ones included) through a two-pixel im2col: the receptive fields
+ * of two output pixels are sign-extended into `scratch` (taps outside the input read `pad_value`,
+ * the input zero point, which the bias fold cancels exactly), then every pair of filters runs over
+ * both (SMLAD). `wint`: the OHWI filter rows ([ky][kx][ic], K = kh*kw*c values, zero-padded to a
+ * multiple of 4) with output channels in pairs, per block of 4 values the first row's 4 bytes then
+ * the second's; an odd last channel is paired with a zero row. `scratch`: Kp int32 words
+ * (Kp = K rounded up to 4), plus Kp / 2 words when c is not a multiple of 4. */
+void mf_conv_fast(const int8_t *in, mf_shape is, const int8_t *wint, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
+                  int32_t pad_top, int32_t pad_left, int32_t pad_value, const mf_pw_params *q, int32_t *scratch,
+                  int8_t *out, mf_shape os);
+/* Depthwise convolution with the same shortcut requantization. `wx`: per group of 4 channels
+ * (the last one zero-padded) and tap, the words (2w0, 2w2), (2w1, 2w3) as int16 pairs; `taps`:
+ * the input offsets (ky * is.w + kx) * c of the kh*kw taps; `q->ch`: per group sixteen int32
+ * {2b0, 2b1, 2b2, 2b3, m0, rnd0, sw0, ..., m3, rnd3, sw3} with b = bias + input_offset *
+ * sum(filter); taps outside the input read `pad_value`, the input zero point. */
+void mf_depthwise_fast(const int8_t *in, mf_shape is, const int32_t *wx, const int32_t *taps, int32_t kh, int32_t kw,
+                       int32_t sh, int32_t sw, int32_t pad_top, int32_t pad_left, int32_t pad_value,
+                       const mf_pw_params *q, int8_t *out, mf_shape os);
 void mf_depthwise(const int8_t *in, mf_shape is, const int8_t *filter, int32_t kh, int32_t kw, int32_t sh,
                   int32_t sw, int32_t pad_top, int32_t pad_left, const mf_requant *q, int8_t *out, mf_shape os);
 void mf_fully_connected(const int8_t *in, int32_t depth, const int8_t *filter, int32_t units, const mf_requant *q,

@@ -27,7 +27,7 @@ pub struct CSources {
     pub plan: ArenaPlan,
     /// Bytes of constant data in `model_c` (weights, biases, multipliers, shifts).
     pub const_bytes: usize,
-    /// Bytes of the static 1x1-convolution scratch (`MCUFIT_SCRATCH_SIZE`), outside the arena.
+    /// Bytes of the static convolution im2col scratch (`MCUFIT_SCRATCH_SIZE`), outside the arena.
     pub scratch_bytes: usize,
 }
 
@@ -66,9 +66,10 @@ fn ident(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
-/// Filter layout of `mf_pointwise`: output channels in pairs (an odd last one paired with a zero
-/// row); within a pair, per block of 4 input channels (zero-padded to a multiple of 4), the 4 bytes
-/// of the first row then the 4 of the second. `rows x cols` is the OHWI filter of a 1x1 conv.
+/// Filter layout of `mf_conv_fast`: output channels in pairs (an odd last one paired with a zero
+/// row); within a pair, per block of 4 values of the flattened row (zero-padded to a multiple of
+/// 4), the 4 bytes of the first row then the 4 of the second. `rows x cols` is the OHWI filter
+/// with `cols = kh * kw * in_c`.
 pub fn interleave_pairs(filter: &[i8], rows: usize, cols: usize) -> Vec<i8> {
     let cp = cols.div_ceil(4) * 4;
     let row = |r: usize, k: usize| -> i8 { if r < rows && k < cols { filter[r * cols + k] } else { 0 } };
@@ -88,11 +89,24 @@ const PW_ACC_LIMIT: i64 = 1 << 30;
 /// Largest right shift of the fast 1x1 requantization (keeps `offset << e` and the sum in range).
 const PW_MAX_SHIFT: i32 = 22;
 
-/// Constants of `mf_pointwise` (per pair of output channels {bias0, bias1, m0, rnd0, sw0, m1,
-/// rnd1, sw1}, an odd last channel paired with zeros; see `mcufit_kernels.h`), or `None` when a channel is outside the
-/// range where its exact shortcut holds (a left shift, a right shift above 22, or an accumulator
-/// that could reach 2^30): such a conv goes through the generic `mf_conv`.
-/// `bias` already includes `input_offset * sum(filter)`; `filter` is `rows x cols` (OHWI, 1x1).
+/// The shortcut requantization constants `[bias, m, rnd, sw]` of one output channel (see
+/// `mcufit_kernels.h`), or `None` outside the range where the shortcut is exact: a left shift, a
+/// right shift above 22, or an accumulator (`|bias| + 128 * sum|w|`) that could reach 2^30.
+fn shortcut(bias: i64, abs_w: i64, multiplier: i32, shift: i32, output_offset: i32) -> Option<[i32; 4]> {
+    let e = -shift;
+    if !(0..=PW_MAX_SHIFT).contains(&e) || multiplier < 0 || bias.abs() + 128 * abs_w >= PW_ACC_LIMIT {
+        return None;
+    }
+    let half = if e > 0 { 1i64 << (e - 1) } else { 0 };
+    let rnd = half + ((output_offset as i64) << e);
+    let sw = (e as u32) | if e > 0 { 1u32 << 31 } else { 0 };
+    Some([i32::try_from(bias).ok()?, multiplier, i32::try_from(rnd).ok()?, sw as i32])
+}
+
+/// Constants of `mf_conv_fast` (per pair of output channels {bias0, bias1, m0, rnd0, sw0, m1,
+/// rnd1, sw1}, an odd last channel paired with zeros; see `mcufit_kernels.h`), or `None` when a
+/// channel is outside the shortcut's range ([`shortcut`]): such a conv goes through `mf_conv`.
+/// `bias` already includes `input_offset * sum(filter)`; `filter` is `rows x cols` (OHWI rows).
 pub fn pointwise_constants(
     bias: &[i64],
     multiplier: &[i32],
@@ -106,30 +120,71 @@ pub fn pointwise_constants(
         return None;
     }
     let mut per = Vec::with_capacity(rows + 1);
-    let mut out = Vec::with_capacity(rows.div_ceil(2) * 8);
     for c in 0..rows {
-        let e = -shift[c];
-        if !(0..=PW_MAX_SHIFT).contains(&e) || multiplier[c] < 0 {
-            return None;
-        }
-        let wsum: i64 = filter[c * cols..(c + 1) * cols].iter().map(|&v| (v as i64).abs()).sum();
-        if bias[c].abs() + 128 * wsum >= PW_ACC_LIMIT {
-            return None;
-        }
-        let half = if e > 0 { 1i64 << (e - 1) } else { 0 };
-        let rnd = half + ((output_offset as i64) << e);
-        let sw = (e as u32) | if e > 0 { 1u32 << 31 } else { 0 };
-        per.push((i32::try_from(bias[c]).ok()?, [multiplier[c], i32::try_from(rnd).ok()?, sw as i32]));
+        let abs_w: i64 = filter[c * cols..(c + 1) * cols].iter().map(|&v| (v as i64).abs()).sum();
+        per.push(shortcut(bias[c], abs_w, multiplier[c], shift[c], output_offset)?);
     }
     if rows % 2 == 1 {
-        per.push((0, [0, 0, 0]));
+        per.push([0; 4]);
     }
+    let mut out = Vec::with_capacity(per.len() * 4);
     for pair in per.chunks(2) {
-        out.extend([pair[0].0, pair[1].0]);
-        out.extend(pair[0].1);
-        out.extend(pair[1].1);
+        out.extend([pair[0][0], pair[1][0]]);
+        out.extend(&pair[0][1..]);
+        out.extend(&pair[1][1..]);
     }
     Some(out)
+}
+
+/// Constants of `mf_depthwise_fast`: per group of 4 channels (the last one zero-padded)
+/// {2b0, 2b1, 2b2, 2b3, m0, rnd0, sw0, ..., m3, rnd3, sw3} with b = bias + input_offset *
+/// sum(filter), or `None` when a channel is outside the shortcut's range. `filter` is
+/// `[1, kh, kw, c]`.
+pub fn depthwise_constants(
+    bias: &[i32],
+    multiplier: &[i32],
+    shift: &[i32],
+    filter: &[i8],
+    input_offset: i32,
+    output_offset: i32,
+) -> Option<Vec<i32>> {
+    let c = bias.len();
+    if c == 0 || multiplier.len() != c || shift.len() != c || filter.len() % c != 0 {
+        return None;
+    }
+    let mut per = Vec::with_capacity(c.div_ceil(4) * 4);
+    for ch in 0..c {
+        let taps = filter.iter().skip(ch).step_by(c).map(|&v| v as i64);
+        let (sum, abs_w) = taps.fold((0i64, 0i64), |(s, a), v| (s + v, a + v.abs()));
+        per.push(shortcut(bias[ch] as i64 + input_offset as i64 * sum, abs_w, multiplier[ch], shift[ch], output_offset)?);
+    }
+    per.resize(c.div_ceil(4) * 4, [0; 4]);
+    let mut out = Vec::with_capacity(per.len() * 4);
+    for g in per.chunks(4) {
+        // |bias| < 2^30 (checked by `shortcut`), so doubling stays in range.
+        out.extend(g.iter().map(|k| 2 * k[0]));
+        for k in g {
+            out.extend(&k[1..]);
+        }
+    }
+    Some(out)
+}
+
+/// The depthwise filter `[1, kh, kw, c]` as `mf_depthwise_fast` reads it: per group of 4 channels
+/// (zero-padded) and tap, the int32 words (2w0 | 2w2 << 16) and (2w1 | 2w3 << 16).
+pub fn depthwise_expanded(filter: &[i8], c: usize) -> Vec<i32> {
+    let taps = if c == 0 { 0 } else { filter.len() / c };
+    let w = |t: usize, ch: usize| -> i32 { if ch < c { 2 * filter[t * c + ch] as i32 } else { 0 } };
+    let pack = |lo: i32, hi: i32| ((lo as u32 & 0xFFFF) | ((hi as u32) << 16)) as i32;
+    let mut out = Vec::with_capacity(c.div_ceil(4) * taps * 2);
+    for g in 0..c.div_ceil(4) {
+        let ch = 4 * g;
+        for t in 0..taps {
+            out.push(pack(w(t, ch), w(t, ch + 2)));
+            out.push(pack(w(t, ch + 1), w(t, ch + 3)));
+        }
+    }
+    out
 }
 
 /// Generates the model sources for `order` (op indices; op 0 optional).
@@ -141,7 +196,7 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
     let mut consts = String::new();
     let mut body = String::new();
     let mut const_bytes = 0usize;
-    // int32 words of the 1x1-conv activation scratch (the largest padded input depth).
+    // int32 words of the conv im2col scratch (the largest over the ops that use it).
     let mut scratch_words = 0usize;
     let ptr = |i: usize| -> String {
         match plan.offsets[i] {
@@ -182,19 +237,53 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                 }
                 let id = format!("op{i}");
                 let d = &w.filter_dims;
-                let pointwise = matches!(op.kind, QOpKind::Conv2d { .. }) && d[1] == 1 && d[2] == 1 && d[3] == xs.c;
-                let pw = if pointwise { pointwise_constants(&bias, multiplier, shift, &w.filter, d[3], *output_offset) } else { None };
+                // Convs with groups 1 (1x1 included) take the two-pixel im2col kernel when every
+                // channel's requantization fits its shortcut.
+                let dense_conv = matches!(op.kind, QOpKind::Conv2d { .. }) && d[3] == xs.c;
+                let k = if dense_conv { d[1] * d[2] * d[3] } else { 0 };
+                let pw = if dense_conv { pointwise_constants(&bias, multiplier, shift, &w.filter, k, *output_offset) } else { None };
                 if let (Some(pw), QOpKind::Conv2d { stride, .. }) = (&pw, &op.kind) {
-                    scratch_words = scratch_words.max(d[3].div_ceil(4) * 4);
-                    const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &interleave_pairs(&w.filter, d[0], d[3]));
+                    let kp = k.div_ceil(4) * 4;
+                    scratch_words = scratch_words.max(kp + if xs.c % 4 == 0 { 0 } else { kp / 2 });
+                    const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &interleave_pairs(&w.filter, d[0], k));
                     const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_pw"), pw);
                     let _ = writeln!(consts, "static const mf_pw_params {id}_q = {{{id}_pw, {act_min}, {act_max}}};");
                     let _ = writeln!(
                         body,
-                        "    mf_pointwise({x}, {}, {id}_w, {}, {}, &{id}_q, mcufit_scratch, {y}, {});",
+                        "    mf_conv_fast({x}, {}, {id}_w, {}, {}, {}, {}, {pad_top}, {pad_left}, {}, &{id}_q, mcufit_scratch, {y}, {});",
                         shape_lit(xs),
+                        d[1],
+                        d[2],
                         stride[0],
                         stride[1],
+                        -input_offset,
+                        shape_lit(ks)
+                    );
+                    let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
+                    continue;
+                }
+                let dw = match &op.kind {
+                    QOpKind::DepthwiseConv2d { .. } => {
+                        depthwise_constants(&w.bias, multiplier, shift, &w.filter, *input_offset, *output_offset)
+                    }
+                    _ => None,
+                };
+                if let (Some(dw), QOpKind::DepthwiseConv2d { stride, .. }) = (&dw, &op.kind) {
+                    let taps: Vec<usize> =
+                        (0..d[1]).flat_map(|ky| (0..d[2]).map(move |kx| (ky * xs.w + kx) * xs.c)).collect();
+                    const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_wx"), &depthwise_expanded(&w.filter, xs.c));
+                    const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_taps"), &taps);
+                    const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_dw"), dw);
+                    let _ = writeln!(consts, "static const mf_pw_params {id}_q = {{{id}_dw, {act_min}, {act_max}}};");
+                    let _ = writeln!(
+                        body,
+                        "    mf_depthwise_fast({x}, {}, {id}_wx, {id}_taps, {}, {}, {}, {}, {pad_top}, {pad_left}, {}, &{id}_q, {y}, {});",
+                        shape_lit(xs),
+                        d[1],
+                        d[2],
+                        stride[0],
+                        stride[1],
+                        -input_offset,
                         shape_lit(ks)
                     );
                     let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
@@ -315,7 +404,7 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
 #define MCUFIT_INPUT_SIZE {isz}\n#define MCUFIT_OUTPUT_SIZE {osz}\n\
 /* Activation arena: the planned peak of live tensors for the exported operator order. */\n\
 #define MCUFIT_ARENA_SIZE {arena}\n\
-/* Static scratch of the 1x1 convolutions (sign-extended activations of two pixels), bytes. */\n\
+/* Static scratch of the convolutions (two pixels' receptive fields, sign-extended), bytes. */\n\
 #define MCUFIT_SCRATCH_SIZE {scratch}\n\
 #define MCUFIT_NUM_OPS {n}\n\
 /* real = scale * (q - zero_point) */\n\
@@ -386,4 +475,67 @@ pub fn export_c_with(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Pa
         paths.push(p);
     }
     Ok((src, paths))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcufit_quant::fixedpoint::multiply_by_quantized_multiplier;
+
+    /// The C shortcut (`mf_pw_rq`) in wide arithmetic.
+    fn apply(acc: i32, k: [i32; 4]) -> i32 {
+        let x = (acc as i64) << 1;
+        let mut y = ((x * k[1] as i64 + (1i64 << 31)) >> 32) + k[2] as i64;
+        if x < 0 && k[3] < 0 {
+            y -= 1;
+        }
+        (y >> (k[3] & 0xFF)) as i32
+    }
+
+    #[test]
+    fn shortcut_equals_tflm_requantization() {
+        let mut rng = mcufit_quant::rng::SplitMix64::new(7);
+        let mut checked = 0u64;
+        for e in 0..=PW_MAX_SHIFT {
+            for m in [1 << 30, i32::MAX, (1 << 30) + 12345, 1_518_500_250, rng.below(1 << 30) as i32 + (1 << 30)] {
+                for off in [-128, -1, 0, 5, 127] {
+                    let k = shortcut(0, 0, m, -e, off).unwrap();
+                    // Every accumulator near 0 (ties included) and a spread of large ones.
+                    let small = -20_000..=20_000;
+                    let large = (0..2_000).map(|_| rng.below(1 << 31) as i32 - (1 << 30));
+                    for acc in small.chain(large) {
+                        let want = multiply_by_quantized_multiplier(acc, m, -e) as i64 + off as i64;
+                        assert_eq!(apply(acc, k) as i64, want, "acc {acc} m {m} e {e} offset {off}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 5_000_000);
+    }
+
+    #[test]
+    fn shortcut_refuses_what_it_cannot_do_exactly() {
+        assert!(shortcut(0, 0, 1 << 30, 1, 0).is_none(), "left shift");
+        assert!(shortcut(0, 0, 1 << 30, -23, 0).is_none(), "right shift above 22");
+        assert!(shortcut(1 << 29, (1 << 22) + 1, 1 << 30, -3, 0).is_none(), "accumulator may reach 2^30");
+        assert!(shortcut(0, 100, 1 << 30, -22, -128).is_some());
+        // Odd channel counts pair the last channel with zeros.
+        let c = pointwise_constants(&[1, 2, 3], &[1 << 30; 3], &[-1; 3], &[1; 3], 1, 0).unwrap();
+        assert_eq!(c.len(), 16);
+        assert_eq!(&c[8..10], &[3, 0]);
+        assert_eq!(&c[13..], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn interleaved_filter_layout() {
+        // 3 rows x 5 cols: pairs (0, 1) and (2, zero row); blocks of 4 columns, zero-padded.
+        let f: Vec<i8> = (1..=15).collect();
+        let v = interleave_pairs(&f, 3, 5);
+        assert_eq!(v.len(), 4 * 8);
+        assert_eq!(&v[..8], &[1, 2, 3, 4, 6, 7, 8, 9]);
+        assert_eq!(&v[8..16], &[5, 0, 0, 0, 10, 0, 0, 0]);
+        assert_eq!(&v[16..24], &[11, 12, 13, 14, 0, 0, 0, 0]);
+        assert_eq!(&v[24..], &[15, 0, 0, 0, 0, 0, 0, 0]);
+    }
 }
