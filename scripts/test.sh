@@ -8,4 +8,4 @@ bash scripts/setup-test-env.sh
 export MCUFIT_PYTHON="$PWD/.venv/bin/python"
 
 echo "== cargo test"
-cargo test --workspace --release "$@"
+cargo test --workspace --release --no-fail-fast "$@"

@@ -244,6 +244,9 @@ pub struct ExportCmd {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Everything `export` measured, printed as text or JSON.
@@ -486,6 +489,9 @@ pub fn run(args: &ExportCmd) -> Result<ExitCode> {
         report.verify = Some(verify_all(args, &network, &splits, &q, &tflite, &src, peak)?);
     }
     print_report(&report, args.json)?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if let Some(m) = misfit {
         eprintln!("error: {m}");
         return Ok(ExitCode::from(1));
@@ -579,7 +585,7 @@ fn print_report(r: &Report, as_json: bool) -> Result<()> {
     }
     if let Some(c) = &r.c {
         println!(
-            "  C: arena {} B ({} the predicted peak), pointwise scratch {} B, constants {}",
+            "  C: arena {} B ({} the predicted peak), conv scratch {} B (outside the arena), constants {}",
             c.arena_bytes,
             if c.arena_equals_predicted_peak { "=" } else { "!=" },
             c.scratch_bytes,

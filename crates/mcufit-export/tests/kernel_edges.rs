@@ -24,6 +24,15 @@ fn net(name: &str, input: Shape, op: Op, relu: bool) -> Graph {
     b.build().unwrap()
 }
 
+/// input -> 1x1 conv -> ADD(input, conv) -> ReLU.
+fn residual() -> Graph {
+    let mut b = GraphBuilder::new("residual", Shape::new(5, 6, 12));
+    let c = b.add(conv(12, [1, 1], 1, Padding::Same), &[0]);
+    let a = b.add(Op::Add, &[0, c]);
+    b.relu(a);
+    b.build().unwrap()
+}
+
 fn conv(filters: usize, k: [usize; 2], s: usize, padding: Padding) -> Op {
     Op::Conv2d(Conv2d { filters, kernel: k, stride: [s, s], padding, groups: 1, bias: true })
 }
@@ -101,6 +110,8 @@ fn cases() -> Vec<Case> {
         case(net("dw-24", Shape::new(5, 5, 24), dw(3, 1, Padding::Valid), true), &all, Some(-60), "mf_depthwise_fast("),
         // Whole groups at the borders (SAME, stride 1; DS-CNN's 25x5 maps are mostly border).
         case(net("dw-8-same", Shape::new(6, 5, 8), dw(3, 1, Padding::Same), false), &all, None, "mf_depthwise_fast("),
+        // A residual ADD after the conv (the ADD takes its own shortcut kernel).
+        case(residual(), &all, None, "mf_add_fast("),
         // A shift beyond 22 on one channel: the whole op falls back to the generic kernels.
         case(net("pw-fallback", Shape::new(4, 4, 8), conv(6, [1, 1], 1, Padding::Same), false), &[3, 4, 26, 5], None, "mf_conv("),
         case(net("dw-fallback", Shape::new(4, 4, 8), dw(3, 1, Padding::Same), false), &[3, 27], None, "mf_depthwise("),

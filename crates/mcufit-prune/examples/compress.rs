@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run -p mcufit-prune --release --example compress -- MODE MODEL DATA [--ram B] [--flash B]
 //!     [--macs N] [--latency-ms X --board NAME] [--epochs N] [--from DIR] [--out DIR] [--lr X]
-//!     [--batch N] [--seed N] [--limit N] [--threads N] [--salience bn_weight|taylor] [--resume] [--no-augment]
+//!     [--batch N] [--seed N] [--limit N] [--threads N] [--salience bn_weight|taylor] [--resume] [--no-augment] [--ste-scale X]
 //! MODE: compress | train | uniform | l1 | overhead
 //! ```
 //! `overhead` runs plain `train` and `compress` for the same epochs in one process and prints
@@ -33,6 +33,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut spec = BudgetSpec::default();
     let (mut epochs, mut lr, mut batch, mut seed, mut limit, mut threads) = (10usize, 0.05f64, 64usize, 42u64, None, 2usize);
     let (mut from, mut out, mut resume, mut salience, mut no_augment) = (None, None, false, Salience::BnWeight, false);
+    let mut ste_scale = 1.0f64;
     let mut i = 3;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -51,6 +52,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--from" => from = Some(PathBuf::from(v)),
             "--out" => out = Some(PathBuf::from(v)),
             "--salience" => salience = serde_json::from_str(&format!("\"{v}\""))?,
+            "--ste-scale" => ste_scale = v.parse()?,
             "--no-augment" => {
                 no_augment = true;
                 i += 1;
@@ -107,6 +109,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             cfg.out_dir = out.clone();
             cfg.resume = resume;
             cfg.salience = salience;
+            cfg.ste_scale = ste_scale;
             let t_train = if mode == "overhead" {
                 let mut c = tc.clone();
                 c.progress = false;

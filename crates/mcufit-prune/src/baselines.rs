@@ -12,7 +12,7 @@ use mcufit_train::burn::module::Module;
 use mcufit_train::{evaluate, train, train_network, Network, NoHook, TrainConfig};
 use serde::Serialize;
 
-use crate::budget::{fits, minimal_sizes, over_budget};
+use crate::budget::{fits, minimal_sizes, over_budget, overflow};
 use crate::error::{PruneError, Result, Shortfall};
 use crate::masks::filter_l1;
 use crate::removal::{remove_channels, zero_channels, RemovalReport};
@@ -88,14 +88,13 @@ pub fn l1_keep_sets(network: &Network, model: &CostModel, budget: &Budget, board
         if over.is_empty() {
             return Ok(keep);
         }
-        // Candidate groups: removing one channel lowers some over-budget resource.
+        // Candidate groups: removing one channel reduces the overflow (tied peak steps included).
+        let now = overflow(&usage, budget);
         let mut best: Option<(f32, usize, usize)> = None;
         for g in groups.iter().filter(|g| g.prunable() && keep[g.id].len() > 1) {
             let mut s = sizes.clone();
             s[g.id] -= 1.0;
-            let u = model.usage(&s, board);
-            let helps = over.iter().any(|&(r, v, _)| u.get(r).is_some_and(|x| x < v));
-            if !helps {
+            if overflow(&model.usage(&s, board), budget) >= now {
                 continue;
             }
             let (pos, &ch) = keep[g.id]

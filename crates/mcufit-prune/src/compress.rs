@@ -15,7 +15,7 @@ use mcufit_train::{
 use serde::{Deserialize, Serialize};
 
 use crate::baselines::prune_network;
-use crate::budget::{check_feasible, minimal_sizes, over_budget, resource_table, ResourceFigure};
+use crate::budget::{check_feasible, minimal_sizes, over_budget, overflow, resource_table, ResourceFigure};
 use crate::error::{PruneError, Result, Shortfall};
 use crate::masks::{bn_weight_salience, taylor_salience, MaskState, Salience};
 use crate::removal::RemovalReport;
@@ -38,8 +38,9 @@ pub struct CompressConfig {
     /// Continue an interrupted run from `out_dir/checkpoints`.
     pub resume: bool,
     pub salience: Salience,
-    /// Training steps between pruning steps (salience, ranks, resource gradients, λ).
-    pub prune_every: usize,
+    /// Training steps between pruning steps (salience, ranks, resource gradients, λ). `None`:
+    /// about 8 per epoch, at most every 40 steps.
+    pub prune_every: Option<usize>,
     /// Epochs of plain training before pruning (default: 0 with `from`, else a quarter).
     pub warmup_epochs: Option<usize>,
     /// Epochs of fine-tuning after the masks freeze (default: 30 %, at least 1).
@@ -48,6 +49,8 @@ pub struct CompressConfig {
     pub margin: f64,
     /// Fraction of the pruning phase over which the target anneals from the start usage to the budget.
     pub anneal_fraction: f64,
+    /// Weight of the task loss's straight-through gradient on the widths (1 = plain STE).
+    pub ste_scale: f64,
 }
 
 impl CompressConfig {
@@ -61,11 +64,12 @@ impl CompressConfig {
             out_dir: None,
             resume: false,
             salience: Salience::BnWeight,
-            prune_every: 20,
+            prune_every: None,
             warmup_epochs: None,
             finetune_epochs: None,
             margin: 0.97,
             anneal_fraction: 0.6,
+            ste_scale: 1.0,
         }
     }
 
@@ -86,11 +90,14 @@ impl CompressConfig {
     }
 
     fn check(&self) -> Result<()> {
-        if self.prune_every == 0 {
+        if self.prune_every == Some(0) {
             return Err(PruneError::Config("prune_every must be at least 1".into()));
         }
         if !(self.margin > 0.0 && self.margin <= 1.0) {
             return Err(PruneError::Config(format!("margin must be in (0, 1], got {}", self.margin)));
+        }
+        if !(self.ste_scale.is_finite() && self.ste_scale >= 0.0) {
+            return Err(PruneError::Config(format!("ste_scale must be >= 0, got {}", self.ste_scale)));
         }
         if !(self.anneal_fraction >= 0.0 && self.anneal_fraction <= 1.0) {
             return Err(PruneError::Config(format!("anneal_fraction must be in [0, 1], got {}", self.anneal_fraction)));
@@ -139,6 +146,8 @@ pub struct PruneLog {
     pub counts: Vec<usize>,
     /// Largest relative excess over the annealed target (negative = under).
     pub excess: f64,
+    /// Marginal importance per masked group (relative to the mean over groups).
+    pub importance: Vec<f64>,
     pub peak_memory: f64,
     pub model_bytes: f64,
     pub macs: f64,
@@ -172,7 +181,7 @@ pub struct CompressReport {
 }
 
 /// Images in the probe batch of the marginal-importance measurement.
-const PROBE: usize = 128;
+const PROBE: usize = 64;
 
 /// Mean cross-entropy of an evaluation-mode network on a host batch.
 fn probe_loss(network: &Network, x: &[f32], y: &[u32]) -> Result<f64> {
@@ -268,6 +277,7 @@ impl PruneHook<'_> {
         let excess = terms.iter().map(|t| t.excess()).fold(f64::NEG_INFINITY, f64::max);
         self.lambda.update(excess);
         let ms = self.marginal_importance(network)?;
+        let importance = self.state.groups.iter().map(|g| ms[g.group]).collect();
         self.coeffs = penalty_coefficients(&terms, self.all_sizes.len()).into_iter().zip(ms).map(|(c, m)| c / m).collect();
         *network = self.state.attach(network.clone(), true)?;
         self.log.push(PruneLog {
@@ -275,6 +285,7 @@ impl PruneHook<'_> {
             lambda: self.lambda.lambda,
             counts: self.state.groups.iter().map(|g| g.count()).collect(),
             excess,
+            importance,
             peak_memory: usage.peak_memory,
             model_bytes: usage.model_bytes,
             macs: usage.macs,
@@ -410,14 +421,14 @@ fn project_to_budget(state: &mut MaskState, model: &CostModel, budget: &Budget, 
             break;
         }
         let mut best: Option<(f64, usize)> = None;
+        let now = overflow(&usage, budget);
         for gi in 0..counts.len() {
             if counts[gi] <= 1 {
                 continue;
             }
             let mut s2 = s.clone();
             s2[state.groups[gi].group] -= 1.0;
-            let u2 = model.usage(&s2, board);
-            let saved: f64 = over.iter().map(|&(r, v, l)| (v - u2.get(r).unwrap_or(v)).max(0.0) / l).sum();
+            let saved = now - overflow(&model.usage(&s2, board), budget);
             if saved <= 0.0 {
                 continue;
             }
@@ -540,15 +551,19 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         cfg_a.max_steps_per_epoch.map_or(s, |m| s.min(m.max(1))) as u64
     };
     let all_sizes = model.groups.sizes();
+    let mut state = MaskState::new(trainer.network()?);
+    for gm in &mut state.groups {
+        gm.ste_scale = config.ste_scale;
+    }
     let mut hook = PruneHook {
-        state: MaskState::new(trainer.network()?),
+        state,
         resources: ResourceModel::new(graph, config.cost_options, config.board.clone())?,
         budget: config.budget,
         start: start.clone(),
         lambda: LambdaSchedule::default(),
         coeffs: vec![0.0; all_sizes.len()],
         salience: config.salience,
-        prune_every: config.prune_every,
+        prune_every: config.prune_every.unwrap_or((spe as usize / 8).clamp(1, 40)),
         step: 0,
         total: spe * prune as u64,
         anneal_fraction: config.anneal_fraction,

@@ -38,6 +38,9 @@ pub struct WidthGate {
     pub width: Param<Tensor<1>>,
     /// Softness of the relaxation, in channels.
     pub temperature: f64,
+    /// Weight of the straight-through path (the task loss's gradient on the width); the forward
+    /// value does not depend on it.
+    pub ste_scale: f64,
 }
 
 impl Reparameterization for WidthGate {
@@ -52,7 +55,7 @@ impl Reparameterization for WidthGate {
         let soft = sigmoid(z.clone());
         // The top-ranked channel (offset ½) is always kept: a group never drops to zero channels.
         let hard = z.greater_elem(0.0).float().max_pair(offsets.lower_elem(1.0).float());
-        let mask = hard + (soft.clone() - soft.detach());
+        let mask = hard + (soft.clone() - soft.detach()).mul_scalar(self.ste_scale);
         mask.reshape(shape)
     }
 }
@@ -89,6 +92,13 @@ pub struct GroupMask {
     /// optimizer's state follows them).
     pub mask_id: u64,
     pub width_id: u64,
+    /// See [`WidthGate::ste_scale`].
+    #[serde(default = "one")]
+    pub ste_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl GroupMask {
@@ -102,6 +112,7 @@ impl GroupMask {
             rank: (0..size).collect(),
             mask_id: ids.0,
             width_id: ids.1,
+            ste_scale: 1.0,
         }
     }
 
@@ -187,7 +198,7 @@ impl MaskState {
             if trainable && device.is_autodiff() {
                 w = w.require_grad();
             }
-            gates.insert(mask_id, WidthGate { width: Param::initialized(ParamId::from(gm.width_id), w), temperature: gm.temperature });
+            gates.insert(mask_id, WidthGate { width: Param::initialized(ParamId::from(gm.width_id), w), temperature: gm.temperature, ste_scale: gm.ste_scale });
         }
         Ok(network.apply_reparameterization(Attach(gates)))
     }

@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn peak_gradient_matches_the_exact_model_along_the_order() {
-        // mnist-wide is a chain whose peak (conv2: 14x14xC1 in + 7x7xC2 out) is well clear of the
+        // mnist-wide is a chain whose peak (conv2: 12x12xC1 in + 5x5xC2 out) is well clear of the
         // other steps, so the softmax weighting reduces to the attaining step: the cost model's own gradient.
         let g = zoo::mnist_wide().unwrap();
         let mut m = ResourceModel::new(&g, CostOptions::default(), None).unwrap();
@@ -211,10 +211,10 @@ mod tests {
         for (a, b) in terms[0].grad.iter().zip(&exact) {
             assert!((a - b).abs() < 1e-9, "{a} vs {b}");
         }
-        // d peak / d C1 = 14*14 (conv2's input), d peak / d C2 = 7*7 (its output); others 0.
+        // d peak / d C1 = 12*12 (conv2's input), d peak / d C2 = 5*5 (its output); others 0.
         let groups = &m.cost.groups;
         let c1 = groups.layouts[g.find("conv2d_1").unwrap()].segments[0];
-        assert_eq!(terms[0].grad[c1], 196.0);
+        assert_eq!(terms[0].grad[c1], 144.0);
         assert_eq!(terms[1].grad, m.cost.gradient(Resource::Macs, &soft, m.order(), None));
         assert!(usage.peak_memory > 1.0 && terms.iter().all(|t| t.active()));
         let c = penalty_coefficients(&terms, soft.len());

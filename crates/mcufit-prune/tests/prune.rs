@@ -233,7 +233,7 @@ fn compress_meets_the_budget_and_writes_a_loadable_model() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = CompressConfig::new(budget, quick(4));
     cfg.out_dir = Some(dir.clone());
-    cfg.prune_every = 5;
+    cfg.prune_every = Some(5);
     cfg.warmup_epochs = Some(1);
     cfg.finetune_epochs = Some(1);
     let r = compress(&graph, &splits, &cfg).unwrap();

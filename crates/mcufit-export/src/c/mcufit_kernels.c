@@ -576,6 +576,20 @@ void mf_fully_connected(const int8_t *in, int32_t depth, const int8_t *filter, i
     for (u = 0; u < units; ++u) out[u] = mf_out(q->bias[u] + mf_dot(filter + u * depth, in, depth), q, u);
 }
 
+void mf_add_fast(const int8_t *a, const int8_t *b, int32_t n, const mf_add_fast_params *p, int8_t *out) {
+    const int32_t off1 = p->input1_offset, off2 = p->input2_offset, ls = p->left_shift + 1;
+    const int32_t *k = p->k;
+    const int32_t amin = p->act_min, amax = p->act_max;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        /* mf_rq2 takes twice the value: (input + offset) << (left_shift + 1). */
+        const int32_t x1 = (int32_t)((uint32_t)(off1 + a[i]) << ls);
+        const int32_t x2 = (int32_t)((uint32_t)(off2 + b[i]) << ls);
+        const int32_t s = mf_rq2(x1, k[0], k[1], k[2]) + mf_rq2(x2, k[3], k[4], k[5]);
+        out[i] = (int8_t)mf_clamp(mf_rq2((int32_t)((uint32_t)s << 1), k[6], k[7], k[8]), amin, amax);
+    }
+}
+
 void mf_add(const int8_t *a, const int8_t *b, int32_t n, const mf_add_params *p, int8_t *out) {
     int32_t i;
     for (i = 0; i < n; ++i) {

@@ -61,6 +61,16 @@ typedef struct {
     int32_t output_multiplier, output_shift, output_offset, act_min, act_max;
 } mf_add_params;
 
+/* ADD with the shortcut requantization (see mf_pw_params): k = {m1, rnd1, sw1, m2, rnd2, sw2, mo,
+ * rndo, swo}, the output offset folded into rndo. Taken when all three shifts are in 0..22 and
+ * the shifted values stay below 2^30 in magnitude. */
+typedef struct {
+    int32_t input1_offset, input2_offset, left_shift;
+    int32_t k[9];
+    int32_t act_min, act_max;
+} mf_add_fast_params;
+
+void mf_add_fast(const int8_t *a, const int8_t *b, int32_t n, const mf_add_fast_params *p, int8_t *out);
 void mf_add(const int8_t *a, const int8_t *b, int32_t n, const mf_add_params *p, int8_t *out);
 void mf_max_pool(const int8_t *in, mf_shape is, int32_t ph, int32_t pw, int32_t sh, int32_t sw, int32_t pad_top,
                  int32_t pad_left, int32_t act_min, int32_t act_max, int8_t *out, mf_shape os);

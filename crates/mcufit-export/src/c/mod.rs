@@ -149,7 +149,7 @@ pub fn depthwise_constants(
     output_offset: i32,
 ) -> Option<Vec<i32>> {
     let c = bias.len();
-    if c == 0 || multiplier.len() != c || shift.len() != c || filter.len() % c != 0 {
+    if c == 0 || multiplier.len() != c || shift.len() != c || !filter.len().is_multiple_of(c) {
         return None;
     }
     let mut per = Vec::with_capacity(c.div_ceil(4) * 4);
@@ -170,10 +170,26 @@ pub fn depthwise_constants(
     Some(out)
 }
 
+/// Constants of `mf_add_fast` ({m1, rnd1, sw1, m2, rnd2, sw2, mo, rndo, swo}, output offset folded
+/// into rndo), or `None` outside the shortcut's range: a shift outside -22..=0, or shifted inputs
+/// (|input + offset| <= 255, times 2^left_shift) or their rescaled sum reaching 2^30.
+pub fn add_constants(left_shift: i32, multiplier: [i32; 3], shift: [i32; 3], output_offset: i32) -> Option<[i32; 9]> {
+    if !(0..=20).contains(&left_shift) || (510i64 << left_shift) >= PW_ACC_LIMIT {
+        return None;
+    }
+    let mut k = [0i32; 9];
+    for j in 0..3 {
+        let off = if j == 2 { output_offset } else { 0 };
+        let c = shortcut(0, 0, multiplier[j], shift[j], off)?;
+        k[3 * j..3 * j + 3].copy_from_slice(&c[1..]);
+    }
+    Some(k)
+}
+
 /// The depthwise filter `[1, kh, kw, c]` as `mf_depthwise_fast` reads it: per group of 4 channels
 /// (zero-padded) and tap, the int32 words (2w0 | 2w2 << 16) and (2w1 | 2w3 << 16).
 pub fn depthwise_expanded(filter: &[i8], c: usize) -> Vec<i32> {
-    let taps = if c == 0 { 0 } else { filter.len() / c };
+    let taps = filter.len().checked_div(c).unwrap_or(0);
     let w = |t: usize, ch: usize| -> i32 { if ch < c { 2 * filter[t * c + ch] as i32 } else { 0 } };
     let pack = |lo: i32, hi: i32| ((lo as u32 & 0xFFFF) | ((hi as u32) << 16)) as i32;
     let mut out = Vec::with_capacity(c.div_ceil(4) * taps * 2);
@@ -244,7 +260,7 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                 let pw = if dense_conv { pointwise_constants(&bias, multiplier, shift, &w.filter, k, *output_offset) } else { None };
                 if let (Some(pw), QOpKind::Conv2d { stride, .. }) = (&pw, &op.kind) {
                     let kp = k.div_ceil(4) * 4;
-                    scratch_words = scratch_words.max(kp + if xs.c % 4 == 0 { 0 } else { kp / 2 });
+                    scratch_words = scratch_words.max(kp + if xs.c.is_multiple_of(4) { 0 } else { kp / 2 });
                     const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &interleave_pairs(&w.filter, d[0], k));
                     const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_pw"), pw);
                     let _ = writeln!(consts, "static const mf_pw_params {id}_q = {{{id}_pw, {act_min}, {act_max}}};");
@@ -345,6 +361,17 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                     act_max,
                 },
             ) => {
+                if let Some(k) = add_constants(*left_shift, [*input1_multiplier, *input2_multiplier, *output_multiplier], [*input1_shift, *input2_shift, *output_shift], *output_offset) {
+                    let k: Vec<String> = k.iter().map(|v| v.to_string()).collect();
+                    let _ = writeln!(
+                        consts,
+                        "static const mf_add_fast_params op{i}_p = {{{input1_offset}, {input2_offset}, {left_shift}, {{{}}}, {act_min}, {act_max}}};",
+                        k.join(", ")
+                    );
+                    let _ = writeln!(body, "    mf_add_fast({x}, {}, {}, &op{i}_p, {y});", ptr(op.inputs[1]), t.elements());
+                    let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
+                    continue;
+                }
                 let _ = writeln!(
                     consts,
                     "static const mf_add_params op{i}_p = {{{input1_offset}, {input2_offset}, {left_shift}, {input1_multiplier}, {input1_shift}, {input2_multiplier}, {input2_shift}, {output_multiplier}, {output_shift}, {output_offset}, {act_min}, {act_max}}};"
