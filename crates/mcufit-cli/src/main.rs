@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_analyze;
+mod cmd_compress;
 mod cmd_export;
 mod cmd_train;
 mod datasets;
@@ -27,6 +28,8 @@ enum Command {
     Analyze(cmd_analyze::AnalyzeArgs),
     /// Train a model on a data set (the built-in digits when no --data is given).
     Train(cmd_train::TrainCmd),
+    /// Prune a model while it trains until it fits a board or budget; writes the smaller dense model.
+    Compress(cmd_compress::CompressCmd),
     /// Test accuracy of a trained model directory (per class too).
     Eval(cmd_train::EvalCmd),
     /// Int8-quantize a trained model directory and export it as .tflite or standalone C.
@@ -44,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Boards(args) => resources::list_boards(&args),
         Command::Analyze(args) => cmd_analyze::run(&args),
         Command::Train(args) => cmd_train::train(&args),
+        Command::Compress(args) => cmd_compress::run(&args),
         Command::Eval(args) => cmd_train::eval(&args),
         Command::Export(args) => cmd_export::run(&args),
     }

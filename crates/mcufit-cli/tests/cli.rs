@@ -89,3 +89,35 @@ fn zoo_and_boards_list_everything() {
     let o = mcufit(&["boards"]);
     assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 9);
 }
+
+#[test]
+fn compress_fails_fast_on_an_infeasible_budget_with_the_achievable_minimum() {
+    let t = std::time::Instant::now();
+    let o = mcufit(&["compress", "zoo:mnist-wide", "--ram", "500"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    // 28x28 input (784 B) + the smallest 12x12x1 stem output (144 B).
+    assert!(err.contains("peak memory") && err.contains("928 B"), "{err}");
+    assert!(t.elapsed().as_secs() < 5, "infeasibility must be found before any data is loaded or trained");
+}
+
+#[test]
+fn compress_writes_a_model_that_fits_and_reloads() {
+    let out = std::env::temp_dir().join(format!("mcufit-cli-compress-{}", std::process::id()));
+    let o = mcufit(&[
+        "compress", "zoo:mnist-wide", "--ram", "4KiB", "--flash", "12KiB", "--epochs", "3", "--threads", "2",
+        "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["accuracy_after"].is_object());
+    // The exact cost model agrees that the saved (physically smaller) model fits.
+    let a = mcufit(&["analyze", out.to_str().unwrap(), "--ram", "4KiB", "--flash", "12KiB", "--json"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert!(v["peak_memory_bytes"].as_f64().unwrap() <= 4096.0);
+    assert!(v["model_bytes"].as_f64().unwrap() <= 12288.0);
+    let e = mcufit(&["eval", out.to_str().unwrap(), "--json"]);
+    assert!(e.status.success(), "{}", stderr(&e));
+    std::fs::remove_dir_all(&out).ok();
+}
