@@ -11,16 +11,16 @@ mkdir -p "$RUNS"
 
 # MNIST: unpruned wide base, then compress to the μNAS bounds and the two baselines at the same budget.
 $X train    zoo:mnist-wide $MNIST --epochs 10 --out "$RUNS/mnist-wide-base"
-$X compress zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 16 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-c5"
+$X compress zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 16 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-final"
 $X uniform  zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 12
 $X l1       zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 12 --from "$RUNS/mnist-wide-base"
 # 1.5x tighter.
-$X compress zoo:mnist-wide $MNIST --ram 1700 --flash 3000 --macs 30M --epochs 12 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-tight"
+$X compress zoo:mnist-wide $MNIST --ram 1700 --flash 3000 --macs 30M --epochs 12 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-tight-final"
 
 # Speech Commands (speaker-disjoint split of the shared v0.02 test set): DS-CNN to half its peak
 # memory (16,000 B -> 8,000 B) and half its MACs (2,656,768 -> 1,328,384).
 $X train    zoo:ds-cnn $SPEECH --epochs 30 --out "$RUNS/dscnn-base"
-$X compress zoo:ds-cnn $SPEECH --ram 8000 --macs 1328384 --epochs 20 --from "$RUNS/dscnn-base" --out "$RUNS/dscnn-c1"
+$X compress zoo:ds-cnn $SPEECH --ram 8000 --macs 1328384 --epochs 20 --from "$RUNS/dscnn-base" --out "$RUNS/dscnn-final"
 $X uniform  zoo:ds-cnn $SPEECH --ram 8000 --macs 1328384 --epochs 20
 $X l1       zoo:ds-cnn $SPEECH --ram 8000 --macs 1328384 --epochs 20 --from "$RUNS/dscnn-base"
 

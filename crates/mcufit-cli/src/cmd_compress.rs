@@ -39,6 +39,19 @@ pub struct CompressCmd {
     pub resume: bool,
     #[arg(long, value_enum, default_value_t = SalienceArg::BnWeight)]
     pub salience: SalienceArg,
+    /// Epochs of plain training before masks switch on (default: 0 with --from, else a quarter).
+    #[arg(long)]
+    pub warmup_epochs: Option<usize>,
+    /// Epochs of fine-tuning the pruned, physically smaller model at the end (default: 30 % of --epochs).
+    #[arg(long)]
+    pub finetune_epochs: Option<usize>,
+    /// Fine-tune the pruned model on a blend of the labels and the --from model's predictions
+    /// (knowledge distillation): the teacher's weight in the targets, 0 to 1 (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub distill: f64,
+    /// Softmax temperature of the teacher's predictions.
+    #[arg(long, default_value_t = 1.0)]
+    pub distill_temperature: f64,
     /// Print report.json instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -47,6 +60,9 @@ pub struct CompressCmd {
 pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     let graph = mcufit_ir::load_model(&args.model).with_context(|| format!("cannot load model '{}'", args.model))?;
     let (board, budget) = args.budget.resolve()?;
+    if args.distill > 0.0 && args.from.is_none() {
+        anyhow::bail!("--distill needs --from: the trained model it learns from");
+    }
     if budget == Default::default() {
         anyhow::bail!("give a budget: --board NAME, or --ram / --flash / --macs / --latency-ms");
     }
@@ -63,6 +79,10 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     config.from = args.from.clone();
     config.out_dir = Some(out.clone());
     config.resume = args.resume;
+    config.warmup_epochs = args.warmup_epochs;
+    config.finetune_epochs = args.finetune_epochs;
+    config.distill = args.distill;
+    config.distill_temperature = args.distill_temperature;
     config.salience = match args.salience {
         SalienceArg::BnWeight => Salience::BnWeight,
         SalienceArg::Taylor => Salience::Taylor,

@@ -121,3 +121,47 @@ fn compress_writes_a_model_that_fits_and_reloads() {
     assert!(e.status.success(), "{}", stderr(&e));
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// A killed `compress` picks up from its last checkpoint: the resumed run does not start over,
+/// and still ends with a model that fits.
+#[test]
+fn compress_resumes_after_being_killed() {
+    let out = std::env::temp_dir().join(format!("mcufit-cli-resume-{}", std::process::id()));
+    std::fs::remove_dir_all(&out).ok();
+    let args = [
+        "compress", "zoo:mnist-wide", "--ram", "4KiB", "--flash", "12KiB", "--epochs", "8", "--threads", "2",
+        "--out", out.to_str().unwrap(),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcufit"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run mcufit");
+    // Kill it once the pruning phase has written a checkpoint (warm-up is 2 of the 8 epochs).
+    let hook = out.join("checkpoints/prune/last/hook.json");
+    let t = std::time::Instant::now();
+    while !hook.exists() {
+        assert!(t.elapsed().as_secs() < 600, "no pruning checkpoint after 10 minutes");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("compress ended ({status}) before it could be interrupted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300)); // let the checkpoint finish writing
+    child.kill().ok();
+    child.wait().unwrap();
+    assert!(!out.join("report.json").exists(), "the run finished before it was killed; the test proves nothing");
+
+    let mut resumed: Vec<&str> = args.to_vec();
+    resumed.push("--resume");
+    let o = mcufit(&resumed);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let at = report["resumed_at_epoch"].as_u64().expect("report says where the run resumed");
+    assert!(at >= 1, "resumed at epoch {at}: it started over");
+    for r in report["resources"].as_array().unwrap() {
+        assert_eq!(r["fits"], true, "{r}");
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -52,6 +52,9 @@ pub struct MemoryPlan {
     pub steps: Vec<f64>,
     /// Tensors (op indices) resident while each op of `order` runs, its output included.
     pub live: Vec<Vec<usize>>,
+    /// For each step of `order`: the input whose buffer the op writes its output into (an in-place
+    /// add), if any. Exporters place that output at the input's offset.
+    pub in_place_of: Vec<Option<usize>>,
     /// Index into `order` of the (first) step that reaches the peak.
     pub peak_step: usize,
     /// Search states (downsets) the exact search memoised; 0 for a plan of a given order.
@@ -70,6 +73,20 @@ fn with(s: &[u64], i: usize) -> Set {
 }
 
 impl MemoryProblem {
+    /// A problem from each op's inputs (op 0 the network input, ops in topological order), the
+    /// bytes of each op's output and which ops may work in place (adds).
+    pub fn new(inputs: Vec<Vec<usize>>, bytes: Vec<f64>, in_place: Vec<bool>, options: MemoryOptions) -> Self {
+        let mut consumers = vec![Vec::new(); inputs.len()];
+        for (v, ins) in inputs.iter().enumerate() {
+            for &u in ins {
+                if !consumers[u].contains(&v) {
+                    consumers[u].push(v);
+                }
+            }
+        }
+        MemoryProblem { inputs, consumers, bytes, in_place, options }
+    }
+
     fn n(&self) -> usize {
         self.bytes.len()
     }
@@ -78,8 +95,9 @@ impl MemoryProblem {
         u != 0 || self.options.count_input
     }
 
-    /// Tensors resident while `v` runs after the set `done`, and the bytes they take.
-    fn step(&self, done: &[u64], v: usize) -> (f64, Vec<usize>) {
+    /// Tensors resident while `v` runs after the set `done`, the bytes they take, and the input
+    /// `v` overwrites in place (if any).
+    fn step(&self, done: &[u64], v: usize) -> (f64, Vec<usize>, Option<usize>) {
         let mut live = Vec::new();
         let mut bytes = 0.0;
         for u in 0..self.n() {
@@ -90,18 +108,21 @@ impl MemoryProblem {
                 }
             }
         }
-        let reused = self.options.in_place_add
-            && self.in_place[v]
-            && self.inputs[v].iter().any(|&u| {
+        // An add may take over the buffer of a counted input at least as large whose last reader it is.
+        let reused = if self.options.in_place_add && self.in_place[v] {
+            self.inputs[v].iter().copied().find(|&u| {
                 self.counts(u)
                     && self.bytes[u] >= self.bytes[v]
                     && self.consumers[u].iter().all(|&c| c == v || has(done, c))
-            });
-        if !reused && self.counts(v) {
+            })
+        } else {
+            None
+        };
+        if reused.is_none() && self.counts(v) {
             bytes += self.bytes[v];
         }
         live.push(v);
-        (bytes, live)
+        (bytes, live, reused)
     }
 
     fn ready(&self, done: &[u64], v: usize) -> bool {
@@ -118,18 +139,19 @@ impl MemoryProblem {
             return Err(format!("order has {} ops, the graph {}", order.len(), self.n()));
         }
         let mut done = self.empty();
-        let (mut steps, mut lives) = (Vec::new(), Vec::new());
+        let (mut steps, mut lives, mut in_place_of) = (Vec::new(), Vec::new(), Vec::new());
         for &v in order {
             if v >= self.n() || !self.ready(&done, v) {
                 return Err(format!("op {v} is not ready at its place in the order"));
             }
-            let (b, l) = self.step(&done, v);
+            let (b, l, r) = self.step(&done, v);
             steps.push(b);
             lives.push(l);
+            in_place_of.push(r);
             done = with(&done, v);
         }
         let peak_step = argmax(&steps);
-        Ok(MemoryPlan { peak: steps[peak_step], order: order.to_vec(), steps, live: lives, peak_step, states: 0 })
+        Ok(MemoryPlan { peak: steps[peak_step], order: order.to_vec(), steps, live: lives, in_place_of, peak_step, states: 0 })
     }
 
     /// The exact minimum peak over all topological orders, with an order that attains it.
@@ -161,7 +183,7 @@ impl MemoryProblem {
                 continue;
             }
             remaining = true;
-            let (here, _) = self.step(done, v);
+            let (here, ..) = self.step(done, v);
             if here >= best.0 {
                 continue; // this step alone is already no better than the best found
             }

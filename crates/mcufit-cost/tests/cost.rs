@@ -56,15 +56,19 @@ fn chain_peak_is_the_largest_adjacent_pair() {
 fn in_place_add_saves_the_output_buffer() {
     let g = zoo::resnet_8().unwrap();
     let mut m = CostModel::new(&g, CostOptions::default()).unwrap();
+    let first_add = m.fused.ops.iter().position(|o| o.inputs.len() == 2).unwrap();
     let add_step = |m: &CostModel| {
         let plan = m.memory_plan(&m.sizes());
-        let first_add = m.fused.ops.iter().position(|o| o.inputs.len() == 2).unwrap();
         let k = plan.order.iter().position(|&o| o == first_add).unwrap();
-        (plan.peak, plan.steps[k])
+        (plan.peak, plan.steps[k], plan.in_place_of[k])
     };
-    let (peak, plain) = add_step(&m);
+    let (peak, plain, none) = add_step(&m);
+    assert_eq!(none, None);
     m.options.memory.in_place_add = true;
-    let (peak_inplace, inplace) = add_step(&m);
+    let (peak_inplace, inplace, reused) = add_step(&m);
+    // The plan names the input whose buffer the add takes over (exporters place it there).
+    let reused = reused.expect("the add works in place");
+    assert!(m.fused.ops[first_add].inputs.contains(&reused));
     // Stack 1's add reads two 32x32x16 tensors (16 KiB each) and writes a third, unless it may
     // overwrite one of them.
     assert_eq!(plain, 3.0 * 16_384.0);

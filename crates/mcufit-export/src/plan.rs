@@ -4,6 +4,7 @@
 //! arena holds every computed tensor that still has an unrun reader, plus the op's output; an ADD
 //! may write over an input that dies at it (`in_place_add`).
 
+use mcufit_cost::memory::{MemoryOptions, MemoryProblem};
 use mcufit_quant::{QOpKind, QuantizedModel};
 use serde::Serialize;
 
@@ -70,47 +71,29 @@ pub fn plan_arena(model: &QuantizedModel, order: &[usize], opts: PlanOptions) ->
         pos[v] = s;
     }
     let size: Vec<usize> = model.tensors.iter().map(|t| t.elements()).collect();
+    // Step bytes and in-place adds come from mcufit-cost's memory model (one source of truth):
+    // the arena planned here holds exactly what the cost model predicted.
+    let problem = MemoryProblem::new(
+        model.ops.iter().map(|op| op.inputs.clone()).collect(),
+        size.iter().map(|&b| b as f64).collect(),
+        model.ops.iter().map(|op| matches!(op.kind, QOpKind::Add { .. })).collect(),
+        MemoryOptions { count_input: opts.count_input, in_place_add: opts.in_place_add },
+    );
+    let memory = problem.evaluate(&full).map_err(ExportError::Plan)?;
+    let mut in_place_of = vec![None; n];
+    for (&v, &u) in full.iter().zip(&memory.in_place_of) {
+        in_place_of[v] = u;
+    }
+    let steps: Vec<usize> = memory.steps.iter().map(|&b| b as usize).collect();
+    let peak = memory.peak as usize;
     let mut consumers = vec![Vec::new(); n];
     for (i, op) in model.ops.iter().enumerate() {
         for &j in &op.inputs {
-            if !consumers[j].contains(&i) {
-                consumers[j].push(i);
-            }
+            consumers[j].push(i);
         }
     }
     let last_use = |u: usize| consumers[u].iter().map(|&c| pos[c]).max().unwrap_or(pos[u]);
     let counts = |u: usize| u != 0 || opts.count_input;
-
-    // In-place ADDs: the same rule as mcufit-cost (an input of at least the output's size whose
-    // last reader is this add).
-    let mut in_place_of = vec![None; n];
-    if opts.in_place_add {
-        for v in 0..n {
-            if matches!(model.ops[v].kind, QOpKind::Add { .. }) {
-                in_place_of[v] = model.ops[v]
-                    .inputs
-                    .iter()
-                    .copied()
-                    .find(|&u| counts(u) && size[u] >= size[v] && last_use(u) == pos[v] && in_place_of.iter().all(|x| *x != Some(u)));
-            }
-        }
-    }
-
-    // Step bytes, exactly as the cost model counts them.
-    let mut steps = Vec::with_capacity(n);
-    for (s, &v) in full.iter().enumerate() {
-        let mut bytes = 0;
-        for u in 0..n {
-            if pos[u] < s && last_use(u) >= s && counts(u) {
-                bytes += size[u];
-            }
-        }
-        if in_place_of[v].is_none() && counts(v) {
-            bytes += size[v];
-        }
-        steps.push(bytes);
-    }
-    let peak = steps.iter().copied().max().unwrap_or(0);
 
     // Blocks: one per counted tensor, an in-place ADD merged into the block it overwrites.
     let mut block_of = vec![usize::MAX; n];

@@ -34,6 +34,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut epochs, mut lr, mut batch, mut seed, mut limit, mut threads) = (10usize, 0.05f64, 64usize, 42u64, None, 2usize);
     let (mut from, mut out, mut resume, mut salience, mut no_augment) = (None, None, false, Salience::BnWeight, false);
     let mut ste_scale = 1.0f64;
+    let (mut warmup_epochs, mut finetune_epochs) = (None, None);
+    let (mut distill, mut distill_temperature) = (0.0f64, 1.0f64);
     let mut i = 3;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -53,6 +55,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--out" => out = Some(PathBuf::from(v)),
             "--salience" => salience = serde_json::from_str(&format!("\"{v}\""))?,
             "--ste-scale" => ste_scale = v.parse()?,
+            "--warmup-epochs" => warmup_epochs = Some(v.parse()?),
+            "--finetune-epochs" => finetune_epochs = Some(v.parse()?),
+            "--distill" => distill = v.parse()?,
+            "--distill-temperature" => distill_temperature = v.parse()?,
             "--no-augment" => {
                 no_augment = true;
                 i += 1;
@@ -110,6 +116,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             cfg.resume = resume;
             cfg.salience = salience;
             cfg.ste_scale = ste_scale;
+            cfg.warmup_epochs = warmup_epochs;
+            cfg.finetune_epochs = finetune_epochs;
+            cfg.distill = distill;
+            cfg.distill_temperature = distill_temperature;
             let t_train = if mode == "overhead" {
                 let mut c = tc.clone();
                 c.progress = false;

@@ -9,7 +9,7 @@ use mcufit_ir::{Graph, Op};
 use mcufit_train::burn::module::Module;
 use mcufit_train::burn::tensor::Tensor;
 use mcufit_train::{
-    default_device, evaluate, train_network, train_with_hook, BatchSource, LrSchedule, Network, NoHook, SplitMix64, StepContext,
+    default_device, evaluate, Distill, train_network, train_with_hook, BatchSource, LrSchedule, Network, NoHook, SplitMix64, StepContext,
     TrainConfig, TrainHook, Trainer,
 };
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,12 @@ pub struct CompressConfig {
     pub anneal_fraction: f64,
     /// Weight of the task loss's straight-through gradient on the widths (1 = plain STE).
     pub ste_scale: f64,
+    /// Fine-tune the pruned model against the unpruned `from` model's predictions (knowledge
+    /// distillation, [`mcufit_train::Distill`]): weight of the teacher's soft labels in the
+    /// targets, 0 = plain labels. Has no effect without `from` (there is no trained teacher).
+    pub distill: f64,
+    /// Softmax temperature of the teacher's soft labels.
+    pub distill_temperature: f64,
 }
 
 impl CompressConfig {
@@ -70,6 +76,8 @@ impl CompressConfig {
             margin: 0.97,
             anneal_fraction: 0.6,
             ste_scale: 1.0,
+            distill: 0.0,
+            distill_temperature: 1.0,
         }
     }
 
@@ -101,6 +109,12 @@ impl CompressConfig {
         }
         if !(self.anneal_fraction >= 0.0 && self.anneal_fraction <= 1.0) {
             return Err(PruneError::Config(format!("anneal_fraction must be in [0, 1], got {}", self.anneal_fraction)));
+        }
+        if !(0.0..=1.0).contains(&self.distill) || !(self.distill_temperature.is_finite() && self.distill_temperature > 0.0) {
+            return Err(PruneError::Config(format!(
+                "distill must be in [0, 1] and its temperature > 0, got {} and {}",
+                self.distill, self.distill_temperature
+            )));
         }
         if self.resume && self.out_dir.is_none() {
             return Err(PruneError::Config("resume needs an output directory".into()));
@@ -175,6 +189,10 @@ pub struct CompressReport {
     pub times: PhaseTimes,
     pub log: Vec<PruneLog>,
     pub out_dir: Option<PathBuf>,
+    /// With `resume`: the epoch of the whole schedule this run picked up from (a pruning-phase
+    /// checkpoint's epoch, or warm-up + pruning epochs when the pruned model was reloaded); `None`
+    /// when the run started fresh.
+    pub resumed_at_epoch: Option<usize>,
     /// The pruned dense network (evaluation mode).
     #[serde(skip)]
     pub network: Option<Network>,
@@ -526,6 +544,7 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         None => Network::new(graph, &device, config.train.seed)?,
     };
     let accuracy_before = if config.from.is_some() { Some(acc(&base, splits)?) } else { None };
+    let teacher = (config.from.is_some() && config.distill > 0.0).then(|| base.clone());
     times.eval += t_eval.elapsed().as_secs_f64();
 
     // ---- phase A: warm-up + pruning, one trainer so the LR schedule and momentum run through.
@@ -589,6 +608,10 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         hook.log = hs.log;
         hook.set_widths = hs.set_widths;
     }
+    let mut resumed_at_epoch = resume_a.then_some(trainer.state.epoch);
+    if let (Some(e), true) = (resumed_at_epoch, config.train.progress) {
+        eprintln!("compress: resuming the pruning phase after epoch {e} of {}", config.train.epochs);
+    }
     let mut masks_on = false;
     let ft_dir = ckpt.as_ref().map(|c| c.join("finetune"));
     let resume_b = config.resume && ft_dir.as_ref().is_some_and(|d| d.join("last").join("state.json").exists());
@@ -627,15 +650,18 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
             );
         }
         if let Some(d) = &prune_dir {
-            trainer.save_checkpoint(d.join("last"))?;
             let text = serde_json::to_string(&hook.snapshot()).map_err(|e| PruneError::Config(e.to_string()))?;
-            write(&d.join("last").join("hook.json"), &text)?;
+            trainer.save_checkpoint_with(d.join("last"), &[("hook.json", text)])?;
         }
     }
     let _ = t_a;
 
     // ---- freeze: exact projection onto the budget, then physical removal.
     let (small, removal) = if resume_b {
+        resumed_at_epoch = Some(warm + prune);
+        if config.train.progress {
+            eprintln!("compress: resuming with the pruned model (fine-tune checkpoint found)");
+        }
         let d = ckpt.as_ref().unwrap().join("pruned");
         let rep = d.join("removal.json");
         let text = std::fs::read_to_string(&rep).map_err(|e| PruneError::io(&rep, e))?;
@@ -672,10 +698,14 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
     cfg_b.resume = resume_b;
     let small_graph = small.graph().clone();
     let tsplits = mcufit_train::Splits { train: &splits.train, val: Some(&splits.val) };
+    let mut ft_hook: Box<dyn TrainHook> = match teacher {
+        Some(t) => Box::new(Distill::new(t, config.distill, config.distill_temperature)?),
+        None => Box::new(NoHook),
+    };
     let tuned = if resume_b {
-        train_with_hook(&small_graph, &tsplits, &cfg_b, &mut NoHook)?
+        train_with_hook(&small_graph, &tsplits, &cfg_b, ft_hook.as_mut())?
     } else {
-        train_network(small, &tsplits, &cfg_b, &mut NoHook)?
+        train_network(small, &tsplits, &cfg_b, ft_hook.as_mut())?
     };
     times.finetune = t_b.elapsed().as_secs_f64();
     let network = tuned.network;
@@ -713,6 +743,7 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         times,
         log: hook.log,
         out_dir: config.out_dir.clone(),
+        resumed_at_epoch,
         network: Some(network),
     };
     if let Some(o) = &config.out_dir {

@@ -24,7 +24,7 @@ pub mod removal;
 pub mod resource;
 
 pub use budget::{check_feasible, minimal_sizes, BudgetSpec, ResourceFigure, ResourceRange};
-pub use compress::{compress, CompressConfig, CompressReport, LayerChannels, PhaseTimes};
+pub use compress::{compress, Accuracy, CompressConfig, CompressReport, LayerChannels, PhaseTimes, PruneLog};
 pub use error::{PruneError, Result, Shortfall};
 pub use masks::{Salience, WidthGate};
 pub use removal::{remove_channels, zero_channels, RemovalReport};

@@ -167,6 +167,12 @@ pub trait TrainHook {
         let _ = (network, logits, ctx);
         Ok(None)
     }
+    /// The targets the cross-entropy is taken against for batch `x`: by default the one-hot
+    /// labels unchanged; [`Distill`] blends in a teacher's predictions.
+    fn targets(&mut self, x: &Tensor<4>, targets: Tensor<2>, ctx: &StepContext) -> Result<Tensor<2>> {
+        let _ = (x, ctx);
+        Ok(targets)
+    }
     /// Called after each optimizer step (e.g. clamp or re-threshold masks).
     fn after_step(&mut self, network: &mut Network, ctx: &StepContext) -> Result<()> {
         let _ = (network, ctx);
@@ -182,6 +188,36 @@ pub trait TrainHook {
 /// A hook that does nothing.
 pub struct NoHook;
 impl TrainHook for NoHook {}
+
+/// Knowledge distillation (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"):
+/// the student learns from `(1 - alpha) * one_hot + alpha * softmax(teacher_logits / temperature)`.
+/// Used to fine-tune a pruned network against the unpruned one it came from. The teacher runs in
+/// evaluation mode and receives no gradient; it costs one forward pass of the teacher per step.
+pub struct Distill {
+    pub teacher: Network,
+    pub alpha: f64,
+    pub temperature: f64,
+}
+
+impl Distill {
+    pub fn new(teacher: Network, alpha: f64, temperature: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(TrainError::Config(format!("distillation weight must be in [0, 1], got {alpha}")));
+        }
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(TrainError::Config(format!("distillation temperature must be > 0, got {temperature}")));
+        }
+        Ok(Distill { teacher, alpha, temperature })
+    }
+}
+
+impl TrainHook for Distill {
+    fn targets(&mut self, x: &Tensor<4>, targets: Tensor<2>, _ctx: &StepContext) -> Result<Tensor<2>> {
+        let logits = self.teacher.forward_mode(x.clone(), Mode::Eval)?.detach();
+        let soft = burn::tensor::activation::softmax(logits / self.temperature, 1);
+        Ok(targets * (1.0 - self.alpha) + soft * self.alpha)
+    }
+}
 
 /// Result of one optimisation step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -410,6 +446,7 @@ impl Trainer {
     ) -> Result<StepStats> {
         let lr = self.lr();
         let ctx = StepContext { epoch: self.state.epoch, step: self.state.global_step, lr };
+        let targets = hook.targets(&x, targets, &ctx)?;
         let net = self.network()?;
         let logits = net.forward_mode(x, Mode::Train)?;
         let task = ops::cross_entropy(logits.clone(), targets);
@@ -547,6 +584,13 @@ impl Trainer {
     /// Writes a resumable checkpoint (network + optimizer + state) into `dir`, atomically
     /// (written next to it, then renamed into place).
     pub fn save_checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        self.save_checkpoint_with(dir, &[])
+    }
+
+    /// [`Trainer::save_checkpoint`] plus extra files (name, contents) of the caller's own state
+    /// (e.g. pruning masks), written into the same directory before it replaces the old one, so
+    /// an interruption never leaves a checkpoint without them.
+    pub fn save_checkpoint_with(&self, dir: impl AsRef<Path>, extra: &[(&str, String)]) -> Result<()> {
         let dir = dir.as_ref();
         let tmp = dir.with_extension("tmp");
         let old = dir.with_extension("old");
@@ -560,6 +604,10 @@ impl Trainer {
         let sp = tmp.join("state.json");
         std::fs::write(&sp, state).map_err(|e| TrainError::io(&sp, e))?;
         self.config.save(tmp.join("config.json")).map_err(|e| TrainError::io(&tmp, e))?;
+        for (name, text) in extra {
+            let p = tmp.join(name);
+            std::fs::write(&p, text).map_err(|e| TrainError::io(&p, e))?;
+        }
         let _ = std::fs::remove_dir_all(&old);
         if dir.exists() {
             std::fs::rename(dir, &old).map_err(|e| TrainError::io(dir, e))?;

@@ -657,3 +657,50 @@ fn trains_on_real_digits_through_the_data_adapter() {
     assert!(test.accuracy > 0.8, "digits test accuracy {}: {:?}", test.accuracy, r.summary.history);
     assert_eq!(test.per_class_accuracy.len(), 10);
 }
+
+#[test]
+fn distillation_blends_teacher_predictions_into_the_targets() {
+    let (tr, va) = (separable(128, 7), separable(64, 8));
+    let g = small_cnn();
+    let teacher = train(&g, &Splits { train: &tr, val: None }, &quiet(6)).unwrap().network;
+    let mut imgs = Vec::new();
+    let mut labels = Vec::new();
+    va.batch(&(0..8).collect::<Vec<_>>(), &mut imgs, &mut labels).unwrap();
+    let x = teacher.input_from_nhwc(&imgs, 8, &dev()).unwrap();
+    let onehot: Vec<f32> = labels.iter().flat_map(|&y| [(y == 0) as u8 as f32, (y == 1) as u8 as f32]).collect();
+    let t = Tensor::<2>::from_data(TensorData::new(onehot.clone(), [8, 2]), &dev());
+    let probs = host(burn::tensor::activation::softmax(teacher.forward_mode(x.clone(), Mode::Eval).unwrap(), 1).reshape([16]));
+    let ctx = StepContext { epoch: 0, step: 0, lr: 0.1 };
+    let blend = |alpha: f64| {
+        let mut d = Distill::new(teacher.clone(), alpha, 1.0).unwrap();
+        host(d.targets(&x, t.clone(), &ctx).unwrap().reshape([16]))
+    };
+    // alpha 0: the labels; alpha 1: the teacher's softmax; 0.25: the mix. Every row sums to 1.
+    assert_eq!(blend(0.0), onehot);
+    for (a, b) in blend(1.0).iter().zip(&probs) {
+        assert!((a - b).abs() < 1e-6);
+    }
+    let mix = blend(0.25);
+    for i in 0..16 {
+        assert!((mix[i] - (0.75 * onehot[i] + 0.25 * probs[i])).abs() < 1e-6);
+    }
+    for row in mix.chunks(2) {
+        assert!((row[0] + row[1] - 1.0).abs() < 1e-5);
+    }
+    assert!(Distill::new(teacher.clone(), 1.5, 1.0).is_err());
+    assert!(Distill::new(teacher.clone(), 0.5, 0.0).is_err());
+
+    // With alpha 1 the labels are ignored: a student trained on scrambled labels still learns the
+    // task from a good teacher.
+    let scrambled = {
+        let mut im = Vec::new();
+        let mut lb = Vec::new();
+        tr.batch(&(0..128).collect::<Vec<_>>(), &mut im, &mut lb).unwrap();
+        let wrong: Vec<u32> = (0..128).map(|i| (i / 3 % 2) as u32).collect();
+        InMemory::new([6, 6, 1], 2, im, wrong).unwrap()
+    };
+    let mut hook = Distill::new(teacher, 1.0, 1.0).unwrap();
+    let student = train_with_hook(&g, &Splits { train: &scrambled, val: None }, &quiet(6).with_seed(3), &mut hook).unwrap();
+    let acc = evaluate(&student.network, &va, 64).unwrap().accuracy;
+    assert!(acc >= 0.9, "distilled student accuracy {acc}");
+}
