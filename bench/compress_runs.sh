@@ -14,6 +14,22 @@ $X train    zoo:mnist-wide $MNIST --epochs 10 --out "$RUNS/mnist-wide-base"
 $X compress zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 16 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-final"
 $X uniform  zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 12
 $X l1       zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 12 --from "$RUNS/mnist-wide-base"
+# Longer schedule (15 pruning + 15 fine-tune epochs), then the fine-tune alone re-run on the same
+# pruned model with other recipes (copy the run, drop checkpoints/finetune, --resume).
+$X compress zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 30 --finetune-epochs 15 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-long"
+for recipe in "--distill 0.5" "--distill 0.7 --distill-temperature 4" "--no-augment" "--weight-decay 1e-4"; do
+    d="$RUNS/mnist-long-ft-$(echo $recipe | tr -dc 'a-z0-9.')"
+    rm -rf "$d"; cp -r "$RUNS/mnist-long" "$d"; rm -rf "$d/checkpoints/finetune" "$d/report.json"
+    $X compress zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 30 --finetune-epochs 15 --from "$RUNS/mnist-wide-base" --out "$d" --resume $recipe
+done
+$X l1       zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 15 --from "$RUNS/mnist-wide-base"
+# The depthwise-separable base.
+$X train    zoo:mnist-ds $MNIST --epochs 10 --out "$RUNS/mnist-ds-base"
+for seed in 42 1; do
+    $X compress zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 30 --finetune-epochs 15 --from "$RUNS/mnist-ds-base" --seed $seed --out "$RUNS/mnist-ds-s$seed"
+done
+$X l1       zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 15 --from "$RUNS/mnist-ds-base"
+$X uniform  zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 15
 # 1.5x tighter.
 $X compress zoo:mnist-wide $MNIST --ram 1700 --flash 3000 --macs 30M --epochs 12 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-tight-final"
 

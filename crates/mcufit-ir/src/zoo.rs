@@ -19,6 +19,7 @@ pub const ENTRIES: &[ZooEntry] = &[
     ZooEntry { name: "resnet-8", description: "MLPerf Tiny image classification ResNet-8 (16/32/64 filters), 32x32x3, 10 classes", build: resnet_8 },
     ZooEntry { name: "mnist-cnn", description: "small CNN for 28x28x1 digits, 10 classes (conv32-pool-conv64-pool-dense128)", build: mnist_cnn },
     ZooEntry { name: "mnist-wide", description: "over-wide all-conv net for 28x28x1, a base meant to be pruned to tiny budgets", build: mnist_wide },
+    ZooEntry { name: "mnist-ds", description: "over-wide depthwise-separable net for 28x28x1 (5x5/2 stem, two dw+pw blocks), a base for tiny budgets", build: mnist_ds },
     ZooEntry { name: "vgg-cifar", description: "wide VGG-style base for 32x32x3, 10 classes, meant to be pruned", build: vgg_cifar },
     ZooEntry { name: "branchy-net", description: "28x28x1 net with parallel paths joined by add and by concat, 10 classes", build: branchy_net },
 ];
@@ -132,6 +133,23 @@ pub fn mnist_wide() -> Result<Graph> {
     let d = b.bn(d);
     let d = b.relu(d);
     let x = b.conv_bn_relu(d, 96, 1, 1, Same);
+    let p = b.add(Op::GlobalAvgPool, &[x]);
+    let d = b.dense(p, 10);
+    b.add(Op::Softmax, &[d]);
+    b.build()
+}
+
+/// Like [`mnist_wide`] but the 3x3 stride-2 conv becomes depthwise + pointwise and a second
+/// dw+pw block follows: at a few KB of weights, separable layers buy more channels per byte.
+pub fn mnist_ds() -> Result<Graph> {
+    let mut b = GraphBuilder::new("mnist-ds", Shape::new(28, 28, 1));
+    let mut x = b.conv_bn_relu(0, 32, 5, 2, Valid); // 12x12
+    for (filters, stride, pad) in [(64, 2, Valid), (128, 1, Same)] {
+        let d = b.dw(x, 3, stride, pad); // 5x5
+        let d = b.bn(d);
+        let d = b.relu(d);
+        x = b.conv_bn_relu(d, filters, 1, 1, Same);
+    }
     let p = b.add(Op::GlobalAvgPool, &[x]);
     let d = b.dense(p, 10);
     b.add(Op::Softmax, &[d]);

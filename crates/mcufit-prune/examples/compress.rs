@@ -36,6 +36,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut ste_scale = 1.0f64;
     let (mut warmup_epochs, mut finetune_epochs) = (None, None);
     let (mut distill, mut distill_temperature) = (0.0f64, 1.0f64);
+    let mut weight_decay = 5e-4f64;
     let mut i = 3;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -48,6 +49,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--epochs" => epochs = v.parse()?,
             "--lr" => lr = v.parse()?,
             "--batch" => batch = v.parse()?,
+            "--weight-decay" => weight_decay = v.parse()?,
             "--seed" => seed = v.parse()?,
             "--limit" => limit = Some(v.parse()?),
             "--threads" => threads = v.parse()?,
@@ -91,7 +93,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let opts = mcufit_data::LoadOptions { seed: 0, val_fraction: 0.1, target_shape: Some([s.h, s.w, s.c]), augment: !no_augment, limit };
     let splits = mcufit_data::load(data, &opts)?;
     eprintln!("data: train {} val {} test {}", splits.train.len(), splits.val.len(), splits.test.len());
-    let tc = TrainConfig::new().with_epochs(epochs).with_lr(lr).with_batch_size(batch).with_seed(seed).with_threads(threads).with_augment(true);
+    let tc = TrainConfig::new().with_epochs(epochs).with_lr(lr).with_batch_size(batch).with_seed(seed).with_threads(threads).with_augment(true).with_weight_decay(weight_decay);
     let tsplits = mcufit_train::Splits { train: &splits.train, val: Some(&splits.val) };
     match mode {
         "train" => {
@@ -149,7 +151,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 None => None,
             };
             let kind = if mode == "uniform" { BaselineKind::Uniform } else { BaselineKind::L1 };
-            let (r, net) = run_baseline(kind, &graph, &splits, base.as_ref(), &budget, board.as_ref(), &tc)?;
+            let (r, net) = run_baseline(kind, &graph, &splits, base.as_ref(), &budget, board.as_ref(), &tc, (distill > 0.0).then_some((distill, distill_temperature)))?;
             if let Some(o) = &out {
                 net.save(o)?;
             }

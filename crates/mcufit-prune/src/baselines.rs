@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mcufit_cost::{Board, Budget, CostModel};
 use mcufit_train::burn::module::Module;
-use mcufit_train::{evaluate, train, train_network, Network, NoHook, TrainConfig};
+use mcufit_train::{evaluate, train_network, train_with_hook, Network, NoHook, TrainConfig};
 use serde::Serialize;
 
 use crate::budget::{fits, minimal_sizes, over_budget, overflow};
@@ -161,15 +161,24 @@ pub fn run_baseline(
     budget: &Budget,
     board: Option<&Board>,
     config: &TrainConfig,
+    distill: Option<(f64, f64)>,
 ) -> Result<(BaselineReport, Network)> {
     let t0 = Instant::now();
+    // The same fine-tune recipe as `compress` when asked: distil from the trained `base`.
+    let mut hook: Box<dyn mcufit_train::TrainHook> = match (distill, base) {
+        (Some((alpha, t)), Some(b)) if alpha > 0.0 => Box::new(mcufit_train::Distill::new(b.clone(), alpha, t)?),
+        (Some((alpha, _)), None) if alpha > 0.0 => {
+            return Err(PruneError::Config("distillation needs the trained model (--from) as the teacher".into()))
+        }
+        _ => Box::new(NoHook),
+    };
     let model = CostModel::new(graph, Default::default())?;
     let tsplits = mcufit_train::Splits { train: &splits.train, val: Some(&splits.val) };
     let (net, sizes, alpha) = match kind {
         BaselineKind::Uniform => {
             let (alpha, sizes) = uniform_width(&model, budget, board)?;
             let g = graph.with_group_sizes(&model.groups, &sizes)?;
-            (train(&g, &tsplits, config)?.network, sizes, Some(alpha))
+            (train_with_hook(&g, &tsplits, config, hook.as_mut())?.network, sizes, Some(alpha))
         }
         BaselineKind::L1 => {
             let base = base.ok_or_else(|| PruneError::Config("the L1 baseline needs a trained model (--from)".into()))?;
@@ -179,7 +188,7 @@ pub fn run_baseline(
             let keep = l1_keep_sets(base, &model, budget, board)?;
             let (small, _) = prune_network(base, &keep)?;
             let sizes = keep.iter().map(Vec::len).collect();
-            (train_network(small, &tsplits, config, &mut NoHook)?.network, sizes, None)
+            (train_network(small, &tsplits, config, hook.as_mut())?.network, sizes, None)
         }
     };
     let small_model = CostModel::new(net.graph(), Default::default())?;
