@@ -421,7 +421,7 @@ pub fn run(args: &ExportCmd) -> Result<ExitCode> {
         ..Report::default()
     };
     // Both artefacts are generated (the C sources in memory) so --verify can check both.
-    let tflite = mcufit_export::export_tflite(&q, &order)?;
+    let tflite = mcufit_export::export_tflite_with(&q, &order, Some(plan_opts))?;
     report.tflite_bytes = Some(tflite.len());
     let src = mcufit_export::generate_c(&q, &order, CExportOptions { plan: plan_opts })?;
     report.c = Some(CReport {

@@ -21,7 +21,19 @@ pub use plan::{plan_arena, ArenaPlan, PlanOptions};
 use mcufit_quant::QuantizedModel;
 
 /// Exports `model` as `.tflite` bytes with operators in `order` (op indices of the model, which
-/// are the IR's fused-op indices; the input op 0 may be included).
+/// are the IR's fused-op indices; the input op 0 may be included), with mcufit's arena plan for
+/// that order embedded for TFLite Micro (default [`PlanOptions`]: input in the arena, no
+/// in-place ADD). See [`export_tflite_with`].
 pub fn export_tflite(model: &QuantizedModel, order: &[usize]) -> Result<Vec<u8>> {
-    tflite::write(&tflite::lower(model, order)?)
+    export_tflite_with(model, order, Some(PlanOptions::default()))
+}
+
+/// [`export_tflite`] with a choice of arena plan: `Some(opts)` embeds mcufit's plan as TFLM's
+/// `OfflineMemoryAllocation` metadata (TFLM then uses mcufit's offsets and its arena head equals
+/// mcufit's planned arena); `None` leaves planning to the runtime.
+pub fn export_tflite_with(model: &QuantizedModel, order: &[usize], plan: Option<PlanOptions>) -> Result<Vec<u8>> {
+    match plan {
+        Some(opts) => tflite::write(&tflite::lower_planned(model, order, opts)?.0),
+        None => tflite::write(&tflite::lower(model, order)?),
+    }
 }

@@ -147,3 +147,89 @@ proptest! {
         exercise(&data, 64);
     }
 }
+
+/// The embedded TFLM offline plan: one offset per tensor, -1 for constants, every activation
+/// placed, no two tensors that are alive together overlapping in the arena unless one is a
+/// byte-for-byte alias of the other (a RESHAPE view, a 1x1 clamp, an in-place ADD), and the arena
+/// it spans is mcufit's planned arena.
+#[test]
+fn offline_plan_places_every_activation_without_overlap() {
+    let mut cases = vec![common::all_ops_net(), mcufit_ir::zoo::get("branchy-net").unwrap()];
+    cases.extend((0..6).map(|s| common::random_net(500 + s)));
+    for (k, g) in cases.iter().enumerate() {
+        let w = FloatWeights::random(g, k as u64).unwrap();
+        let q = quantize(g, &w, &common::image_inputs(g, 2, k as u64)).unwrap();
+        let order = default_order(&q);
+        for opts in [PlanOptions::default(), PlanOptions { count_input: true, in_place_add: true }] {
+            let (lowered, plan) = tflite::lower_planned(&q, &order, opts).unwrap();
+            let m = tflite::read(&tflite::write(&lowered).unwrap()).unwrap();
+            assert_eq!(m, lowered, "{}: metadata does not round-trip", g.name);
+            let off = tflite::offline_plan(&m).expect("offline plan present");
+            assert_eq!(off.len(), m.tensors.len());
+            let n_ops = m.operators.len();
+            // Lifetime of each activation tensor in operator steps: [producer, last reader].
+            let mut life: Vec<(usize, usize)> = vec![(usize::MAX, 0); m.tensors.len()];
+            for &i in &m.inputs {
+                life[i as usize] = (0, 0);
+            }
+            for (s, o) in m.operators.iter().enumerate() {
+                for &t in &o.outputs {
+                    life[t as usize] = (s, s);
+                }
+                for &t in o.inputs.iter().filter(|&&t| t >= 0) {
+                    life[t as usize].1 = s;
+                }
+            }
+            for &t in &m.outputs {
+                life[t as usize].1 = n_ops;
+            }
+            // Byte-for-byte aliases: an op whose output sits exactly on its input.
+            let mut root: Vec<usize> = (0..m.tensors.len()).collect();
+            fn find(r: &mut Vec<usize>, x: usize) -> usize {
+                if r[x] != x {
+                    let y = find(r, r[x]);
+                    r[x] = y;
+                }
+                r[x]
+            }
+            for o in &m.operators {
+                let y = o.outputs[0] as usize;
+                for &x in o.inputs.iter().filter(|&&x| x >= 0 && off[x as usize] >= 0) {
+                    if off[x as usize] == off[y] && [schema::op::RESHAPE, schema::op::MAX_POOL_2D, schema::op::ADD].contains(&o.code) {
+                        let (a, b) = (find(&mut root, x as usize), find(&mut root, y));
+                        root[a] = b;
+                    }
+                }
+            }
+            let mut span = 0usize;
+            let acts: Vec<usize> = (0..m.tensors.len()).filter(|&t| m.tensors[t].data.is_none()).collect();
+            for (t, tensor) in m.tensors.iter().enumerate() {
+                if tensor.data.is_some() {
+                    assert_eq!(off[t], -1, "{}: constant '{}' placed in the arena", g.name, tensor.name);
+                } else {
+                    assert!(off[t] >= 0, "{}: activation '{}' not planned", g.name, tensor.name);
+                    span = span.max(off[t] as usize + tensor.elements());
+                }
+            }
+            assert_eq!(span, plan.arena_bytes, "{}: offline plan spans {span} B, mcufit planned {}", g.name, plan.arena_bytes);
+            for (i, &a) in acts.iter().enumerate() {
+                for &b in &acts[i + 1..] {
+                    let (la, lb) = (life[a], life[b]);
+                    let alive_together = la.0 <= lb.1 && lb.0 <= la.1;
+                    let (oa, ob) = (off[a] as usize, off[b] as usize);
+                    let share_bytes = oa < ob + m.tensors[b].elements() && ob < oa + m.tensors[a].elements();
+                    if alive_together && share_bytes {
+                        assert_eq!(
+                            find(&mut root, a),
+                            find(&mut root, b),
+                            "{}: '{}' and '{}' overlap while both are alive",
+                            g.name,
+                            m.tensors[a].name,
+                            m.tensors[b].name
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

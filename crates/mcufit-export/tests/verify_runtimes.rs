@@ -5,7 +5,7 @@
 mod common;
 
 use mcufit_export::verify::{self, Runtime, Tools};
-use mcufit_export::{default_order, export_tflite, generate_c, plan_arena, CExportOptions, PlanOptions};
+use mcufit_export::{default_order, export_tflite, export_tflite_with, generate_c, plan_arena, CExportOptions, PlanOptions};
 use mcufit_ir::{Graph, GraphBuilder, Padding, Shape};
 use mcufit_quant::{quantize, quantize_with, FloatWeights, InputQuant, QuantizeOptions, QuantizedModel};
 
@@ -59,7 +59,10 @@ fn tflm_bit_exact_and_litert_max_diff() {
     let dir = std::env::temp_dir().join(format!("mcufit-rt-{}", std::process::id()));
     let mut total = 0;
     let mut total_mismatch = 0;
-    println!("{:<12} {:>6} {:>10} {:>12} {:>11} {:>11} {:>10}", "model", "inputs", "tflm_mism", "litert_maxd", "tflm_head", "mcufit_peak", "tflm_total");
+    println!(
+        "{:<12} {:>6} {:>10} {:>12} {:>11} {:>11} {:>11} {:>10}",
+        "model", "inputs", "tflm_mism", "litert_maxd", "tflm_head", "greedy_head", "mcufit_peak", "tflm_total"
+    );
     for (k, (g, n, iq)) in cases.iter().enumerate() {
         let q = model(g, 11 + k as u64, *iq);
         let order = default_order(&q);
@@ -70,12 +73,32 @@ fn tflm_bit_exact_and_litert_max_diff() {
         let mism = agree.mismatches;
         let lite = verify::run_tflite(&bytes, &xs, Runtime::LiteRtRef, &dir.join(format!("lite{k}"))).unwrap();
         let (_, lite_maxd) = verify::compare(&want, &lite.outputs);
-        let peak = plan_arena(&q, &order, PlanOptions::default()).unwrap().peak_bytes;
-        let (ttotal, head, _) = arena.unwrap_or((0, 0, 0));
-        println!("{:<12} {:>6} {:>10} {:>12} {:>11} {:>11} {:>10}", g.name, n, mism, lite_maxd, head, peak, ttotal);
+        let plan = plan_arena(&q, &order, PlanOptions::default()).unwrap();
+        let (ttotal, head, _) = arena.expect("TFLM reports its arena");
+        // The same model without the offline plan: TFLM's own greedy planner.
+        let unplanned = export_tflite_with(&q, &order, None).unwrap();
+        let (agree_u, arena_u) = verify::verify_tflite(&q, &unplanned, &xs[..8], Runtime::Tflm, &dir.join(format!("tflmu{k}"))).unwrap();
+        let greedy_head = arena_u.map_or(0, |a| a.1);
+        println!(
+            "{:<12} {:>6} {:>10} {:>12} {:>11} {:>11} {:>11} {:>10}",
+            g.name, n, mism, lite_maxd, head, greedy_head, plan.peak_bytes, ttotal
+        );
         total += n;
         total_mismatch += mism;
         assert_eq!(mism, 0, "{}: TFLM differs from the int8 reference on {mism} of {n} inputs", g.name);
+        assert_eq!(agree_u.mismatches, 0, "{}: TFLM (own planner) differs from the int8 reference", g.name);
+        // With mcufit's plan embedded, TFLM puts every tensor at mcufit's offset: its head is the
+        // planned arena, except that TFLM's planner rounds each buffer's size up to 16 bytes
+        // (so the head can exceed the plan by at most 15 B, past the last byte any tensor uses).
+        let m = mcufit_export::tflite::read(&bytes).unwrap();
+        let off = mcufit_export::tflite::offline_plan(&m).expect("offline plan embedded");
+        let tflm_rule = (0..m.tensors.len())
+            .filter(|&t| off[t] >= 0)
+            .map(|t| off[t] as usize + m.tensors[t].elements().div_ceil(16) * 16)
+            .max()
+            .unwrap();
+        assert_eq!(head, tflm_rule, "{}: TFLM arena head {head} B, mcufit's offsets give {tflm_rule} B", g.name);
+        assert!(head >= plan.arena_bytes && head < plan.arena_bytes + 16, "{}: head {head} B vs plan {} B", g.name, plan.arena_bytes);
     }
     println!("TFLM: {total_mismatch} mismatches over {total} inputs");
     assert!(total >= 1000);

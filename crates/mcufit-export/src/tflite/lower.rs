@@ -4,9 +4,10 @@ use mcufit_ir::{Activation, Padding, Shape};
 use mcufit_quant::{QOpKind, QTensor, QWeights, QuantizedModel};
 
 use super::schema::{self, op, ttype};
-use super::{TflModel, TflOperator, TflOptions, TflQuant, TflTensor};
+use super::{TflMetadata, TflModel, TflOperator, TflOptions, TflQuant, TflTensor, OFFLINE_PLAN_METADATA};
 use crate::error::{ExportError, Result};
 use crate::order::check_order;
+use crate::plan::{plan_arena, ArenaPlan, PlanOptions};
 
 fn act(a: Activation) -> i8 {
     match a {
@@ -48,6 +49,9 @@ struct Lowering<'a> {
     raw: Vec<i32>,
     /// Cached `[1,h,w,c]` views (RESHAPE outputs) of model tensors.
     view: Vec<Option<i32>>,
+    /// Other activation tensors that may share a model tensor's arena bytes (a concat's result
+    /// before its 1x1 clamp, which runs element by element).
+    alias: Vec<(i32, usize)>,
 }
 
 impl<'a> Lowering<'a> {
@@ -125,7 +129,56 @@ impl<'a> Lowering<'a> {
 /// Lowers `model` to TFLite operators in `order` (indices of `model.ops`; the input op 0 may be
 /// included or left out). Folded reshapes become RESHAPE ops only where a consumer needs the
 /// new layout; a concat with a fused activation becomes CONCATENATION + a 1x1 MAX_POOL_2D clamp.
+/// No arena plan is embedded (TFLM plans the arena itself); see [`lower_planned`].
 pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
+    Ok(lower_impl(model, order)?.0)
+}
+
+/// [`lower`], plus mcufit's arena plan for the same order as TFLM's `OfflineMemoryAllocation`
+/// metadata, so that TFLite Micro places every activation tensor where mcufit did and its arena
+/// head is mcufit's planned arena (its own greedy planner can need more on branchy graphs).
+/// A RESHAPE view shares the bytes of the tensor it views (TFLM's RESHAPE skips the copy when
+/// input and output coincide); constants are marked -1 (not in the arena).
+pub fn lower_planned(model: &QuantizedModel, order: &[usize], opts: PlanOptions) -> Result<(TflModel, ArenaPlan)> {
+    let (mut out, l) = lower_impl(model, order)?;
+    let plan = plan_arena(model, order, opts)?;
+    let mut offsets = vec![-1i32; out.tensors.len()];
+    let mut place = |tfl: i32, t: usize| {
+        if let Some(off) = plan.offsets[t] {
+            offsets[tfl as usize] = off as i32;
+        }
+    };
+    for t in 0..model.ops.len() {
+        if l.raw[t] >= 0 {
+            place(l.raw[t], t);
+        }
+        if let Some(v) = l.view[t] {
+            place(v, t);
+        }
+    }
+    for &(tfl, t) in &l.alias {
+        place(tfl, t);
+    }
+    out.metadata.push(TflMetadata { name: OFFLINE_PLAN_METADATA.into(), data: encode_offline_plan(&offsets) });
+    Ok((out, plan))
+}
+
+/// TFLM's offline plan format (`tensorflow/lite/micro/docs/memory_management.md`): int32 words,
+/// little endian: format version 1, subgraph 0, the tensor count, then one arena offset per
+/// tensor (-1 = not planned offline).
+pub fn encode_offline_plan(offsets: &[i32]) -> Vec<u8> {
+    [1, 0, offsets.len() as i32].iter().chain(offsets).flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The per-tensor offsets of a model's `OfflineMemoryAllocation` metadata, if it has one.
+pub fn offline_plan(m: &TflModel) -> Option<Vec<i32>> {
+    let md = m.metadata.iter().find(|md| md.name == OFFLINE_PLAN_METADATA)?;
+    let words: Vec<i32> = md.data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let n = usize::try_from(*words.get(2)?).ok()?;
+    (words.len() == 3 + n).then(|| words[3..].to_vec())
+}
+
+fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<(TflModel, Lowering<'a>)> {
     model.validate()?;
     let order = check_order(model, order)?;
     let n = model.ops.len();
@@ -139,9 +192,11 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
             operators: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            metadata: Vec::new(),
         },
         raw: vec![-1; n],
         view: vec![None; n],
+        alias: Vec::new(),
     };
     let input_t = &model.tensors[0];
     let inp = l.add_tensor(TflTensor {
@@ -237,6 +292,7 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
                 } else {
                     // TFLM's CONCATENATION only accepts activation NONE: clamp with a 1x1 max pool.
                     let c = out_tensor(&mut l, dims4(ks), format!("{name}/concat"));
+                    l.alias.push((c, i));
                     l.add_op(op::CONCATENATION, 2, xs, vec![c], TflOptions::Concatenation { axis: 3, activation: schema::ACT_NONE });
                     let y = out_tensor(&mut l, dims4(ks), tname);
                     l.add_op(
@@ -295,5 +351,6 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
     if l.out.operators.is_empty() {
         return Err(ExportError::Unsupported { op: model.name.clone(), msg: "the model has no operators".into() });
     }
-    Ok(l.out)
+    let out = std::mem::replace(&mut l.out, TflModel::empty());
+    Ok((out, l))
 }

@@ -9,7 +9,7 @@ pub mod schema;
 pub mod writer;
 
 pub use import::import;
-pub use lower::lower;
+pub use lower::{encode_offline_plan, lower, lower_planned, offline_plan};
 pub use reader::read;
 pub use writer::write;
 
@@ -64,6 +64,16 @@ pub struct TflOperator {
     pub options: TflOptions,
 }
 
+/// Name of TFLite Micro's offline arena plan in a model's `metadata`.
+pub const OFFLINE_PLAN_METADATA: &str = "OfflineMemoryAllocation";
+
+/// One entry of the model's `metadata` (its bytes live in a buffer of their own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TflMetadata {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
 /// A single-subgraph TFLite model as mcufit sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TflModel {
@@ -74,9 +84,23 @@ pub struct TflModel {
     pub operators: Vec<TflOperator>,
     pub inputs: Vec<i32>,
     pub outputs: Vec<i32>,
+    pub metadata: Vec<TflMetadata>,
 }
 
 impl TflModel {
+    fn empty() -> Self {
+        TflModel {
+            version: schema::SCHEMA_VERSION,
+            description: String::new(),
+            subgraph_name: String::new(),
+            tensors: Vec::new(),
+            operators: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            metadata: Vec::new(),
+        }
+    }
+
     /// The distinct (code, version) pairs in first-use order: the model's `operator_codes`.
     pub fn operator_codes(&self) -> Vec<(i32, i32)> {
         let mut codes: Vec<(i32, i32)> = Vec::new();

@@ -3,7 +3,7 @@
 //! allocation. Reads the subset of the schema listed in `schema.rs` (first subgraph only).
 
 use super::schema::{self, slot};
-use super::{TflModel, TflOperator, TflOptions, TflQuant, TflTensor};
+use super::{TflMetadata, TflModel, TflOperator, TflOptions, TflQuant, TflTensor};
 use crate::error::{ExportError, Result};
 
 fn bad<T>(msg: impl Into<String>) -> Result<T> {
@@ -304,8 +304,21 @@ pub fn read(data: &[u8]) -> Result<TflModel> {
             options,
         });
     }
+    let mut metadata = Vec::new();
+    for md in root.tables(model::METADATA)? {
+        let b = md.u32(metadata::BUFFER, 0)? as usize;
+        let Some(data) = buffers.get(b) else {
+            return bad(format!("metadata refers to buffer {b}, the model has {}", buffers.len()));
+        };
+        copied += data.as_ref().map_or(0, |d| d.len());
+        if copied > 4 * buf.0.len() + 4096 {
+            return bad("buffers are shared by too many tensors or metadata entries");
+        }
+        metadata.push(TflMetadata { name: md.string(metadata::NAME)?, data: data.clone().unwrap_or_default() });
+    }
     Ok(TflModel {
         version,
+        metadata,
         description: root.string(model::DESCRIPTION)?,
         subgraph_name: sg.string(subgraph::NAME)?,
         inputs: check(sg.i32s(subgraph::INPUTS)?, "subgraph input")?,

@@ -60,6 +60,11 @@ pub mod model {
     pub const SUBGRAPHS: u16 = 2;
     pub const DESCRIPTION: u16 = 3;
     pub const BUFFERS: u16 = 4;
+    pub const METADATA: u16 = 6;
+}
+pub mod metadata {
+    pub const NAME: u16 = 0;
+    pub const BUFFER: u16 = 1;
 }
 pub mod subgraph {
     pub const TENSORS: u16 = 0;

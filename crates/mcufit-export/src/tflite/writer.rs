@@ -128,6 +128,17 @@ pub fn write(m: &TflModel) -> Result<Vec<u8>> {
         }
     }
 
+    // Metadata (e.g. TFLM's offline arena plan): one buffer each, after the constants.
+    let mut metadata_buffer = Vec::with_capacity(m.metadata.len());
+    for md in &m.metadata {
+        align_data(&mut fbb, md.data.len());
+        let v = fbb.create_vector(md.data.as_slice());
+        let s = fbb.start_table();
+        fbb.push_slot_always(slot(buffer::DATA), v);
+        buffers.push(fbb.end_table(s));
+        metadata_buffer.push((buffers.len() - 1) as u32);
+    }
+
     let mut tensors: Vec<Table> = Vec::with_capacity(m.tensors.len());
     for (i, t) in m.tensors.iter().enumerate() {
         let shape = fbb.create_vector(t.dims.as_slice());
@@ -197,6 +208,15 @@ pub fn write(m: &TflModel) -> Result<Vec<u8>> {
     let sgs_v = fbb.create_vector(&[sg]);
     let desc = fbb.create_string(&m.description);
     let bufs_v = fbb.create_vector(&buffers);
+    let mut md_tables: Vec<Table> = Vec::with_capacity(m.metadata.len());
+    for (md, &b) in m.metadata.iter().zip(&metadata_buffer) {
+        let name = fbb.create_string(&md.name);
+        let s = fbb.start_table();
+        fbb.push_slot_always(slot(metadata::NAME), name);
+        fbb.push_slot::<u32>(slot(metadata::BUFFER), b, 0);
+        md_tables.push(fbb.end_table(s));
+    }
+    let md_v = (!md_tables.is_empty()).then(|| fbb.create_vector(&md_tables));
     let root = {
         let s = fbb.start_table();
         fbb.push_slot::<u32>(slot(model::VERSION), m.version, 0);
@@ -204,6 +224,9 @@ pub fn write(m: &TflModel) -> Result<Vec<u8>> {
         fbb.push_slot_always(slot(model::SUBGRAPHS), sgs_v);
         fbb.push_slot_always(slot(model::DESCRIPTION), desc);
         fbb.push_slot_always(slot(model::BUFFERS), bufs_v);
+        if let Some(v) = md_v {
+            fbb.push_slot_always(slot(model::METADATA), v);
+        }
         fbb.end_table(s)
     };
     fbb.finish(root, Some(FILE_IDENTIFIER));
