@@ -298,20 +298,30 @@ static void mf_expand_taps(const int8_t *in, mf_shape is, int32_t kh, int32_t kw
 }
 
 /* The receptive field of one output pixel as kh*kw*c bytes ([ky][kx][ic], the filter's order),
- * `pad` outside the input. */
+ * `pad` outside the input. A kernel row that lies inside the input is kw*c contiguous bytes of
+ * it: copied in one run (the common case; per-tap checks only on border rows). */
 static void mf_patch(const int8_t *in, mf_shape is, int32_t kh, int32_t kw, int32_t iy0, int32_t ix0, int8_t pad,
                      int8_t *dst) {
-    const int32_t c = is.c;
+    const int32_t c = is.c, row = kw * c;
+    const int cols_inside = ix0 >= 0 && ix0 + kw <= is.w;
     int32_t ky, kx, k;
     for (ky = 0; ky < kh; ++ky) {
         const int32_t iy = iy0 + ky;
-        for (kx = 0; kx < kw; ++kx) {
-            const int32_t ix = ix0 + kx;
-            if (iy >= 0 && iy < is.h && ix >= 0 && ix < is.w) {
-                const int8_t *src = in + (iy * is.w + ix) * c;
-                for (k = 0; k < c; ++k) *dst++ = src[k];
-            } else {
-                for (k = 0; k < c; ++k) *dst++ = pad;
+        if (iy < 0 || iy >= is.h) {
+            for (k = 0; k < row; ++k) *dst++ = pad;
+        } else if (cols_inside) {
+            const int8_t *src = in + (iy * is.w + ix0) * c;
+            for (k = 0; k < row; ++k) dst[k] = src[k];
+            dst += row;
+        } else {
+            for (kx = 0; kx < kw; ++kx) {
+                const int32_t ix = ix0 + kx;
+                if (ix >= 0 && ix < is.w) {
+                    const int8_t *src = in + (iy * is.w + ix) * c;
+                    for (k = 0; k < c; ++k) *dst++ = src[k];
+                } else {
+                    for (k = 0; k < c; ++k) *dst++ = pad;
+                }
             }
         }
     }
