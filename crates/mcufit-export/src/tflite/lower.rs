@@ -131,7 +131,7 @@ impl<'a> Lowering<'a> {
 /// new layout; a concat with a fused activation becomes CONCATENATION + a 1x1 MAX_POOL_2D clamp.
 /// No arena plan is embedded (TFLM plans the arena itself); see [`lower_planned`].
 pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
-    Ok(lower_impl(model, order)?.0)
+    Ok(lower_impl(model, order)?.out)
 }
 
 /// [`lower`], plus mcufit's arena plan for the same order as TFLM's `OfflineMemoryAllocation`
@@ -140,7 +140,7 @@ pub fn lower(model: &QuantizedModel, order: &[usize]) -> Result<TflModel> {
 /// A RESHAPE view shares the bytes of the tensor it views (TFLM's RESHAPE skips the copy when
 /// input and output coincide); constants are marked -1 (not in the arena).
 pub fn lower_planned(model: &QuantizedModel, order: &[usize], opts: PlanOptions) -> Result<(TflModel, ArenaPlan)> {
-    let (mut out, l) = lower_impl(model, order)?;
+    let Lowering { mut out, raw, view, alias, .. } = lower_impl(model, order)?;
     let plan = plan_arena(model, order, opts)?;
     let mut offsets = vec![-1i32; out.tensors.len()];
     let mut place = |tfl: i32, t: usize| {
@@ -149,14 +149,14 @@ pub fn lower_planned(model: &QuantizedModel, order: &[usize], opts: PlanOptions)
         }
     };
     for t in 0..model.ops.len() {
-        if l.raw[t] >= 0 {
-            place(l.raw[t], t);
+        if raw[t] >= 0 {
+            place(raw[t], t);
         }
-        if let Some(v) = l.view[t] {
+        if let Some(v) = view[t] {
             place(v, t);
         }
     }
-    for &(tfl, t) in &l.alias {
+    for (tfl, t) in alias {
         place(tfl, t);
     }
     out.metadata.push(TflMetadata { name: OFFLINE_PLAN_METADATA.into(), data: encode_offline_plan(&offsets) });
@@ -178,7 +178,9 @@ pub fn offline_plan(m: &TflModel) -> Option<Vec<i32>> {
     (words.len() == 3 + n).then(|| words[3..].to_vec())
 }
 
-fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<(TflModel, Lowering<'a>)> {
+/// The lowering itself; the finished [`Lowering`] keeps which TFLite tensors hold each model
+/// tensor, for [`lower_planned`].
+fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<Lowering<'a>> {
     model.validate()?;
     let order = check_order(model, order)?;
     let n = model.ops.len();
@@ -351,6 +353,5 @@ fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<(TflMode
     if l.out.operators.is_empty() {
         return Err(ExportError::Unsupported { op: model.name.clone(), msg: "the model has no operators".into() });
     }
-    let out = std::mem::replace(&mut l.out, TflModel::empty());
-    Ok((out, l))
+    Ok(l)
 }

@@ -88,19 +88,6 @@ pub struct TflModel {
 }
 
 impl TflModel {
-    fn empty() -> Self {
-        TflModel {
-            version: schema::SCHEMA_VERSION,
-            description: String::new(),
-            subgraph_name: String::new(),
-            tensors: Vec::new(),
-            operators: Vec::new(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            metadata: Vec::new(),
-        }
-    }
-
     /// The distinct (code, version) pairs in first-use order: the model's `operator_codes`.
     pub fn operator_codes(&self) -> Vec<(i32, i32)> {
         let mut codes: Vec<(i32, i32)> = Vec::new();

@@ -20,6 +20,15 @@ fn align_data(fbb: &mut FlatBufferBuilder, len: usize) {
     }
 }
 
+/// A `Buffer` table holding `data`, aligned as [`align_data`] says.
+fn data_buffer(fbb: &mut FlatBufferBuilder, data: &[u8]) -> Table {
+    align_data(fbb, data.len());
+    let v = fbb.create_vector(data);
+    let s = fbb.start_table();
+    fbb.push_slot_always(schema::slot(schema::buffer::DATA), v);
+    fbb.end_table(s)
+}
+
 fn options(fbb: &mut FlatBufferBuilder, o: &TflOptions) -> (u8, Option<Table>) {
     use schema::*;
     let t = match o {
@@ -119,11 +128,7 @@ pub fn write(m: &TflModel) -> Result<Vec<u8>> {
     let mut buffer_of = vec![0u32; m.tensors.len()];
     for (i, t) in m.tensors.iter().enumerate() {
         if let Some(d) = &t.data {
-            align_data(&mut fbb, d.len());
-            let v = fbb.create_vector(d.as_slice());
-            let s = fbb.start_table();
-            fbb.push_slot_always(slot(buffer::DATA), v);
-            buffers.push(fbb.end_table(s));
+            buffers.push(data_buffer(&mut fbb, d));
             buffer_of[i] = (buffers.len() - 1) as u32;
         }
     }
@@ -131,11 +136,7 @@ pub fn write(m: &TflModel) -> Result<Vec<u8>> {
     // Metadata (e.g. TFLM's offline arena plan): one buffer each, after the constants.
     let mut metadata_buffer = Vec::with_capacity(m.metadata.len());
     for md in &m.metadata {
-        align_data(&mut fbb, md.data.len());
-        let v = fbb.create_vector(md.data.as_slice());
-        let s = fbb.start_table();
-        fbb.push_slot_always(slot(buffer::DATA), v);
-        buffers.push(fbb.end_table(s));
+        buffers.push(data_buffer(&mut fbb, &md.data));
         metadata_buffer.push((buffers.len() - 1) as u32);
     }
 
