@@ -23,21 +23,22 @@ for recipe in "--distill 0.5" "--distill 0.7 --distill-temperature 4" "--no-augm
     $X compress zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 30 --finetune-epochs 15 --from "$RUNS/mnist-wide-base" --out "$d" --resume $recipe
 done
 $X l1       zoo:mnist-wide $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 15 --from "$RUNS/mnist-wide-base"
-# The depthwise-separable base.
-$X train    zoo:mnist-ds $MNIST --epochs 10 --out "$RUNS/mnist-ds-base"
-for seed in 42 1; do
-    $X compress zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 30 --finetune-epochs 15 --from "$RUNS/mnist-ds-base" --seed $seed --out "$RUNS/mnist-ds-s$seed"
-done
-$X l1       zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 15 --from "$RUNS/mnist-ds-base"
-$X uniform  zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 15
+# The depthwise-separable base, two recipes. mnist_ds_recipe BASE_EPOCHS FT_EPOCHS UNIFORM_EPOCHS
+# BASE_DIR OUT: train the base, compress it with 15 pruning + FT_EPOCHS fine-tune epochs for seeds
+# 42 and 1 (OUT-s42, OUT-s1), L1 one-shot with the same fine-tune length, uniform width from scratch.
+mnist_ds_recipe() {
+    local base_epochs=$1 ft=$2 uniform_epochs=$3 base=$4 out=$5 seed
+    $X train    zoo:mnist-ds $MNIST --epochs "$base_epochs" --out "$base"
+    for seed in 42 1; do
+        $X compress zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs $((15 + ft)) --finetune-epochs "$ft" --from "$base" --seed $seed --out "$out-s$seed"
+    done
+    $X l1       zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs "$ft" --from "$base"
+    $X uniform  zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs "$uniform_epochs"
+}
+mnist_ds_recipe 10 15 15 "$RUNS/mnist-ds-base" "$RUNS/mnist-ds"
 # The recipe that meets 99.0 %: a 20-epoch base, 15 pruning + 25 fine-tune epochs; baselines with the
 # same fine-tune length (L1) and the same total epochs (uniform).
-$X train    zoo:mnist-ds $MNIST --epochs 20 --out "$RUNS/mnist-ds-base20"
-for seed in 42 1; do
-    $X compress zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 40 --finetune-epochs 25 --from "$RUNS/mnist-ds-base20" --seed $seed --out "$RUNS/mnist-ds-b20-s$seed"
-done
-$X l1       zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 25 --from "$RUNS/mnist-ds-base20"
-$X uniform  zoo:mnist-ds $MNIST --ram 2500 --flash 4500 --macs 30M --epochs 40
+mnist_ds_recipe 20 25 40 "$RUNS/mnist-ds-base20" "$RUNS/mnist-ds-b20"
 # 1.5x tighter.
 $X compress zoo:mnist-wide $MNIST --ram 1700 --flash 3000 --macs 30M --epochs 12 --from "$RUNS/mnist-wide-base" --out "$RUNS/mnist-tight-final"
 
