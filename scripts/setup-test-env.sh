@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine. Idempotent.
 #  - the export-verification tools (Arm cross compiler, qemu, a .venv with TFLite Micro + LiteRT):
-#    crates/mcufit-export/tests/tools.sh, which the export tests also call themselves;
-#  - Fashion-MNIST (Debian's dataset-fashion-mnist) for the data loader's real-data test.
+#    scripts/setup-verify-tools.sh, which the export tests also call themselves when a tool is missing;
+#  - Fashion-MNIST (Debian's dataset-fashion-mnist) for the data loader's real-data test;
+#  - Chromium (Debian's chromium) for the report's browser test (crates/mcufit-report/tests/chromium.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash crates/mcufit-export/tests/tools.sh all
+bash scripts/setup-verify-tools.sh all
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
   echo "== installing dataset-fashion-mnist"
   $SUDO apt-get update -qq >/dev/null 2>&1 || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  echo "== installing chromium"
+  $SUDO apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Sets up everything the test suite needs on a fresh Debian machine, then runs every test.
-# Idempotent: installed pieces are skipped. Used as-is by .ci/run.
+# Sets up everything the test suite needs on a fresh Debian machine, then checks formatting and lints
+# and runs every test. Idempotent: installed pieces are skipped. Used as-is by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-env.sh
 export MCUFIT_PYTHON="$PWD/.venv/bin/python"
 
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --release -- -D warnings
 echo "== cargo test"
 cargo test --workspace --release --no-fail-fast "$@"

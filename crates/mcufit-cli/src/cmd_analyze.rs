@@ -1,13 +1,14 @@
-//! `mcufit analyze`: the exact cost of a model on a microcontroller.
+//! `mcufit analyze`: the exact cost of a model on a microcontroller, and every term of its fit.
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use mcufit_cost::{CostModel, CostOptions, MemoryOptions};
-use serde_json::json;
+use mcufit_pipeline::budget::{human, human_bytes, human_count};
+use mcufit_pipeline::tasks::{analyze, AnalyzeOptions};
+use mcufit_pipeline::FitCheck;
 
-use crate::resources::{fits, human, human_bytes, human_count, BudgetArgs};
+use crate::args::BudgetArgs;
 
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
@@ -21,86 +22,33 @@ pub struct AnalyzeArgs {
     /// Do not count the network input tensor in peak memory (when it lives in its own buffer).
     #[arg(long)]
     pub exclude_input: bool,
-    /// Count per-channel requantisation data (8 B per output channel) in the model size.
-    #[arg(long)]
-    pub quant_params: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: &AnalyzeArgs) -> Result<ExitCode> {
-    let graph = mcufit_ir::load_model(&args.model).with_context(|| format!("cannot load model '{}'", args.model))?;
-    let (board, budget) = args.budget.resolve()?;
-    let options = CostOptions {
-        memory: MemoryOptions { count_input: !args.exclude_input, in_place_add: args.in_place_add },
-        quant_params: args.quant_params,
-    };
-    let model = CostModel::new(&graph, options)?;
-    let usage = model.usage(&model.sizes(), board.as_ref());
-    let fit = fits(&usage, &budget);
-    let plan = &usage.plan;
-    // Memory in use while each op runs, indexed by op.
-    let mut live_at = vec![0.0; usage.ops.len()];
-    for (k, &op) in plan.order.iter().enumerate() {
-        live_at[op] = plan.steps[k];
-    }
-    let layer_names = |op: usize| {
-        let f = &model.fused.ops[op];
-        let mut names = vec![graph.nodes[f.anchor].name.clone()];
-        names.extend(f.absorbed.iter().map(|&a| graph.nodes[a].name.clone()));
-        names
-    };
+    let graph = mcufit_pipeline::load_model(&args.model)?;
+    let budget = args.budget.spec().resolve()?;
+    let a = analyze(
+        &graph,
+        &budget,
+        AnalyzeOptions { in_place_add: args.in_place_add, exclude_input: args.exclude_input },
+    )?;
+    let code = if a.fit.fits { ExitCode::SUCCESS } else { ExitCode::from(1) };
     if args.json {
-        let layers: Vec<_> = plan
-            .order
-            .iter()
-            .map(|&op| {
-                let o = &usage.ops[op];
-                json!({
-                    "name": o.name, "kind": o.kind, "fused": layer_names(op),
-                    "output_shape": [o.shape.h, o.shape.w, o.shape.c],
-                    "params": o.params, "model_bytes": o.model_bytes, "macs": o.macs,
-                    "output_bytes": o.output_bytes, "live_bytes": live_at[op],
-                })
-            })
-            .collect();
-        let fits_obj: serde_json::Map<String, serde_json::Value> = fit
-            .iter()
-            .map(|f| {
-                (
-                    serde_json::to_value(f.resource).unwrap().as_str().unwrap().to_string(),
-                    json!({"value": f.value, "limit": f.limit, "fits": f.fits, "margin": f.margin}),
-                )
-            })
-            .collect();
-        let out = json!({
-            "model": graph.name,
-            "board": board.as_ref().map(|b| b.name.clone()),
-            "params": usage.params,
-            "model_bytes": usage.model_bytes,
-            "macs": usage.macs,
-            "peak_memory_bytes": usage.peak_memory,
-            "latency_ms": usage.latency_ms,
-            "order": plan.order.iter().map(|&op| usage.ops[op].name.clone()).collect::<Vec<_>>(),
-            "peak_step": usage.ops[plan.order[plan.peak_step]].name,
-            "layers": layers,
-            "fits": fits_obj,
-            "options": options,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(verdict(&fit));
+        println!("{}", serde_json::to_string_pretty(&a)?);
+        return Ok(code);
     }
-
-    println!("{} — {} kernels after fusing batch norm / activations / reshapes", graph.name, usage.ops.len());
+    println!("{} — {} kernels after fusing batch norm / activations / reshapes", a.model, a.layers.len());
     println!();
     println!(
         "{:>3}  {:<26} {:<17} {:>12} {:>9} {:>11} {:>10}",
         "#", "layer (memory-optimal order)", "kind", "output", "params", "MACs", "live"
     );
-    for (k, &op) in plan.order.iter().enumerate() {
-        let o = &usage.ops[op];
-        let mark = if k == plan.peak_step { " ◀ peak" } else { "" };
+    for (k, l) in a.layers.iter().enumerate() {
+        let o = &l.cost;
+        let mark = if k == a.peak_step { " ◀ peak" } else { "" };
         println!(
             "{:>3}  {:<26} {:<17} {:>12} {:>9} {:>11} {:>10}{mark}",
             k,
@@ -109,51 +57,50 @@ pub fn run(args: &AnalyzeArgs) -> Result<ExitCode> {
             o.shape.to_string(),
             human_count(o.params),
             human_count(o.macs),
-            human_bytes(live_at[op]),
+            human_bytes(l.live_bytes),
         );
     }
     println!();
-    println!("params        {:>12}   ({:.0})", human_count(usage.params), usage.params);
-    println!("model size    {:>12}   int8 weights + int32 biases{}", human_bytes(usage.model_bytes), if args.quant_params { " + requant data" } else { "" });
-    println!("MACs          {:>12}   ({:.0})", human_count(usage.macs), usage.macs);
+    println!("params        {:>12}   ({:.0})", human_count(a.params), a.params);
+    println!("weights       {:>12}   int8 weights + int32 biases", human_bytes(a.model_bytes));
+    println!("MACs          {:>12}   ({:.0})", human_count(a.macs), a.macs);
     println!(
         "peak memory   {:>12}   at '{}' (input {}, in-place add {})",
-        human_bytes(usage.peak_memory),
-        usage.ops[plan.order[plan.peak_step]].name,
+        human_bytes(a.peak_memory_bytes),
+        a.layers[a.peak_step].cost.name,
         if args.exclude_input { "excluded" } else { "counted" },
         if args.in_place_add { "on" } else { "off" }
     );
-    if let (Some(ms), Some(b)) = (usage.latency_ms, &board) {
-        println!("latency       {:>12}   on {} ({} @ {} MHz, uncalibrated cycle model)", format!("{ms:.2} ms"), b.name, b.core, b.clock_mhz);
+    if let (Some(ms), Some(b)) = (a.latency_ms, &a.board) {
+        println!("latency       {:>12}   on {b} (uncalibrated cycle model)", format!("{ms:.2} ms"));
     }
-    if !fit.is_empty() {
-        println!();
-        let target = board.as_ref().map(|b| format!(" on {}", b.title)).unwrap_or_default();
-        println!("budget{target}:");
-        for f in &fit {
-            let verdict = if f.fits { "fits" } else { "DOES NOT FIT" };
-            let margin = if f.fits {
-                format!("{} spare ({:.0} %)", human(f.resource, f.margin), 100.0 * f.margin / f.limit)
-            } else {
-                format!("{} over", human(f.resource, -f.margin))
-            };
-            println!(
-                "  {:<12} {:>12} of {:>12}  {verdict:<13} {margin}",
-                f.resource.name(),
-                human(f.resource, f.value),
-                human(f.resource, f.limit)
-            );
-        }
-    }
-    Ok(verdict(&fit))
+    print_fit(&a.fit, &budget.describe());
+    Ok(code)
 }
 
-/// Exit status 1 when a given budget is exceeded, so scripts can test `mcufit analyze` directly.
-fn verdict(fit: &[crate::resources::Fit]) -> ExitCode {
-    if fit.iter().all(|f| f.fits) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+/// The fit table: every resource with its terms, value, limit and margin.
+pub fn print_fit(fit: &FitCheck, describe: &str) {
+    println!();
+    println!("on the target ({describe}){}:", if fit.measured { ", measured from the linked image" } else { "" });
+    for r in &fit.rows {
+        let (verdict, margin) = match (r.limit, r.margin()) {
+            (Some(l), Some(m)) if m >= 0.0 => ("fits", format!("{} spare ({:.0} %)", human(&r.unit, m), 100.0 * m / l)),
+            (Some(_), Some(m)) => ("DOES NOT FIT", format!("{} over", human(&r.unit, -m))),
+            _ => ("", String::new()),
+        };
+        let limit = r.limit.map(|l| format!("of {}", human(&r.unit, l))).unwrap_or_default();
+        println!("  {:<17} {:>12} {:<16} {verdict:<13} {margin}", r.resource, human(&r.unit, r.value), limit);
+        if !r.terms.is_empty() {
+            let terms: Vec<String> =
+                r.terms.iter().map(|t| format!("{} {}", t.name, human(&r.unit, t.value))).collect();
+            println!("  {:<17} = {}", "", terms.join(" + "));
+        }
+    }
+    if let Some(e) = &fit.link_error {
+        println!("  Cortex-M link: DOES NOT FIT: {e}");
+    }
+    if !fit.measured {
+        println!("  (code, runtime and stack are the target's estimates until the model is linked: `mcufit export --format c` with the Arm tools)");
     }
 }
 

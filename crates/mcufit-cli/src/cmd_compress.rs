@@ -1,16 +1,17 @@
 //! `mcufit compress`: prune a model while it trains until it fits a board or a budget
-//! (`mcufit-prune`, Liberis & Lane's differentiable pruning), then check it with the exact cost model.
+//! (differentiable structured pruning, `mcufit-prune`); `--method uniform|l1` runs the baselines at
+//! the same budget.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use mcufit_prune::{compress, summary, CompressConfig, Salience};
+use mcufit_pipeline::config::BaselineKind;
+use mcufit_pipeline::config::{compress_summary as summary, CompressConfig, Salience};
+use mcufit_pipeline::{stages, DataRecord, ModelDir};
 
-use crate::cmd_train::TrainArgs;
-use crate::datasets::{load_for, DataRecord};
-use crate::resources::BudgetArgs;
+use crate::args::{say_adjustments, BudgetArgs, TrainArgs};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SalienceArg {
@@ -18,6 +19,16 @@ pub enum SalienceArg {
     BnWeight,
     /// First-order Taylor estimate of the loss change (one extra backward per pruning step).
     Taylor,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Method {
+    /// Differentiable structured pruning under the budget (DiffPrune).
+    Width,
+    /// Baseline: one width multiplier for every layer, trained from scratch.
+    Uniform,
+    /// Baseline: smallest-L1 filters of the --from model removed in one shot, then fine-tuned.
+    L1,
 }
 
 #[derive(Args, Debug)]
@@ -28,6 +39,8 @@ pub struct CompressCmd {
     pub budget: BudgetArgs,
     #[command(flatten)]
     pub train: TrainArgs,
+    #[arg(long, value_enum, default_value_t = Method::Width)]
+    pub method: Method,
     /// A trained model directory of the same architecture to start from (its split seed is reused).
     #[arg(long)]
     pub from: Option<PathBuf>,
@@ -58,26 +71,58 @@ pub struct CompressCmd {
 }
 
 pub fn run(args: &CompressCmd) -> Result<ExitCode> {
-    let graph = mcufit_ir::load_model(&args.model).with_context(|| format!("cannot load model '{}'", args.model))?;
-    let (board, budget) = args.budget.resolve()?;
+    let budget = args.budget.spec().resolve()?;
+    if !budget.is_bounded() {
+        anyhow::bail!("give a budget: --board NAME, or --ram / --flash / --peak / --size / --macs / --latency-ms");
+    }
     if args.distill > 0.0 && args.from.is_none() {
         anyhow::bail!("--distill needs --from: the trained model it learns from");
     }
-    if budget == Default::default() {
-        anyhow::bail!("give a budget: --board NAME, or --ram / --flash / --macs / --latency-ms");
-    }
     // Reuse the starting model's split so "accuracy before" and "after" are on the same test side.
-    let seed = args.from.as_deref().and_then(DataRecord::read).map(|r| r.seed).unwrap_or(args.train.seed);
+    let from_dir = args.from.as_ref().map(ModelDir::new);
+    let seed = match &from_dir {
+        Some(d) => d.data_record()?.map_or(args.train.seed, |r| r.seed),
+        None => args.train.seed,
+    };
     let record = DataRecord { spec: args.train.data.clone(), seed };
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-compressed", graph.name)));
-    // Feasibility is checked inside `compress` before any data is loaded or training starts.
-    let model = mcufit_cost::CostModel::new(&graph, Default::default())?;
-    mcufit_prune::check_feasible(&model, &budget, board.as_ref())?;
-    let splits = load_for(&graph, &args.train.data, seed)?;
-    let mut config = CompressConfig::new(budget, args.train.config(None, false));
-    config.board = board;
+    let (graph, splits, adj) =
+        mcufit_pipeline::load_model_for_data(&args.model, &args.train.data, &args.train.load_options(seed))?;
+    say_adjustments(&adj);
+    let out = ModelDir::new(
+        args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-compressed", graph.name))),
+    );
+    if args.resume && !out.join("checkpoints").is_dir() {
+        anyhow::bail!("--resume: {} holds no compress checkpoints to continue", out.path().display());
+    }
+    if !args.resume && out.has_model() {
+        anyhow::bail!("{} already holds a model; give another --out, or --resume to continue", out.path().display());
+    }
+    let train = args.train.config()?;
+    if args.method != Method::Width {
+        let base = from_dir.as_ref().map(|d| d.load_network()).transpose()?;
+        let kind = if args.method == Method::Uniform { BaselineKind::Uniform } else { BaselineKind::L1 };
+        let distill = (args.distill > 0.0).then_some((args.distill, args.distill_temperature));
+        let r = stages::baseline(kind, &graph, &splits, &budget, base.as_ref(), &train, distill, &out, &record)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!(
+                "{:?}: sizes {:?}: peak {:.0} B, weights {:.0} B, MACs {:.3} M; test accuracy {:.2} % ({} epochs, {:.0} s); model in {}",
+                kind,
+                r.sizes,
+                r.usage.peak_memory,
+                r.usage.model_bytes,
+                r.usage.macs / 1e6,
+                100.0 * r.test_accuracy,
+                r.epochs,
+                r.seconds,
+                out.path().display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = CompressConfig::new(Default::default(), train);
     config.from = args.from.clone();
-    config.out_dir = Some(out.clone());
     config.resume = args.resume;
     config.warmup_epochs = args.warmup_epochs;
     config.finetune_epochs = args.finetune_epochs;
@@ -87,13 +132,12 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         SalienceArg::BnWeight => Salience::BnWeight,
         SalienceArg::Taylor => Salience::Taylor,
     };
-    let report = compress(&graph, &splits, &config)?;
-    record.write(&out)?;
+    let report = stages::compress(&graph, &splits, &budget, config, &out, &record)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", summary(&report));
-        println!("pruned model, report.json and summary.txt in {}", out.display());
+        println!("pruned model, report.json and summary.txt in {}", out.path().display());
     }
     Ok(ExitCode::SUCCESS)
 }

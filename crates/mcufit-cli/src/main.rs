@@ -1,15 +1,17 @@
-//! `mcufit`: make a CNN fit a microcontroller. Each subcommand lives in its own module.
+//! `mcufit`: make a CNN fit a microcontroller. The commands parse arguments and print; the work is
+//! in `mcufit-pipeline`. Exit codes: 0 done (and fits), 1 does not fit / verification failed, 2 error.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod cmd_analyze;
 mod cmd_compress;
 mod cmd_export;
+mod cmd_fit;
 mod cmd_train;
-mod datasets;
-mod resources;
+mod cmd_zoo;
 
 #[derive(Parser)]
 #[command(name = "mcufit", version, about = "Make a convolutional network fit a microcontroller", long_about = None)]
@@ -20,10 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the built-in models (use them as zoo:NAME).
-    Zoo,
+    /// Train, compress, quantize, export and verify in one go, with an HTML report.
+    Fit(cmd_fit::FitCmd),
+    /// List the built-in models (use them as zoo:NAME), or print one's model file (--show NAME).
+    Zoo(cmd_zoo::ZooCmd),
     /// List the board profiles (built-in, plus --boards FILE).
-    Boards(resources::BoardsArgs),
+    Boards(cmd_zoo::BoardsCmd),
     /// Cost of a model on a microcontroller: per-layer table, memory-optimal order, fits or not.
     Analyze(cmd_analyze::AnalyzeArgs),
     /// Train a model on a data set (the built-in digits when no --data is given).
@@ -34,22 +38,21 @@ enum Command {
     Eval(cmd_train::EvalCmd),
     /// Int8-quantize a trained model directory and export it as .tflite or standalone C.
     Export(cmd_export::ExportCmd),
+    /// Write report.html for a fit directory.
+    Report(cmd_fit::ReportCmd),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Zoo => {
-            for e in mcufit_ir::zoo::ENTRIES {
-                println!("zoo:{:<18} {}", e.name, e.description);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Boards(args) => resources::list_boards(&args),
-        Command::Analyze(args) => cmd_analyze::run(&args),
-        Command::Train(args) => cmd_train::train(&args),
-        Command::Compress(args) => cmd_compress::run(&args),
-        Command::Eval(args) => cmd_train::eval(&args),
-        Command::Export(args) => cmd_export::run(&args),
+        Command::Fit(a) => cmd_fit::run(&a),
+        Command::Zoo(a) => cmd_zoo::zoo(&a),
+        Command::Boards(a) => cmd_zoo::boards(&a),
+        Command::Analyze(a) => cmd_analyze::run(&a),
+        Command::Train(a) => cmd_train::train(&a),
+        Command::Compress(a) => cmd_compress::run(&a),
+        Command::Eval(a) => cmd_train::eval(&a),
+        Command::Export(a) => cmd_export::run(&a),
+        Command::Report(a) => cmd_fit::report(&a),
     }
 }
 
@@ -64,7 +67,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            let misfit = e.downcast_ref::<mcufit_pipeline::PipelineError>().is_some_and(|p| p.is_does_not_fit());
+            ExitCode::from(if misfit { 1 } else { 2 })
         }
     }
 }

@@ -15,14 +15,19 @@ fn analyze_json_has_the_documented_fields() {
     let o = mcufit(&["analyze", "zoo:ds-cnn", "--board", "nucleo-f411re", "--macs", "5M", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    for key in ["params", "model_bytes", "macs", "peak_memory_bytes", "order", "layers", "fits"] {
+    for key in ["params", "model_bytes", "macs", "peak_memory_bytes", "layers", "fit", "footprint"] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
     assert_eq!(v["macs"], 2_656_768.0);
     assert_eq!(v["params"], 22_604.0);
-    assert_eq!(v["fits"]["peak_memory"]["fits"], true);
-    assert_eq!(v["fits"]["macs"]["limit"], 5e6);
-    assert_eq!(v["order"].as_array().unwrap().len(), v["layers"].as_array().unwrap().len());
+    let row = |name: &str| v["fit"]["rows"].as_array().unwrap().iter().find(|r| r["resource"] == name).unwrap().clone();
+    assert_eq!(row("RAM")["fits"], true);
+    assert_eq!(row("RAM")["limit"], 131072.0);
+    // RAM is the arena plus scratch, stack and runtime: each term is listed and they add up.
+    let terms: f64 = row("RAM")["terms"].as_array().unwrap().iter().map(|t| t["value"].as_f64().unwrap()).sum();
+    assert_eq!(terms, row("RAM")["value"].as_f64().unwrap());
+    assert_eq!(row("MACs")["limit"], 5e6);
+    assert_eq!(v["fit"]["fits"], true);
 }
 
 #[test]
@@ -93,9 +98,9 @@ fn zoo_and_boards_list_everything() {
 #[test]
 fn compress_fails_fast_on_an_infeasible_budget_with_the_achievable_minimum() {
     let t = std::time::Instant::now();
-    let o = mcufit(&["compress", "zoo:mnist-wide", "--ram", "500"]);
+    let o = mcufit(&["compress", "zoo:mnist-wide", "--peak", "500"]);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
     // 28x28 input (784 B) + the smallest 12x12x1 stem output (144 B).
     assert!(err.contains("peak memory") && err.contains("928 B"), "{err}");
     assert!(t.elapsed().as_secs() < 5, "infeasibility must be found before any data is loaded or trained");
@@ -105,14 +110,24 @@ fn compress_fails_fast_on_an_infeasible_budget_with_the_achievable_minimum() {
 fn compress_writes_a_model_that_fits_and_reloads() {
     let out = std::env::temp_dir().join(format!("mcufit-cli-compress-{}", std::process::id()));
     let o = mcufit(&[
-        "compress", "zoo:mnist-wide", "--ram", "4KiB", "--flash", "12KiB", "--epochs", "3", "--threads", "2",
-        "--out", out.to_str().unwrap(),
+        "compress",
+        "zoo:mnist-wide",
+        "--peak",
+        "4KiB",
+        "--size",
+        "12KiB",
+        "--epochs",
+        "3",
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert!(report["accuracy_after"].is_object());
     // The exact cost model agrees that the saved (physically smaller) model fits.
-    let a = mcufit(&["analyze", out.to_str().unwrap(), "--ram", "4KiB", "--flash", "12KiB", "--json"]);
+    let a = mcufit(&["analyze", out.to_str().unwrap(), "--peak", "4KiB", "--size", "12KiB", "--json"]);
     assert!(a.status.success(), "{}", stderr(&a));
     let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
     assert!(v["peak_memory_bytes"].as_f64().unwrap() <= 4096.0);
@@ -129,8 +144,18 @@ fn compress_resumes_after_being_killed() {
     let out = std::env::temp_dir().join(format!("mcufit-cli-resume-{}", std::process::id()));
     std::fs::remove_dir_all(&out).ok();
     let args = [
-        "compress", "zoo:mnist-wide", "--ram", "4KiB", "--flash", "12KiB", "--epochs", "8", "--threads", "2",
-        "--out", out.to_str().unwrap(),
+        "compress",
+        "zoo:mnist-wide",
+        "--peak",
+        "4KiB",
+        "--size",
+        "12KiB",
+        "--epochs",
+        "8",
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcufit"))
         .args(args)
@@ -163,5 +188,60 @@ fn compress_resumes_after_being_killed() {
     for r in report["resources"].as_array().unwrap() {
         assert_eq!(r["fits"], true, "{r}");
     }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn zoo_show_prints_a_model_file_that_loads() {
+    let o = mcufit(&["zoo", "--show", "mnist-ds"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = std::env::temp_dir().join(format!("mcufit-cli-show-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.json");
+    std::fs::write(&path, &o.stdout).unwrap();
+    let a = mcufit(&["analyze", path.to_str().unwrap(), "--json"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(v["params"], 13_514.0);
+    let o = mcufit(&["zoo", "--show", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown zoo model"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fit_runs_every_step_and_report_rewrites_the_html() {
+    let out = std::env::temp_dir().join(format!("mcufit-cli-fit-{}", std::process::id()));
+    std::fs::remove_dir_all(&out).ok();
+    let o = mcufit(&[
+        "fit",
+        "zoo:mnist-ds",
+        "--board",
+        "nucleo-g031k8",
+        "--epochs",
+        "2,1,1",
+        "--no-verify",
+        "--threads",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(o.status.success(), "{text}");
+    for step in ["== train", "== compress", "== quantize", "== export", "== report"] {
+        assert!(text.contains(step), "{step} missing: {text}");
+    }
+    assert!(text.contains("int8 test accuracy") && text.contains("report.html"), "{text}");
+    assert!(text.contains("resized 8x8x1 → 28x28x1"), "the data conversion is said: {text}");
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let r = mcufit(&["report", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(std::fs::read_to_string(out.join("report.html")).unwrap().contains("<svg"));
+    // An impossible budget: exit 1 with the smallest reachable figure, nothing written.
+    let bad = out.with_extension("bad");
+    let o = mcufit(&["fit", "zoo:mnist-ds", "--peak", "200", "--out", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("smallest"), "{}", stderr(&o));
+    assert!(!bad.exists());
     std::fs::remove_dir_all(&out).ok();
 }

@@ -25,7 +25,16 @@ fn model_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tmp("model");
         let o = mcufit(&[
-            "train", "zoo:mnist-cnn", "--epochs", "1", "--max-steps", "6", "--threads", "1", "--out", dir.to_str().unwrap(),
+            "train",
+            "zoo:mnist-cnn",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "6",
+            "--threads",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", text(&o));
         dir
@@ -50,7 +59,15 @@ fn eval_int8_reports_the_deployed_accuracy_next_to_the_float_one() {
 fn export_writes_tflite_and_c_in_the_memory_optimal_order() {
     let dir = tmp("out");
     let tfl = dir.join("model.tflite");
-    let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "tflite", "--out", tfl.to_str().unwrap(), "--json"]);
+    let o = mcufit(&[
+        "export",
+        model_dir().to_str().unwrap(),
+        "--format",
+        "tflite",
+        "--out",
+        tfl.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let bytes = std::fs::read(&tfl).unwrap();
@@ -62,7 +79,7 @@ fn export_writes_tflite_and_c_in_the_memory_optimal_order() {
     let back = mcufit_export::tflite::import(&parsed).unwrap();
     assert_eq!(back.ops.len(), v["ops"].as_u64().unwrap() as usize);
     let peak = v["predicted_peak_bytes"].as_u64().unwrap();
-    assert_eq!(v["c"]["arena_bytes"].as_u64().unwrap(), peak, "C arena = predicted peak");
+    assert_eq!(v["c_arena_bytes"].as_u64().unwrap(), peak, "C arena = predicted peak");
 
     let cdir = dir.join("c");
     let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "c", "--out", cdir.to_str().unwrap()]);
@@ -79,23 +96,54 @@ fn export_writes_tflite_and_c_in_the_memory_optimal_order() {
 fn a_model_that_does_not_fit_the_board_fails_to_link_and_says_so() {
     let dir = tmp("fit");
     let out = dir.join("c");
-    let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "c", "--out", out.to_str().unwrap(), "--ram", "2KiB"]);
+    let o = mcufit(&[
+        "export",
+        model_dir().to_str().unwrap(),
+        "--format",
+        "c",
+        "--out",
+        out.to_str().unwrap(),
+        "--ram",
+        "2KiB",
+    ]);
     let t = text(&o);
-    if o.status.code() == Some(2) && t.contains("cannot check the board fit") {
-        eprintln!("\n!!!!!!!! SKIPPING: no arm-none-eabi-gcc to link with: {t}\n");
-        return;
-    }
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("does not fit: needs") && t.contains("RAM, board has 2048"), "{t}");
-    // Fits a real board.
-    let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "c", "--out", out.to_str().unwrap(), "--board", "nucleo-f411re"]);
+    // 2 KiB cannot even hold the stack reserve: the RAM row says how far over it is.
+    assert!(t.contains("does not fit") && t.contains("RAM") && t.contains("over the limit 2048 B"), "{t}");
+    // Fits a real board (linked for it when the Arm tools are there: then the figures are measured).
+    let o = mcufit(&[
+        "export",
+        model_dir().to_str().unwrap(),
+        "--format",
+        "c",
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+        "--board",
+        "nucleo-f411re",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("fits"), "{}", text(&o));
-    // The .tflite is checked against the predicted arena.
+    // Without --force an existing output is not replaced.
+    let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "c", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    // The .tflite target counts TFLM's runtime too.
     let tfl = dir.join("m.tflite");
-    let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "tflite", "--out", tfl.to_str().unwrap(), "--ram", "1KiB"]);
+    let o = mcufit(&[
+        "export",
+        model_dir().to_str().unwrap(),
+        "--format",
+        "tflite",
+        "--out",
+        tfl.to_str().unwrap(),
+        "--target",
+        "tflite",
+        "--ram",
+        "8KiB",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("does not fit: needs"), "{}", text(&o));
+    assert!(text(&o).contains("does not fit"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -104,8 +152,18 @@ fn verify_checks_every_runtime_against_the_reference() {
     let dir = tmp("verify");
     let out = dir.join("m.tflite");
     let o = mcufit(&[
-        "export", model_dir().to_str().unwrap(), "--format", "tflite", "--out", out.to_str().unwrap(), "--verify",
-        "--verify-inputs", "60", "--m4-inputs", "2", "--json",
+        "export",
+        model_dir().to_str().unwrap(),
+        "--format",
+        "tflite",
+        "--out",
+        out.to_str().unwrap(),
+        "--verify",
+        "--verify-inputs",
+        "60",
+        "--m4-inputs",
+        "2",
+        "--json",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -116,9 +174,15 @@ fn verify_checks_every_runtime_against_the_reference() {
     for p in ver["problems"].as_array().unwrap() {
         eprintln!("!!!!!!!! {p}");
     }
+    for p in ver["skipped"].as_array().unwrap() {
+        eprintln!("!!!!!!!! not checked: {p}");
+        // scripts/test.sh installs TFLM and the Arm tools: in CI nothing may be skipped.
+        assert!(std::env::var_os("CI").is_none(), "verification skipped a check in CI: {p}");
+    }
     if !ver["tflm"].is_null() {
         assert_eq!(ver["tflm"]["mismatches"], 0);
-        assert!(ver["tflm_arena"]["head"].as_u64().unwrap() >= v["predicted_peak_bytes"].as_u64().unwrap());
+        // (total, head, tail): the head is the planned arena.
+        assert!(ver["tflm_arena"][1].as_u64().unwrap() >= v["predicted_peak_bytes"].as_u64().unwrap());
     }
     if !ver["m4"].is_null() {
         assert_eq!(ver["m4"]["agreement"]["mismatches"], 0);
@@ -146,12 +210,22 @@ fn export_fails_cleanly_on_bad_input() {
     std::fs::write(broken.join("weights.safetensors"), &w[..w.len() / 2]).unwrap();
     let o = mcufit(&["export", broken.to_str().unwrap(), "--format", "c", "--out", dir.join("c").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("cannot load a trained model") && !text(&o).contains("panicked"), "{}", text(&o));
+    assert!(text(&o).contains("cannot load the model") && !text(&o).contains("panicked"), "{}", text(&o));
 
-    let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "tflite", "--out", out, "--calibration", "0"]);
+    let o =
+        mcufit(&["export", model_dir().to_str().unwrap(), "--format", "tflite", "--out", out, "--calibration", "0"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("--calibration must be at least 1"), "{}", text(&o));
-    let o = mcufit(&["export", model_dir().to_str().unwrap(), "--format", "c", "--out", out, "--board", "no-such-board"]);
+    assert!(text(&o).contains("calibration needs at least 1 sample"), "{}", text(&o));
+    let o = mcufit(&[
+        "export",
+        model_dir().to_str().unwrap(),
+        "--format",
+        "c",
+        "--out",
+        dir.join("c2").to_str().unwrap(),
+        "--board",
+        "no-such-board",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("unknown board"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);

@@ -41,7 +41,10 @@ fn branchy_60() -> Graph {
 fn main() {
     let mut models: Vec<Graph> = zoo::names().iter().map(|n| zoo::get(n).unwrap()).collect();
     models.push(branchy_60());
-    println!("{:<18} {:>5} {:>8} {:>12} {:>12} {:>14}", "model", "ops", "states", "peak (B)", "in-place (B)", "time / solve");
+    println!(
+        "{:<18} {:>5} {:>8} {:>12} {:>12} {:>14}",
+        "model", "ops", "states", "peak (B)", "in-place (B)", "time / solve"
+    );
     for g in &models {
         let mut m = CostModel::new(g, CostOptions::default()).unwrap();
         let sizes = m.sizes();

@@ -51,8 +51,9 @@ pub struct Board {
     pub flash_bytes: u64,
     /// Where the figures come from.
     pub source: String,
-    /// Filled in from `[cores]` on load.
-    #[serde(skip_deserializing, default = "no_cycles")]
+    /// Filled in from `[cores]` when a board file is loaded (a `cycles` table there is overwritten);
+    /// kept when a resolved board is serialized and read back (a fit directory's `fit.json`).
+    #[serde(default = "no_cycles")]
     pub cycles: CycleModel,
 }
 
@@ -106,12 +107,10 @@ impl Boards {
         let file: BoardFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         self.cores.extend(file.cores);
         for (name, mut board) in file.boards {
-            board.cycles = self
-                .cores
-                .get(&board.core)
-                .cloned()
-                .ok_or_else(|| err(format!("board '{name}' uses core '{}', which has no [cores.{}] table", board.core, board.core)))?;
-            if board.sram_bytes == 0 || board.flash_bytes == 0 || !(board.clock_mhz > 0.0) {
+            board.cycles = self.cores.get(&board.core).cloned().ok_or_else(|| {
+                err(format!("board '{name}' uses core '{}', which has no [cores.{}] table", board.core, board.core))
+            })?;
+            if board.sram_bytes == 0 || board.flash_bytes == 0 || board.clock_mhz.is_nan() || board.clock_mhz <= 0.0 {
                 return Err(err(format!("board '{name}' needs positive sram_bytes, flash_bytes and clock_mhz")));
             }
             board.name = name.clone();

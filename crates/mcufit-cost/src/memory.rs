@@ -151,7 +151,15 @@ impl MemoryProblem {
             done = with(&done, v);
         }
         let peak_step = argmax(&steps);
-        Ok(MemoryPlan { peak: steps[peak_step], order: order.to_vec(), steps, live: lives, in_place_of, peak_step, states: 0 })
+        Ok(MemoryPlan {
+            peak: steps[peak_step],
+            order: order.to_vec(),
+            steps,
+            live: lives,
+            in_place_of,
+            peak_step,
+            states: 0,
+        })
     }
 
     /// The exact minimum peak over all topological orders, with an order that attains it.

@@ -74,7 +74,12 @@ pub struct Budget {
 impl Budget {
     /// The budget a board imposes: its SRAM and flash.
     pub fn from_board(board: &Board) -> Self {
-        Budget { peak_memory: Some(board.sram_bytes as f64), model_bytes: Some(board.flash_bytes as f64), macs: None, latency_ms: None }
+        Budget {
+            peak_memory: Some(board.sram_bytes as f64),
+            model_bytes: Some(board.flash_bytes as f64),
+            macs: None,
+            latency_ms: None,
+        }
     }
     pub fn limit(&self, r: Resource) -> Option<f64> {
         match r {
@@ -165,16 +170,12 @@ impl CostModel {
                 let in_elems = node.inputs.first().map(|&x| self.shapes[x].spatial() as f64 * in_c).unwrap_or(0.0);
                 let out_elems = pixels * out_c;
                 // (weights, output channels with a bias, macs, elementwise ops)
+                // The formulas live on the IR op (`Op::weight_count`, `Op::macs_at`), shared with
+                // the quantized model and the exporters.
                 let (weights, biased, macs, elementwise) = match &node.op {
-                    Op::Conv2d(c) => {
-                        let w = (c.kernel[0] * c.kernel[1]) as f64 * in_c / c.groups as f64 * out_c;
-                        (w, out_c, pixels * w, 0.0)
+                    Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::Dense(_) => {
+                        (node.op.weight_count(in_c, out_c), out_c, node.op.macs_at(pixels, in_c, out_c), 0.0)
                     }
-                    Op::DepthwiseConv2d(d) => {
-                        let w = (d.kernel[0] * d.kernel[1]) as f64 * out_c;
-                        (w, out_c, pixels * w, 0.0)
-                    }
-                    Op::Dense(_) => (in_c * out_c, out_c, in_c * out_c, 0.0),
                     Op::MaxPool2d(p) | Op::AvgPool2d(p) => (0.0, 0.0, 0.0, out_elems * (p.pool[0] * p.pool[1]) as f64),
                     Op::GlobalAvgPool => (0.0, 0.0, 0.0, in_elems),
                     Op::Add => (0.0, 0.0, 0.0, out_elems * (node.inputs.len() - 1) as f64),
@@ -236,7 +237,10 @@ impl CostModel {
 
     fn totals(&self, ops: Vec<OpCost>, plan: MemoryPlan, board: Option<&Board>) -> Usage {
         let latency_cycles = board.map(|b| {
-            ops.iter().filter(|o| o.kind != "input").map(|o| b.cycles.cycles(o.kind, o.macs, o.elementwise)).sum::<f64>()
+            ops.iter()
+                .filter(|o| o.kind != "input")
+                .map(|o| b.cycles.cycles(o.kind, o.macs, o.elementwise))
+                .sum::<f64>()
         });
         Usage {
             params: ops.iter().map(|o| o.params).sum(),
@@ -264,8 +268,8 @@ impl CostModel {
     /// weights are products of in and out channels; memory at a fixed step is linear), so a central
     /// difference with step 0.5 is the exact derivative, not an approximation. Fixed groups get 0.
     pub fn gradient(&self, r: Resource, sizes: &[f64], order: &[usize], board: Option<&Board>) -> Vec<f64> {
-        let plan_peak_step = (r == Resource::PeakMemory)
-            .then(|| self.memory_for_order(sizes, order).expect("valid order").peak_step);
+        let plan_peak_step =
+            (r == Resource::PeakMemory).then(|| self.memory_for_order(sizes, order).expect("valid order").peak_step);
         let value = |s: &[f64]| -> f64 {
             match plan_peak_step {
                 // Differentiate the step that attains the peak, not the max (whose argmax could jump).

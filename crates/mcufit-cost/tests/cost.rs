@@ -18,7 +18,9 @@ fn within(actual: f64, reference: f64, tol: f64) -> bool {
 /// ResNet-8 12.5 M / 77.7 K.
 #[test]
 fn zoo_matches_mlperf_tiny_published_figures() {
-    for (name, macs, params) in [("ds-cnn", 2.66e6, 22.6e3), ("mobilenet-v1-025", 7.49e6, 210.9e3), ("resnet-8", 12.5e6, 77.7e3)] {
+    for (name, macs, params) in
+        [("ds-cnn", 2.66e6, 22.6e3), ("mobilenet-v1-025", 7.49e6, 210.9e3), ("resnet-8", 12.5e6, 77.7e3)]
+    {
         let u = usage(name);
         assert!(within(u.macs, macs, 0.01), "{name}: {} MACs vs {macs}", u.macs);
         assert!(within(u.params, params, 0.01), "{name}: {} params vs {params}", u.params);
@@ -129,7 +131,11 @@ fn user_board_file_adds_boards_and_rejects_bad_ones() {
     let b = Boards::with_file(&good).unwrap();
     assert_eq!(b.get("my-chip").unwrap().sram_bytes, 2048);
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "[boards.x]\ntitle='x'\nmcu='y'\ncore='z80'\nclock_mhz=1\nsram_bytes=1\nflash_bytes=1\nsource='s'\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[boards.x]\ntitle='x'\nmcu='y'\ncore='z80'\nclock_mhz=1\nsram_bytes=1\nflash_bytes=1\nsource='s'\n",
+    )
+    .unwrap();
     assert!(Boards::with_file(&bad).unwrap_err().to_string().contains("z80"));
 }
 

@@ -5,38 +5,22 @@ use std::path::{Path, PathBuf};
 use crate::error::DataError;
 
 pub(crate) const RECORD: usize = 1 + 3 * 1024;
-const DEFAULT_NAMES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+const DEFAULT_NAMES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// Parses one batch file into HWC pixels (32x32x3 per image) and labels.
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #[allow(clippy::manual_is_multiple_of)]
 pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u32>), DataError> {
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
-        return Err(DataError::CifarLength {
-            path: path.into(),
-            len: bytes.len() as u64,
-        });
+        return Err(DataError::CifarLength { path: path.into(), len: bytes.len() as u64 });
     }
     let n = bytes.len() / RECORD;
     let mut pixels = Vec::with_capacity(n * 3072);
     let mut labels = Vec::with_capacity(n);
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
         if rec[0] > 9 {
-            return Err(DataError::malformed(
-                path,
-                format!("record {i} has label {} (expected 0..9)", rec[0]),
-            ));
+            return Err(DataError::malformed(path, format!("record {i} has label {} (expected 0..9)", rec[0])));
         }
         labels.push(rec[0] as u32);
         let planes = &rec[1..];
@@ -88,27 +72,15 @@ pub(crate) fn load(dir: &Path) -> Result<Cifar, DataError> {
     let meta = dir.join("batches.meta.txt");
     let class_names = if meta.is_file() {
         let text = std::fs::read_to_string(&meta).map_err(|e| DataError::io(&meta, e))?;
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
         if names.len() != 10 {
-            return Err(DataError::malformed(
-                &meta,
-                format!("{} class names, expected 10", names.len()),
-            ));
+            return Err(DataError::malformed(&meta, format!("{} class names, expected 10", names.len())));
         }
         names
     } else {
         DEFAULT_NAMES.iter().map(|s| s.to_string()).collect()
     };
-    Ok(Cifar {
-        train,
-        test,
-        class_names,
-    })
+    Ok(Cifar { train, test, class_names })
 }
 
 /// Encodes records from HWC pixels (test fixtures).
@@ -164,11 +136,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let px: Vec<u8> = (0..2 * 3072).map(|v| (v * 13 % 256) as u8).collect();
         for b in 1..=5 {
-            std::fs::write(
-                dir.path().join(format!("data_batch_{b}.bin")),
-                encode(&px, &[b - 1, b]),
-            )
-            .unwrap();
+            std::fs::write(dir.path().join(format!("data_batch_{b}.bin")), encode(&px, &[b - 1, b])).unwrap();
         }
         std::fs::write(dir.path().join("test_batch.bin"), encode(&px, &[9, 8])).unwrap();
         let names: String = (0..10).map(|i| format!("c{i}\n")).collect();

@@ -29,10 +29,7 @@ pub enum InputEncoding {
 
 impl InputEncoding {
     /// The encoding of every image dataset.
-    pub const PIXELS: InputEncoding = InputEncoding::Pixels {
-        scale: 1.0 / 128.0,
-        zero_point: 128,
-    };
+    pub const PIXELS: InputEncoding = InputEncoding::Pixels { scale: 1.0 / 128.0, zero_point: 128 };
 }
 
 /// Augmentation policy of a split (only training splits get one).
@@ -146,11 +143,7 @@ impl Dataset {
 
     fn check(&self, indices: &[usize]) -> Result<(), DataError> {
         match indices.iter().find(|&&i| i >= self.len()) {
-            Some(&index) => Err(DataError::IndexOutOfRange {
-                dataset: self.name.clone(),
-                index,
-                len: self.len(),
-            }),
+            Some(&index) => Err(DataError::IndexOutOfRange { dataset: self.name.clone(), index, len: self.len() }),
             None => Ok(()),
         }
     }
@@ -158,12 +151,7 @@ impl Dataset {
     /// Writes the samples at `indices` to `out` as NHWC f32 (`indices.len() * sample_len()`
     /// values, encoded per [`Dataset::input_encoding`]) and their labels to `labels`.
     /// Both vectors are cleared first, so they can be reused across batches.
-    pub fn batch(
-        &self,
-        indices: &[usize],
-        out: &mut Vec<f32>,
-        labels: &mut Vec<u32>,
-    ) -> Result<(), DataError> {
+    pub fn batch(&self, indices: &[usize], out: &mut Vec<f32>, labels: &mut Vec<u32>) -> Result<(), DataError> {
         self.check(indices)?;
         out.clear();
         labels.clear();
@@ -237,15 +225,15 @@ impl Dataset {
                 let seeds: Vec<u64> = indices.iter().map(|_| rng.random()).collect();
                 out.clear();
                 out.resize(indices.len() * FEATURES_PER_CLIP, 0.0);
-                out.par_chunks_mut(FEATURES_PER_CLIP)
-                    .zip(indices.par_iter().zip(seeds.par_iter()))
-                    .for_each(|(dst, (&i, &seed))| {
+                out.par_chunks_mut(FEATURES_PER_CLIP).zip(indices.par_iter().zip(seeds.par_iter())).for_each(
+                    |(dst, (&i, &seed))| {
                         let wave = &waves[i * CLIP_SAMPLES..(i + 1) * CLIP_SAMPLES];
                         let mut r = ChaCha8Rng::seed_from_u64(seed);
                         let aug = speech::augment(wave, &s.noise, &mut r);
                         let f = s.mfcc.compute(&aug);
                         self.write_features(&f, dst);
-                    });
+                    },
+                );
                 labels.clear();
                 labels.extend(indices.iter().map(|&i| self.labels[i]));
                 Ok(())
@@ -317,55 +305,27 @@ mod tests {
     #[test]
     fn out_of_range_index_is_an_error() {
         let d = tiny(Augment::None);
-        let err = d
-            .batch(&[0, 2], &mut Vec::new(), &mut Vec::new())
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::IndexOutOfRange {
-                index: 2,
-                len: 2,
-                ..
-            }
-        ));
+        let err = d.batch(&[0, 2], &mut Vec::new(), &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, DataError::IndexOutOfRange { index: 2, len: 2, .. }));
         let mut r = ChaCha8Rng::seed_from_u64(0);
-        assert!(d
-            .batch_augmented(&[5], &mut r, &mut Vec::new(), &mut Vec::new())
-            .is_err());
+        assert!(d.batch_augmented(&[5], &mut r, &mut Vec::new(), &mut Vec::new()).is_err());
     }
 
     #[test]
     fn image_augmentation_is_seeded_shift() {
         let plain = tiny(Augment::None);
-        let aug = tiny(Augment::Image {
-            max_shift: 1,
-            hflip: false,
-        });
+        let aug = tiny(Augment::Image { max_shift: 1, hflip: false });
         let (mut a, mut b, mut l) = (Vec::new(), Vec::new(), Vec::new());
         plain.batch(&[0], &mut a, &mut l).unwrap();
         // Without a policy the augmented variant is a no-op.
-        plain
-            .batch_augmented(&[0], &mut ChaCha8Rng::seed_from_u64(1), &mut b, &mut l)
-            .unwrap();
+        plain.batch_augmented(&[0], &mut ChaCha8Rng::seed_from_u64(1), &mut b, &mut l).unwrap();
         assert_eq!(a, b);
         let mut seen_shift = false;
         for seed in 0..20 {
             let mut x = Vec::new();
-            aug.batch_augmented(
-                &[0, 0],
-                &mut ChaCha8Rng::seed_from_u64(seed),
-                &mut x,
-                &mut l,
-            )
-            .unwrap();
+            aug.batch_augmented(&[0, 0], &mut ChaCha8Rng::seed_from_u64(seed), &mut x, &mut l).unwrap();
             let mut y = Vec::new();
-            aug.batch_augmented(
-                &[0, 0],
-                &mut ChaCha8Rng::seed_from_u64(seed),
-                &mut y,
-                &mut l,
-            )
-            .unwrap();
+            aug.batch_augmented(&[0, 0], &mut ChaCha8Rng::seed_from_u64(seed), &mut y, &mut l).unwrap();
             assert_eq!(x, y, "same seed, same batch");
             // Every output value is a pixel of the source image.
             assert!(x.iter().all(|v| a.contains(v)));

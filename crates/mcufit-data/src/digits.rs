@@ -16,10 +16,7 @@ fn origin() -> PathBuf {
 /// `round(v * 255 / 16)` so 16 (full ink) is 255.
 pub(crate) fn load() -> Result<(Vec<u8>, Vec<u32>), DataError> {
     let ds = smartcore::dataset::digits::load_dataset();
-    if ds.num_features != 64
-        || ds.data.len() != ds.num_samples * 64
-        || ds.target.len() != ds.num_samples
-    {
+    if ds.num_features != 64 || ds.data.len() != ds.num_samples * 64 || ds.target.len() != ds.num_samples {
         return Err(DataError::malformed(
             origin(),
             format!(
@@ -34,20 +31,14 @@ pub(crate) fn load() -> Result<(Vec<u8>, Vec<u32>), DataError> {
     let mut pixels = Vec::with_capacity(ds.data.len());
     for (i, &v) in ds.data.iter().enumerate() {
         if !(0.0..=16.0).contains(&v) || v.fract() != 0.0 {
-            return Err(DataError::malformed(
-                origin(),
-                format!("value {v} at {i} is not an integer in 0..=16"),
-            ));
+            return Err(DataError::malformed(origin(), format!("value {v} at {i} is not an integer in 0..=16")));
         }
         pixels.push((v * 255.0 / 16.0).round() as u8);
     }
     let mut labels = Vec::with_capacity(ds.num_samples);
     for (i, &t) in ds.target.iter().enumerate() {
         if !(0.0..=9.0).contains(&t) || t.fract() != 0.0 {
-            return Err(DataError::malformed(
-                origin(),
-                format!("target {t} at {i} is not a digit"),
-            ));
+            return Err(DataError::malformed(origin(), format!("target {t} at {i} is not a digit")));
         }
         labels.push(t as u32);
     }
@@ -70,9 +61,7 @@ mod tests {
         }
         assert!(h.iter().all(|&n| (174..=183).contains(&n)), "{h:?}");
         // Real strokes: every image has ink and background, corner pixels are mostly blank.
-        assert!(px
-            .chunks(64)
-            .all(|im| im.contains(&0) && im.iter().any(|&v| v > 128)));
+        assert!(px.chunks(64).all(|im| im.contains(&0) && im.iter().any(|&v| v > 128)));
         let corner_ink = px.chunks(64).filter(|im| im[0] > 0).count();
         assert!(corner_ink < 10, "{corner_ink}");
     }

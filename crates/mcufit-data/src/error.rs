@@ -26,18 +26,10 @@ pub enum DataError {
     UnknownSpec { spec: String },
     /// An IDX file does not start with the expected magic number.
     #[error("{}: bad IDX magic 0x{found:08x}, expected 0x{expected:08x}", .path.display())]
-    BadMagic {
-        path: PathBuf,
-        found: u32,
-        expected: u32,
-    },
+    BadMagic { path: PathBuf, found: u32, expected: u32 },
     /// The file ends before the data its header announces.
     #[error("{}: truncated: need {expected} bytes, found {found}", .path.display())]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    Truncated { path: PathBuf, expected: u64, found: u64 },
     /// A CIFAR-10 binary file whose length is not a whole number of records.
     #[error("{}: length {len} is not a multiple of the 3073-byte CIFAR-10 record", .path.display())]
     CifarLength { path: PathBuf, len: u64 },
@@ -49,11 +41,7 @@ pub enum DataError {
     Wav { path: PathBuf, msg: String },
     /// A WAV file with the wrong sample rate.
     #[error("{}: sample rate {found} Hz, expected {expected} Hz", .path.display())]
-    SampleRate {
-        path: PathBuf,
-        found: u32,
-        expected: u32,
-    },
+    SampleRate { path: PathBuf, found: u32, expected: u32 },
     /// An image that cannot be decoded.
     #[error("{}: cannot decode image: {msg}", .path.display())]
     Image { path: PathBuf, msg: String },
@@ -63,13 +51,7 @@ pub enum DataError {
          (set a target shape to resize)",
         .path.display()
     )]
-    ImageSize {
-        path: PathBuf,
-        found_w: u32,
-        found_h: u32,
-        want_w: u32,
-        want_h: u32,
-    },
+    ImageSize { path: PathBuf, found_w: u32, found_h: u32, want_w: u32, want_h: u32 },
     /// A class folder with no usable sample in it.
     #[error("{}: class folder holds no {what}", .path.display())]
     EmptyClass { path: PathBuf, what: &'static str },
@@ -78,25 +60,15 @@ pub enum DataError {
     InvalidOption(String),
     /// A batch asked for a sample the dataset does not have.
     #[error("dataset `{dataset}`: sample index {index} out of range (len {len})")]
-    IndexOutOfRange {
-        dataset: String,
-        index: usize,
-        len: usize,
-    },
+    IndexOutOfRange { dataset: String, index: usize, len: usize },
 }
 
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            source,
-        }
+        DataError::Io { path: path.into(), source }
     }
 
     pub(crate) fn malformed(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        DataError::Malformed {
-            path: path.into(),
-            msg: msg.into(),
-        }
+        DataError::Malformed { path: path.into(), msg: msg.into() }
     }
 }

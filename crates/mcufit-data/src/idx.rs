@@ -25,9 +25,7 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
             // A cut-off .gz is the usual cause; say so with the file name.
-            .map_err(|e| {
-                DataError::malformed(path, format!("gzip stream is corrupt or truncated: {e}"))
-            })?;
+            .map_err(|e| DataError::malformed(path, format!("gzip stream is corrupt or truncated: {e}")))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -37,28 +35,16 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
 /// Parses IDX bytes, requiring `expected_magic` (which fixes type u8 and the number of dims).
 pub(crate) fn parse(bytes: &[u8], expected_magic: u32, path: &Path) -> Result<Idx, DataError> {
     if bytes.len() < 4 {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected: 4,
-            found: bytes.len() as u64,
-        });
+        return Err(DataError::Truncated { path: path.into(), expected: 4, found: bytes.len() as u64 });
     }
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if magic != expected_magic {
-        return Err(DataError::BadMagic {
-            path: path.into(),
-            found: magic,
-            expected: expected_magic,
-        });
+        return Err(DataError::BadMagic { path: path.into(), found: magic, expected: expected_magic });
     }
     let ndims = (magic & 0xff) as usize;
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected: header as u64,
-            found: bytes.len() as u64,
-        });
+        return Err(DataError::Truncated { path: path.into(), expected: header as u64, found: bytes.len() as u64 });
     }
     let dims: Vec<usize> = (0..ndims)
         .map(|d| {
@@ -73,25 +59,15 @@ pub(crate) fn parse(bytes: &[u8], expected_magic: u32, path: &Path) -> Result<Id
     let need = header as u64 + count as u64;
     let have = bytes.len() as u64;
     if have < need {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected: need,
-            found: have,
-        });
+        return Err(DataError::Truncated { path: path.into(), expected: need, found: have });
     }
     if have > need {
         return Err(DataError::malformed(
             path,
-            format!(
-                "{} trailing bytes after IDX data of dims {dims:?}",
-                have - need
-            ),
+            format!("{} trailing bytes after IDX data of dims {dims:?}", have - need),
         ));
     }
-    Ok(Idx {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    Ok(Idx { dims, data: bytes[header..].to_vec() })
 }
 
 /// Encodes an unsigned-byte IDX array (used by tests to make fixtures).
@@ -117,10 +93,7 @@ pub(crate) fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
             }
         }
     }
-    Err(DataError::NotFound {
-        path: dir.join(stem),
-        what: format!("expected {stem} or {stem}.gz"),
-    })
+    Err(DataError::NotFound { path: dir.join(stem), what: format!("expected {stem} or {stem}.gz") })
 }
 
 /// Loads one images/labels pair: returns (pixels, labels, height, width).
@@ -135,28 +108,18 @@ pub(crate) fn load_pair(
     let labels = parse(&read_maybe_gz(&lp)?, LABELS_MAGIC, &lp)?;
     let (n, h, w) = (images.dims[0], images.dims[1], images.dims[2]);
     if h == 0 || w == 0 {
-        return Err(DataError::malformed(
-            &ip,
-            format!("image dims {h}x{w} are empty"),
-        ));
+        return Err(DataError::malformed(&ip, format!("image dims {h}x{w} are empty")));
     }
     if labels.dims[0] != n {
         return Err(DataError::malformed(
             &lp,
-            format!(
-                "{} labels but {} has {n} images",
-                labels.dims[0],
-                ip.display()
-            ),
+            format!("{} labels but {} has {n} images", labels.dims[0], ip.display()),
         ));
     }
     if let Some(pos) = labels.data.iter().position(|&l| l > 9) {
         return Err(DataError::malformed(
             &lp,
-            format!(
-                "label {} at index {pos} is not a digit class 0..9",
-                labels.data[pos]
-            ),
+            format!("label {} at index {pos} is not a digit class 0..9", labels.data[pos]),
         ));
     }
     let labels = labels.data.iter().map(|&l| l as u32).collect();
@@ -171,24 +134,11 @@ mod tests {
     fn roundtrip_plain_and_gz() {
         let dir = tempfile::tempdir().unwrap();
         let pixels: Vec<u8> = (0..2 * 3 * 4).map(|v| v as u8 * 7).collect();
-        std::fs::write(
-            dir.path().join("train-images-idx3-ubyte"),
-            encode(&[2, 3, 4], &pixels),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), encode(&[2, 3, 4], &pixels)).unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &encode(&[2], &[3, 9])).unwrap();
-        std::fs::write(
-            dir.path().join("train-labels-idx1-ubyte.gz"),
-            gz.finish().unwrap(),
-        )
-        .unwrap();
-        let (px, labels, h, w) = load_pair(
-            dir.path(),
-            "train-images-idx3-ubyte",
-            "train-labels-idx1-ubyte",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("train-labels-idx1-ubyte.gz"), gz.finish().unwrap()).unwrap();
+        let (px, labels, h, w) = load_pair(dir.path(), "train-images-idx3-ubyte", "train-labels-idx1-ubyte").unwrap();
         assert_eq!((h, w), (3, 4));
         assert_eq!(px, pixels);
         assert_eq!(labels, vec![3, 9]);
@@ -204,10 +154,7 @@ mod tests {
         }
         let mut bad = encode(&[1, 1, 1], &[0]);
         bad[2] = 0x0d; // float type, unsupported
-        assert!(matches!(
-            parse(&bad, IMAGES_MAGIC, p),
-            Err(DataError::BadMagic { .. })
-        ));
+        assert!(matches!(parse(&bad, IMAGES_MAGIC, p), Err(DataError::BadMagic { .. })));
     }
 
     #[test]
@@ -216,11 +163,7 @@ mod tests {
         let mut bytes = encode(&[2, 2, 2], &[0; 8]);
         bytes.truncate(bytes.len() - 1);
         match parse(&bytes, IMAGES_MAGIC, p) {
-            Err(DataError::Truncated {
-                expected,
-                found,
-                path,
-            }) => {
+            Err(DataError::Truncated { expected, found, path }) => {
                 assert_eq!(expected, 16 + 8);
                 assert_eq!(found, 16 + 7);
                 assert_eq!(path, p);
@@ -228,16 +171,10 @@ mod tests {
             other => panic!("expected Truncated, got {other:?}"),
         }
         // Header cut inside the dims.
-        assert!(matches!(
-            parse(&bytes[..9], IMAGES_MAGIC, p),
-            Err(DataError::Truncated { expected: 16, .. })
-        ));
+        assert!(matches!(parse(&bytes[..9], IMAGES_MAGIC, p), Err(DataError::Truncated { expected: 16, .. })));
         let mut long = encode(&[1], &[1]);
         long.push(0);
-        assert!(matches!(
-            parse(&long, LABELS_MAGIC, p),
-            Err(DataError::Malformed { .. })
-        ));
+        assert!(matches!(parse(&long, LABELS_MAGIC, p), Err(DataError::Malformed { .. })));
     }
 
     #[test]
@@ -250,32 +187,17 @@ mod tests {
         let p = dir.path().join("train-labels-idx1-ubyte.gz");
         std::fs::write(&p, bytes).unwrap();
         let err = read_maybe_gz(&p).unwrap_err();
-        assert!(
-            err.to_string().contains("train-labels-idx1-ubyte.gz"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("train-labels-idx1-ubyte.gz"), "{err}");
     }
 
     #[test]
     fn count_mismatch_and_bad_label() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("a-images-idx3-ubyte"),
-            encode(&[2, 1, 1], &[0, 0]),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("a-labels-idx1-ubyte"),
-            encode(&[3], &[0, 1, 2]),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("a-images-idx3-ubyte"), encode(&[2, 1, 1], &[0, 0])).unwrap();
+        std::fs::write(dir.path().join("a-labels-idx1-ubyte"), encode(&[3], &[0, 1, 2])).unwrap();
         let err = load_pair(dir.path(), "a-images-idx3-ubyte", "a-labels-idx1-ubyte").unwrap_err();
         assert!(matches!(err, DataError::Malformed { .. }), "{err}");
-        std::fs::write(
-            dir.path().join("a-labels-idx1-ubyte"),
-            encode(&[2], &[0, 10]),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("a-labels-idx1-ubyte"), encode(&[2], &[0, 10])).unwrap();
         let err = load_pair(dir.path(), "a-images-idx3-ubyte", "a-labels-idx1-ubyte").unwrap_err();
         assert!(err.to_string().contains("label 10"), "{err}");
     }

@@ -1,5 +1,6 @@
 //! Image decoding, resizing and the `images:DIR` class-folder loader.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use image::{imageops::FilterType, DynamicImage, GrayImage, RgbImage};
@@ -19,13 +20,15 @@ pub(crate) fn adapt_one(src: &[u8], from: [usize; 3], to: [usize; 3]) -> Vec<u8>
         _ => RgbImage::from_raw(w, h, src.to_vec()).map(DynamicImage::ImageRgb8),
     }
     .expect("caller passes src.len() == h*w*c");
-    let img = if to[2] == 1 {
-        DynamicImage::ImageLuma8(img.to_luma8())
-    } else {
-        DynamicImage::ImageRgb8(img.to_rgb8())
-    };
-    let img = if (to[0], to[1]) != (from[0], from[1]) {
-        img.resize_exact(to[1] as u32, to[0] as u32, FilterType::Triangle)
+    to_shape(img, to)
+}
+
+/// Converts a decoded image to `shape` (channels, then bilinear resize) and returns its bytes.
+fn to_shape(img: DynamicImage, shape: [usize; 3]) -> Vec<u8> {
+    let img =
+        if shape[2] == 1 { DynamicImage::ImageLuma8(img.to_luma8()) } else { DynamicImage::ImageRgb8(img.to_rgb8()) };
+    let img = if (img.height() as usize, img.width() as usize) != (shape[0], shape[1]) {
+        img.resize_exact(shape[1] as u32, shape[0] as u32, FilterType::Triangle)
     } else {
         img
     };
@@ -38,28 +41,127 @@ pub(crate) fn adapt(pixels: &[u8], from: [usize; 3], to: [usize; 3]) -> Vec<u8> 
         return pixels.to_vec();
     }
     let len: usize = from.iter().product();
-    pixels
-        .par_chunks_exact(len)
-        .flat_map_iter(|img| adapt_one(img, from, to))
-        .collect()
+    pixels.par_chunks_exact(len).flat_map_iter(|img| adapt_one(img, from, to)).collect()
 }
 
-const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// File extensions the `images:` loader reads (compared case-insensitively).
+pub(crate) const EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff"];
 
-/// A decoded class-folder dataset before splitting.
-pub(crate) struct Folder {
+/// What an empty class folder lacks, for [`DataError::EmptyClass`].
+const IMAGE_KINDS: &str = "PNG/JPEG/BMP/GIF/TIFF images";
+
+/// One image file of a class-folder tree.
+pub(crate) struct ImageFile {
+    pub label: u32,
+    pub path: PathBuf,
+    /// `class/file` (or `split/class/file` in an official split), for [`crate::Dataset::source`].
+    pub source: String,
+}
+
+/// A class-folder tree, listed but not decoded.
+pub(crate) struct Listing {
+    /// Sub-folder names in name order; the label is the index.
     pub class_names: Vec<String>,
-    pub pixels: Vec<u8>,
-    pub labels: Vec<u32>,
-    pub shape: [usize; 3],
-    pub sources: Vec<String>,
+    /// Files in (class, file name) order.
+    pub files: Vec<ImageFile>,
+}
+
+/// Non-hidden sub-folders of `dir`, in name order.
+fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let e = e.map_err(|e| DataError::io(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') && e.path().is_dir() {
+            out.push((name, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension().map(|x| EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str())).unwrap_or(false)
+}
+
+/// Lists `dir/<class>/*.{png,jpg,jpeg,bmp,gif,tif,tiff}`; `prefix` starts every source name.
+pub(crate) fn list_folder(dir: &Path, prefix: &str) -> Result<Listing, DataError> {
+    let classes = sub_folders(dir)?;
+    if classes.is_empty() {
+        return Err(DataError::NotFound { path: dir.into(), what: "no class sub-folders".into() });
+    }
+    let mut files = Vec::new();
+    for (label, (name, path)) in classes.iter().enumerate() {
+        let mut these: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| DataError::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_image(p))
+            .collect();
+        if these.is_empty() {
+            return Err(DataError::EmptyClass { path: path.clone(), what: IMAGE_KINDS });
+        }
+        these.sort();
+        for p in these {
+            let source = format!("{prefix}{name}/{}", p.file_name().unwrap_or_default().to_string_lossy());
+            files.push(ImageFile { label: label as u32, path: p, source });
+        }
+    }
+    Ok(Listing { class_names: classes.into_iter().map(|c| c.0).collect(), files })
+}
+
+/// An image folder that ships its own split: `DIR/train` and `DIR/test` (and optionally
+/// `DIR/val`), each a class-folder tree with the same classes.
+pub(crate) struct OfficialSplit {
+    pub train: Listing,
+    pub val: Option<Listing>,
+    pub test: Listing,
+}
+
+/// The official split of `dir` when both `dir/train` and `dir/test` are folders, else `None`.
+/// Class lists must match; the error names the classes found on one side only.
+pub(crate) fn official_split(dir: &Path) -> Result<Option<OfficialSplit>, DataError> {
+    let (train, test) = (dir.join("train"), dir.join("test"));
+    if !(train.is_dir() && test.is_dir()) {
+        return Ok(None);
+    }
+    let train = list_folder(&train, "train/")?;
+    let check = |other: &Listing, side: &str| -> Result<(), DataError> {
+        if other.class_names == train.class_names {
+            return Ok(());
+        }
+        let a: BTreeSet<&String> = train.class_names.iter().collect();
+        let b: BTreeSet<&String> = other.class_names.iter().collect();
+        let list = |s: Vec<&&String>| {
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")
+            }
+        };
+        Err(DataError::malformed(
+            dir.join(side),
+            format!(
+                "train/ and {side}/ must hold the same class folders; only in train/: {}; only in {side}/: {}",
+                list(a.difference(&b).collect()),
+                list(b.difference(&a).collect()),
+            ),
+        ))
+    };
+    let test = list_folder(&test, "test/")?;
+    check(&test, "test")?;
+    let val_dir = dir.join("val");
+    let val = if val_dir.is_dir() {
+        let val = list_folder(&val_dir, "val/")?;
+        check(&val, "val")?;
+        Some(val)
+    } else {
+        None
+    };
+    Ok(Some(OfficialSplit { train, val, test }))
 }
 
 fn decode(path: &Path) -> Result<DynamicImage, DataError> {
-    let err = |msg: String| DataError::Image {
-        path: path.into(),
-        msg,
-    };
+    let err = |msg: String| DataError::Image { path: path.into(), msg };
     image::ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
@@ -68,96 +170,48 @@ fn decode(path: &Path) -> Result<DynamicImage, DataError> {
         .map_err(|e| err(e.to_string()))
 }
 
-/// Loads `DIR/<class>/*.{png,jpg,jpeg}`; classes are the sub-folders in name order.
-/// With `target` every image is converted to it; without, all images must share the
-/// first image's size, and its colour decides c (grey -> 1, otherwise 3).
-pub(crate) fn load_folder(dir: &Path, target: Option<[usize; 3]>) -> Result<Folder, DataError> {
-    let mut classes: Vec<(String, PathBuf)> = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let e = e.map_err(|e| DataError::io(dir, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with('.') && e.path().is_dir() {
-            classes.push((name, e.path()));
-        }
-    }
-    classes.sort();
-    if classes.is_empty() {
-        return Err(DataError::NotFound {
-            path: dir.into(),
-            what: "no class sub-folders".into(),
-        });
-    }
-    let mut files: Vec<(u32, PathBuf, String)> = Vec::new();
-    for (label, (name, path)) in classes.iter().enumerate() {
-        let mut these: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| DataError::io(path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .map(|x| {
-                        EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str())
-                    })
-                    .unwrap_or(false)
-            })
-            .collect();
-        if these.is_empty() {
-            return Err(DataError::EmptyClass {
-                path: path.clone(),
-                what: "PNG/JPEG images",
-            });
-        }
-        these.sort();
-        for p in these {
-            let src = format!(
-                "{name}/{}",
-                p.file_name().unwrap_or_default().to_string_lossy()
-            );
-            files.push((label as u32, p, src));
-        }
-    }
-    let shape = match target {
-        Some(t) => t,
-        None => {
-            let first = decode(&files[0].1)?;
-            let c = if first.color().has_color() { 3 } else { 1 };
-            [first.height() as usize, first.width() as usize, c]
-        }
-    };
-    let imgs: Vec<Vec<u8>> = files
+/// `[h, w, c]` of a decoded image: c is 3 for colour, 1 for grey (alpha ignored).
+fn native_shape(img: &DynamicImage) -> [usize; 3] {
+    let c = if img.color().has_color() { 3 } else { 1 };
+    [img.height() as usize, img.width() as usize, c]
+}
+
+/// Decodes one file and returns its native shape.
+pub(crate) fn shape_of(path: &Path) -> Result<[usize; 3], DataError> {
+    decode(path).map(|img| native_shape(&img))
+}
+
+/// Decodes `files` (in parallel) to `shape`, stacked NHWC, with each file's native shape.
+/// With `strict` every image must already have `shape`'s height and width (no target was given).
+pub(crate) fn decode_to(
+    files: &[&ImageFile],
+    shape: [usize; 3],
+    strict: bool,
+) -> Result<(Vec<u8>, Vec<[usize; 3]>), DataError> {
+    let decoded: Vec<(Vec<u8>, [usize; 3])> = files
         .par_iter()
-        .map(|(_, p, _)| {
-            let img = decode(p)?;
-            if target.is_none()
-                && (img.height() as usize, img.width() as usize) != (shape[0], shape[1])
-            {
+        .map(|f| {
+            let img = decode(&f.path)?;
+            let native = native_shape(&img);
+            if strict && native[..2] != shape[..2] {
                 return Err(DataError::ImageSize {
-                    path: p.clone(),
+                    path: f.path.clone(),
                     found_w: img.width(),
                     found_h: img.height(),
                     want_w: shape[1] as u32,
                     want_h: shape[0] as u32,
                 });
             }
-            let img = if shape[2] == 1 {
-                DynamicImage::ImageLuma8(img.to_luma8())
-            } else {
-                DynamicImage::ImageRgb8(img.to_rgb8())
-            };
-            let img = if (img.height() as usize, img.width() as usize) != (shape[0], shape[1]) {
-                img.resize_exact(shape[1] as u32, shape[0] as u32, FilterType::Triangle)
-            } else {
-                img
-            };
-            Ok(img.into_bytes())
+            Ok((to_shape(img, shape), native))
         })
         .collect::<Result<_, DataError>>()?;
-    Ok(Folder {
-        class_names: classes.into_iter().map(|c| c.0).collect(),
-        pixels: imgs.concat(),
-        labels: files.iter().map(|f| f.0).collect(),
-        shape,
-        sources: files.into_iter().map(|f| f.2).collect(),
-    })
+    let mut pixels = Vec::with_capacity(files.len() * shape.iter().product::<usize>());
+    let mut natives = Vec::with_capacity(files.len());
+    for (p, n) in decoded {
+        pixels.extend_from_slice(&p);
+        natives.push(n);
+    }
+    Ok((pixels, natives))
 }
 
 #[cfg(test)]
@@ -165,9 +219,11 @@ mod tests {
     use super::*;
 
     fn save(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) {
-        RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)))
-            .save(path)
-            .unwrap();
+        RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))).save(path).unwrap();
+    }
+
+    fn all(l: &Listing) -> Vec<&ImageFile> {
+        l.files.iter().collect()
     }
 
     #[test]
@@ -177,60 +233,114 @@ mod tests {
             std::fs::create_dir(dir.path().join(c)).unwrap();
         }
         for i in 0..3u8 {
-            save(&dir.path().join(format!("cats/{i}.png")), 4, 2, |x, y| {
-                [x as u8 * 10 + i, y as u8, 200]
-            });
-            save(&dir.path().join(format!("dogs/{i}.png")), 4, 2, |_, _| {
-                [i, 0, 0]
-            });
+            save(&dir.path().join(format!("cats/{i}.png")), 4, 2, |x, y| [x as u8 * 10 + i, y as u8, 200]);
+            save(&dir.path().join(format!("dogs/{i}.png")), 4, 2, |_, _| [i, 0, 0]);
         }
         std::fs::write(dir.path().join("dogs/notes.txt"), "ignored").unwrap();
-        let f = load_folder(dir.path(), None).unwrap();
-        assert_eq!(f.class_names, vec!["cats", "dogs"]);
-        assert_eq!(f.shape, [2, 4, 3]);
-        assert_eq!(f.labels, vec![0, 0, 0, 1, 1, 1]);
-        assert_eq!(f.sources[4], "dogs/1.png");
+        let l = list_folder(dir.path(), "").unwrap();
+        assert_eq!(l.class_names, vec!["cats", "dogs"]);
+        assert_eq!(l.files.iter().map(|f| f.label).collect::<Vec<_>>(), vec![0, 0, 0, 1, 1, 1]);
+        assert_eq!(l.files[4].source, "dogs/1.png");
+        let shape = shape_of(&l.files[0].path).unwrap();
+        assert_eq!(shape, [2, 4, 3]);
+        let (px, natives) = decode_to(&all(&l), shape, true).unwrap();
+        assert_eq!(natives, vec![[2, 4, 3]; 6]);
         // cats/1.png pixel (x=2, y=1) = (21, 1, 200); PNG is lossless.
-        let img1 = &f.pixels[24..48];
+        let img1 = &px[24..48];
         assert_eq!(&img1[(4 + 2) * 3..(4 + 2) * 3 + 3], &[21, 1, 200]);
 
-        // Grey 1x1 target: each dog image is a flat colour, so the luma is one value.
-        let g = load_folder(dir.path(), Some([1, 1, 1])).unwrap();
-        assert_eq!(g.pixels.len(), 6);
+        // Grey 1x1 target: one byte per image.
+        assert_eq!(decode_to(&all(&l), [1, 1, 1], false).unwrap().0.len(), 6);
 
-        // Different size without a target is an error naming the file.
+        // Different size in strict mode is an error naming the file.
         save(&dir.path().join("dogs/big.png"), 5, 5, |_, _| [0, 0, 0]);
-        match load_folder(dir.path(), None) {
-            Err(DataError::ImageSize {
-                path, found_w: 5, ..
-            }) => assert!(path.ends_with("big.png")),
+        let l = list_folder(dir.path(), "").unwrap();
+        match decode_to(&all(&l), shape, true) {
+            Err(DataError::ImageSize { path, found_w: 5, .. }) => assert!(path.ends_with("big.png")),
             other => panic!("expected ImageSize, got {:?}", other.err()),
         }
-        assert_eq!(
-            load_folder(dir.path(), Some([3, 3, 3]))
-                .unwrap()
-                .labels
-                .len(),
-            7
-        );
+        let (px, natives) = decode_to(&all(&l), [3, 3, 3], false).unwrap();
+        assert_eq!((px.len(), natives.len()), (7 * 27, 7));
+    }
+
+    #[test]
+    fn reads_every_supported_format() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("c")).unwrap();
+        // Four flat colours in 2x2 blocks: few enough for GIF's palette to keep them exactly.
+        let colour = |x: u32, y: u32| {
+            [[200u8, 10, 30], [0, 0, 0], [255, 255, 255], [40, 90, 160]][(x / 2 + 2 * (y / 2)) as usize]
+        };
+        let names = ["a.png", "b.JPG", "c.jpeg", "d.bmp", "e.gif", "f.tif", "g.TIFF"];
+        for n in names {
+            save(&dir.path().join("c").join(n), 4, 4, colour);
+        }
+        std::fs::write(dir.path().join("c/h.webp"), b"not read").unwrap();
+        let l = list_folder(dir.path(), "").unwrap();
+        let found: Vec<&str> = l.files.iter().map(|f| f.source.as_str()).collect();
+        assert_eq!(found, names.iter().map(|n| format!("c/{n}")).collect::<Vec<_>>());
+        let (px, natives) = decode_to(&all(&l), [4, 4, 3], true).unwrap();
+        assert_eq!(natives, vec![[4, 4, 3]; names.len()]);
+        let want: Vec<u8> = (0..16).flat_map(|i| colour(i % 4, i / 4)).collect();
+        for (img, name) in px.chunks(48).zip(names) {
+            if name.ends_with("jpeg") || name.ends_with("JPG") {
+                // Lossy: close, not exact.
+                let err = img.iter().zip(&want).map(|(&a, &b)| (a as i32 - b as i32).abs()).max().unwrap();
+                assert!(err < 80, "{name}: max error {err}");
+            } else {
+                assert_eq!(img, &want[..], "{name}");
+            }
+        }
+        // Grey PNG in an RGB target is replicated; its native shape says 1 channel.
+        GrayImage::from_pixel(4, 4, image::Luma([77])).save(dir.path().join("c/z.png")).unwrap();
+        let l = list_folder(dir.path(), "").unwrap();
+        let z = l.files.iter().find(|f| f.source == "c/z.png").unwrap();
+        let (px, natives) = decode_to(&[z], [4, 4, 3], true).unwrap();
+        assert_eq!((natives[0], px), ([4, 4, 1], vec![77; 48]));
+    }
+
+    #[test]
+    fn official_split_layout_and_class_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(official_split(dir.path()).unwrap().is_none());
+        for side in ["train", "test"] {
+            for c in ["a", "b"] {
+                std::fs::create_dir_all(dir.path().join(side).join(c)).unwrap();
+                save(&dir.path().join(format!("{side}/{c}/0.png")), 2, 2, |_, _| [1, 2, 3]);
+            }
+        }
+        let o = official_split(dir.path()).unwrap().unwrap();
+        assert_eq!(o.train.class_names, o.test.class_names);
+        assert!(o.val.is_none());
+        assert_eq!(o.test.files[1].source, "test/b/0.png");
+        // Only train/ alone is not an official split.
+        std::fs::rename(dir.path().join("test"), dir.path().join("held")).unwrap();
+        assert!(official_split(dir.path()).unwrap().is_none());
+        std::fs::rename(dir.path().join("held"), dir.path().join("test")).unwrap();
+        // A class on one side only is an error naming it.
+        std::fs::create_dir_all(dir.path().join("test/zebra")).unwrap();
+        save(&dir.path().join("test/zebra/0.png"), 2, 2, |_, _| [0, 0, 0]);
+        std::fs::remove_dir_all(dir.path().join("train/a")).unwrap();
+        let e = official_split(dir.path()).err().expect("class mismatch");
+        let msg = e.to_string();
+        assert!(msg.contains("only in train/: none") && msg.contains("only in test/: 'a', 'zebra'"), "{msg}");
     }
 
     #[test]
     fn bad_image_and_empty_class() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("a")).unwrap();
-        std::fs::write(
-            dir.path().join("a/broken.png"),
-            b"\x89PNG\r\n\x1a\nnot really",
-        )
-        .unwrap();
-        match load_folder(dir.path(), Some([2, 2, 1])) {
+        std::fs::write(dir.path().join("a/broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let l = list_folder(dir.path(), "").unwrap();
+        match decode_to(&all(&l), [2, 2, 1], false) {
             Err(e @ DataError::Image { .. }) => assert!(e.to_string().contains("broken.png")),
             other => panic!("expected Image error, got {:?}", other.err()),
         }
         std::fs::remove_file(dir.path().join("a/broken.png")).unwrap();
-        match load_folder(dir.path(), None) {
-            Err(DataError::EmptyClass { path, .. }) => assert!(path.ends_with("a")),
+        match list_folder(dir.path(), "") {
+            Err(e @ DataError::EmptyClass { .. }) => {
+                assert!(e.to_string().contains("/a:") && e.to_string().contains("BMP/GIF/TIFF"), "{e}")
+            }
             other => panic!("expected EmptyClass, got {:?}", other.err()),
         }
     }

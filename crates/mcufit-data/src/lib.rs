@@ -11,13 +11,17 @@
 //! | `mnist:DIR` | `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-*` (plain or `.gz`; `.idx3-ubyte` spelling too); `[28,28,1]` | val = seeded `val_fraction` of train; test = t10k files |
 //! | `fashion-mnist:DIR` | same IDX layout (Debian `dataset-fashion-mnist` installs it in `/usr/share/datasets/fashion-mnist`) | as MNIST |
 //! | `cifar10:DIR` | CIFAR-10 binary: `data_batch_1..5.bin`, `test_batch.bin` (in DIR or `DIR/cifar-10-batches-bin`), names from `batches.meta.txt` when present; `[32,32,3]` | val = seeded `val_fraction` of train; test = `test_batch.bin` |
-//! | `images:DIR` | one sub-folder per class (name order = label order) of PNG/JPEG files | stratified seeded: test 15 %, val `val_fraction`, rest train |
+//! | `images:DIR` | one sub-folder per class (name order = label order) of PNG, JPEG, BMP, GIF (first frame) or TIFF files | stratified seeded: test 15 %, val `val_fraction`, rest train |
+//! | `images:DIR` with `DIR/train` and `DIR/test` | the data set's own split: each a class-folder tree, same class names | val = seeded `val_fraction` of `train/` (or `DIR/val` when present); test = `test/` |
 //! | `speech-commands:DIR` | one sub-folder per label of 16 kHz 16-bit mono WAV clips, turned into MLPerf Tiny KWS MFCCs `[49,10,1]` (see [`mfcc`]) | speaker-disjoint 80/10/10 by hash (see [`speech_split`]) |
 //!
 //! `LoadOptions::target_shape` resizes image sets (bilinear, `image` crate triangle filter)
 //! and converts channels (grey <-> RGB); for `images:` it is required when the files differ
-//! in size. Speech only accepts `[49,10,1]`. `limit` keeps at most that many samples per
-//! split (a seeded random subset). Splits are reproducible for a given `seed`.
+//! in size. A channel count of [`NATIVE_CHANNELS`] (0) resizes but keeps the data set's own
+//! channels (`images:` takes the first file's). What was converted is reported once in
+//! [`Splits::conversion`] (the library never prints). Speech only accepts `[49,10,1]` (or
+//! `[49,10,0]`). `limit` keeps at most that many samples per split (a seeded random subset;
+//! `images:` decodes only those). Splits are reproducible for a given `seed`.
 //!
 //! # Input contract (int8 export)
 //!
@@ -41,6 +45,7 @@
 //! Image sets augment only when `LoadOptions::augment` is set.
 
 mod cifar;
+mod conversion;
 mod dataset;
 mod digits;
 mod error;
@@ -52,16 +57,20 @@ mod split;
 
 use std::path::Path;
 
+pub use conversion::{ChannelChange, Conversion, Resize};
 pub use dataset::{Dataset, InputEncoding};
 pub use error::{DataError, ACCEPTED_SPECS};
-pub use speech::{
-    speaker_id, speech_split, Side, SpeechClip, SpeechSplit, SplitReport, MLPERF_LABELS,
-};
+pub use speech::{speaker_id, speech_split, Side, SpeechClip, SpeechSplit, SplitReport, MLPERF_LABELS};
 
 use dataset::{Augment, Samples};
 
-/// Fraction of each class held out for test by `digits` and `images:`.
+/// Fraction of each class held out for test by `digits` and `images:` (without `DIR/test`).
 pub const TEST_FRACTION: f32 = 0.15;
+
+/// Channel count in [`LoadOptions::target_shape`] meaning "keep the data set's own channels":
+/// `Some([h, w, NATIVE_CHANNELS])` resizes to `h x w` without converting grey <-> RGB. The
+/// loaded [`Dataset::shape`] then tells the channel count (e.g. to adapt a model's input).
+pub const NATIVE_CHANNELS: usize = 0;
 
 /// Options of [`load`].
 #[derive(Clone, Debug, PartialEq)]
@@ -71,7 +80,8 @@ pub struct LoadOptions {
     /// Fraction of the training data held out for validation (image sets; speech uses a
     /// fixed 80/10/10 speaker split). Must be in [0, 0.9].
     pub val_fraction: f32,
-    /// Resize/convert image samples to `[h, w, c]` (c = 1 or 3).
+    /// Resize/convert image samples to `[h, w, c]` (c = 1 or 3, or [`NATIVE_CHANNELS`] to keep
+    /// the data's own channel count).
     pub target_shape: Option<[usize; 3]>,
     /// Enable training augmentation for image sets (speech always augments in
     /// `batch_augmented`).
@@ -82,28 +92,19 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions {
-            seed: 0,
-            val_fraction: 0.1,
-            target_shape: None,
-            augment: false,
-            limit: None,
-        }
+        LoadOptions { seed: 0, val_fraction: 0.1, target_shape: None, augment: false, limit: None }
     }
 }
 
 impl LoadOptions {
     fn validate(&self) -> Result<(), DataError> {
         if !(0.0..=0.9).contains(&self.val_fraction) {
-            return Err(DataError::InvalidOption(format!(
-                "val_fraction {} must be in [0, 0.9]",
-                self.val_fraction
-            )));
+            return Err(DataError::InvalidOption(format!("val_fraction {} must be in [0, 0.9]", self.val_fraction)));
         }
         if let Some(t) = self.target_shape {
-            if t[0] == 0 || t[1] == 0 || !(t[2] == 1 || t[2] == 3) {
+            if t[0] == 0 || t[1] == 0 || ![1, 3, NATIVE_CHANNELS].contains(&t[2]) {
                 return Err(DataError::InvalidOption(format!(
-                    "target shape {t:?}: h and w must be > 0 and c 1 or 3"
+                    "target shape {t:?}: h and w must be > 0 and c 1 or 3 (or {NATIVE_CHANNELS} to keep the data's own)"
                 )));
             }
         }
@@ -120,6 +121,20 @@ pub struct Splits {
     pub train: Dataset,
     pub val: Dataset,
     pub test: Dataset,
+    /// What was resized or channel-converted to meet [`LoadOptions::target_shape`]; `None`
+    /// when every sample already had that shape. Its `Display` is one sentence to show once.
+    pub conversion: Option<Conversion>,
+}
+
+impl LoadOptions {
+    /// The sample shape for data whose own shape is `native`.
+    fn target_for(&self, native: [usize; 3]) -> [usize; 3] {
+        match self.target_shape {
+            None => native,
+            Some([h, w, NATIVE_CHANNELS]) => [h, w, native[2]],
+            Some(t) => t,
+        }
+    }
 }
 
 /// Loads the dataset named by `spec` (see the crate docs for the forms).
@@ -131,16 +146,7 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<Splits, DataError> {
     }
     let unknown = || DataError::UnknownSpec { spec: spec.into() };
     let (kind, dir) = spec.split_once(':').ok_or_else(unknown)?;
-    if ![
-        "mnist",
-        "fashion-mnist",
-        "cifar10",
-        "images",
-        "speech-commands",
-    ]
-    .contains(&kind)
-        || dir.is_empty()
-    {
+    if !["mnist", "fashion-mnist", "cifar10", "images", "speech-commands"].contains(&kind) || dir.is_empty() {
         return Err(unknown());
     }
     let dir = Path::new(dir);
@@ -163,7 +169,6 @@ struct Pool<'a> {
     pixels: &'a [u8],
     labels: &'a [u32],
     shape: [usize; 3],
-    sources: Option<&'a [String]>,
 }
 
 struct Meta<'a> {
@@ -173,40 +178,59 @@ struct Meta<'a> {
     augment: Augment,
 }
 
-fn gather(
-    meta: &Meta,
-    split: &str,
-    pool: &Pool,
-    idx: &[usize],
-    limit: Option<usize>,
-    train: bool,
-) -> Dataset {
-    let idx = &idx[..limit.map_or(idx.len(), |l| l.min(idx.len()))];
+fn gather(meta: &Meta, split: &str, pool: &Pool, idx: &[usize], limit: Option<usize>, train: bool) -> Dataset {
+    let idx = limited(idx, limit);
     let len: usize = pool.shape.iter().product();
     let mut raw = Vec::with_capacity(idx.len() * len);
     for &i in idx {
         raw.extend_from_slice(&pool.pixels[i * len..(i + 1) * len]);
     }
+    pixel_dataset(
+        meta,
+        split,
+        images::adapt(&raw, pool.shape, meta.target),
+        idx.iter().map(|&i| pool.labels[i]).collect(),
+        None,
+        train,
+    )
+}
+
+/// The first `limit` entries of `idx`.
+fn limited<T>(idx: &[T], limit: Option<usize>) -> &[T] {
+    &idx[..limit.map_or(idx.len(), |l| l.min(idx.len()))]
+}
+
+/// An image split from pixels already in `meta.target` shape.
+fn pixel_dataset(
+    meta: &Meta,
+    split: &str,
+    pixels: Vec<u8>,
+    labels: Vec<u32>,
+    sources: Option<Vec<String>>,
+    train: bool,
+) -> Dataset {
     Dataset {
         name: format!("{}/{split}", meta.name),
         shape: meta.target,
         class_names: meta.class_names.clone(),
-        labels: idx.iter().map(|&i| pool.labels[i]).collect(),
+        labels,
         encoding: InputEncoding::PIXELS,
-        samples: Samples::Pixels(images::adapt(&raw, pool.shape, meta.target)),
-        sources: pool
-            .sources
-            .map(|s| idx.iter().map(|&i| s[i].clone()).collect()),
+        samples: Samples::Pixels(pixels),
+        sources,
         augment: if train { meta.augment } else { Augment::None },
     }
 }
 
+/// Assembles splits whose samples all came from `shape` (one pool) and notes the conversion.
+fn pool_splits(train: Dataset, val: Dataset, test: Dataset, shape: [usize; 3]) -> Splits {
+    let n = train.len() + val.len() + test.len();
+    let conversion = Conversion::uniform(shape, train.shape, n);
+    Splits { train, val, test, conversion }
+}
+
 fn image_augment(opts: &LoadOptions, target: [usize; 3], hflip: bool) -> Augment {
     if opts.augment {
-        Augment::Image {
-            max_shift: (target[0] / 10).max(1),
-            hflip,
-        }
+        Augment::Image { max_shift: (target[0] / 10).max(1), hflip }
     } else {
         Augment::None
     }
@@ -216,34 +240,29 @@ fn image_augment(opts: &LoadOptions, target: [usize; 3], hflip: bool) -> Augment
 fn holdout_splits(meta: &Meta, train: &Pool, test: &Pool, opts: &LoadOptions) -> Splits {
     let (tr, va) = split::holdout(train.labels.len(), opts.val_fraction, opts.seed);
     let te = split::shuffled(test.labels.len(), opts.seed, split::stream::ORDER_TEST);
-    Splits {
-        train: gather(meta, "train", train, &tr, opts.limit, true),
-        val: gather(meta, "val", train, &va, opts.limit, false),
-        test: gather(meta, "test", test, &te, opts.limit, false),
-    }
+    pool_splits(
+        gather(meta, "train", train, &tr, opts.limit, true),
+        gather(meta, "val", train, &va, opts.limit, false),
+        gather(meta, "test", test, &te, opts.limit, false),
+        train.shape,
+    )
 }
 
 /// One pool: seeded stratified train/val/test.
 fn stratified_splits(meta: &Meta, pool: &Pool, opts: &LoadOptions) -> Splits {
-    let [tr, va, te] = split::stratified(
-        pool.labels,
-        meta.class_names.len(),
-        opts.val_fraction,
-        TEST_FRACTION,
-        opts.seed,
-    );
-    Splits {
-        train: gather(meta, "train", pool, &tr, opts.limit, true),
-        val: gather(meta, "val", pool, &va, opts.limit, false),
-        test: gather(meta, "test", pool, &te, opts.limit, false),
-    }
+    let [tr, va, te] =
+        split::stratified(pool.labels, meta.class_names.len(), opts.val_fraction, TEST_FRACTION, opts.seed);
+    pool_splits(
+        gather(meta, "train", pool, &tr, opts.limit, true),
+        gather(meta, "val", pool, &va, opts.limit, false),
+        gather(meta, "test", pool, &te, opts.limit, false),
+        pool.shape,
+    )
 }
 
 fn load_idx(kind: &str, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
-    let (trp, trl, h, w) =
-        idx::load_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
-    let (tep, tel, th, tw) =
-        idx::load_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+    let (trp, trl, h, w) = idx::load_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
+    let (tep, tel, th, tw) = idx::load_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
     if (th, tw) != (h, w) {
         return Err(DataError::malformed(
             idx::find(dir, "t10k-images-idx3-ubyte")?,
@@ -251,105 +270,101 @@ fn load_idx(kind: &str, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataEr
         ));
     }
     let shape = [h, w, 1];
-    let target = opts.target_shape.unwrap_or(shape);
+    let target = opts.target_for(shape);
     let class_names = if kind == "mnist" {
         (0..10).map(|d| d.to_string()).collect()
     } else {
-        [
-            "t-shirt/top",
-            "trouser",
-            "pullover",
-            "dress",
-            "coat",
-            "sandal",
-            "shirt",
-            "sneaker",
-            "bag",
-            "ankle boot",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
-    let meta = Meta {
-        name: kind,
-        class_names,
-        target,
-        augment: image_augment(opts, target, false),
-    };
-    let train = Pool {
-        pixels: &trp,
-        labels: &trl,
-        shape,
-        sources: None,
-    };
-    let test = Pool {
-        pixels: &tep,
-        labels: &tel,
-        shape,
-        sources: None,
-    };
+    let meta = Meta { name: kind, class_names, target, augment: image_augment(opts, target, false) };
+    let train = Pool { pixels: &trp, labels: &trl, shape };
+    let test = Pool { pixels: &tep, labels: &tel, shape };
     Ok(holdout_splits(&meta, &train, &test, opts))
 }
 
 fn load_cifar(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
     let c = cifar::load(dir)?;
     let shape = [32, 32, 3];
-    let target = opts.target_shape.unwrap_or(shape);
-    let meta = Meta {
-        name: "cifar10",
-        class_names: c.class_names,
-        target,
-        augment: image_augment(opts, target, true),
-    };
-    let train = Pool {
-        pixels: &c.train.0,
-        labels: &c.train.1,
-        shape,
-        sources: None,
-    };
-    let test = Pool {
-        pixels: &c.test.0,
-        labels: &c.test.1,
-        shape,
-        sources: None,
-    };
+    let target = opts.target_for(shape);
+    let meta = Meta { name: "cifar10", class_names: c.class_names, target, augment: image_augment(opts, target, true) };
+    let train = Pool { pixels: &c.train.0, labels: &c.train.1, shape };
+    let test = Pool { pixels: &c.test.0, labels: &c.test.1, shape };
     Ok(holdout_splits(&meta, &train, &test, opts))
 }
 
 fn load_images(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
-    let f = images::load_folder(dir, opts.target_shape)?;
+    use images::ImageFile;
+    let official = images::official_split(dir)?;
+    let pooled = match official {
+        Some(_) => None,
+        None => Some(images::list_folder(dir, "")?),
+    };
+    fn pick<'a>(files: &'a [ImageFile], idx: &[usize], limit: Option<usize>) -> Vec<&'a ImageFile> {
+        limited(idx, limit).iter().map(|&i| &files[i]).collect()
+    }
+    let select = |files, idx: &[usize]| pick(files, idx, opts.limit);
+    // The listing whose first file decides the shape when no target says it, and the three sides.
+    let (listing, sides): (&images::Listing, [Vec<&ImageFile>; 3]) = match (&official, &pooled) {
+        (Some(o), _) => {
+            let files = &o.train.files;
+            let (tr, va) = match &o.val {
+                Some(v) => (
+                    select(files, &split::shuffled(files.len(), opts.seed, split::stream::ORDER_TRAIN)),
+                    select(&v.files, &split::shuffled(v.files.len(), opts.seed, split::stream::ORDER_VAL)),
+                ),
+                None => {
+                    let (tr, va) = split::holdout(files.len(), opts.val_fraction, opts.seed);
+                    (select(files, &tr), select(files, &va))
+                }
+            };
+            let te = split::shuffled(o.test.files.len(), opts.seed, split::stream::ORDER_TEST);
+            (&o.train, [tr, va, select(&o.test.files, &te)])
+        }
+        (None, Some(l)) => {
+            let labels: Vec<u32> = l.files.iter().map(|f| f.label).collect();
+            let idx = split::stratified(&labels, l.class_names.len(), opts.val_fraction, TEST_FRACTION, opts.seed);
+            (l, idx.map(|i| select(&l.files, &i)))
+        }
+        (None, None) => unreachable!("a pooled listing exists without an official split"),
+    };
+    let shape = match opts.target_shape {
+        Some(t) if t[2] != NATIVE_CHANNELS => t,
+        _ => opts.target_for(images::shape_of(&listing.files[0].path)?),
+    };
     let meta = Meta {
         name: "images",
-        class_names: f.class_names,
-        target: f.shape,
-        augment: image_augment(opts, f.shape, false),
+        class_names: listing.class_names.clone(),
+        target: shape,
+        augment: image_augment(opts, shape, false),
     };
-    let pool = Pool {
-        pixels: &f.pixels,
-        labels: &f.labels,
-        shape: f.shape,
-        sources: Some(&f.sources),
-    };
-    Ok(stratified_splits(&meta, &pool, opts))
+    let strict = opts.target_shape.is_none();
+    let mut natives = Vec::new();
+    let mut out = Vec::with_capacity(3);
+    for (files, (name, train)) in sides.iter().zip([("train", true), ("val", false), ("test", false)]) {
+        let (pixels, n) = images::decode_to(files, shape, strict)?;
+        natives.extend(n);
+        let labels = files.iter().map(|f| f.label).collect();
+        let sources = files.iter().map(|f| f.source.clone()).collect();
+        out.push(pixel_dataset(&meta, name, pixels, labels, Some(sources), train));
+    }
+    let [train, val, test]: [Dataset; 3] = out.try_into().expect("three sides");
+    Ok(Splits { train, val, test, conversion: Conversion::of(natives, shape) })
 }
 
 fn load_digits(opts: &LoadOptions) -> Result<Splits, DataError> {
     let (px, lb) = digits::load()?;
     let shape = [8, 8, 1];
-    let target = opts.target_shape.unwrap_or(shape);
+    let target = opts.target_for(shape);
     let meta = Meta {
         name: "digits",
         class_names: (0..10).map(|d| d.to_string()).collect(),
         target,
         augment: image_augment(opts, target, false),
     };
-    let pool = Pool {
-        pixels: &px,
-        labels: &lb,
-        shape,
-        sources: None,
-    };
+    let pool = Pool { pixels: &px, labels: &lb, shape };
     Ok(stratified_splits(&meta, &pool, opts))
 }
 
@@ -367,18 +382,13 @@ mod tests {
     #[test]
     fn digits_default_split_resize_and_seed() {
         let s = load("", &LoadOptions::default()).unwrap();
-        assert_eq!(
-            s.train.len() + s.val.len() + s.test.len(),
-            digits::NUM_SAMPLES
-        );
+        assert_eq!(s.train.len() + s.val.len() + s.test.len(), digits::NUM_SAMPLES);
         assert_eq!(s.train.shape(), [8, 8, 1]);
         assert_eq!(
             s.test.len(),
             (0..10)
                 .map(|c| {
-                    let n = s.train.class_counts()[c]
-                        + s.val.class_counts()[c]
-                        + s.test.class_counts()[c];
+                    let n = s.train.class_counts()[c] + s.val.class_counts()[c] + s.test.class_counts()[c];
                     (n as f64 * 0.15).round() as usize
                 })
                 .sum::<usize>()
@@ -387,45 +397,33 @@ mod tests {
         let (x, _) = all_batches(&s.train);
         assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
 
-        let a = load(
-            "digits",
-            &LoadOptions {
-                seed: 4,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let b = load(
-            "digits",
-            &LoadOptions {
-                seed: 4,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let c = load(
-            "digits",
-            &LoadOptions {
-                seed: 5,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let a = load("digits", &LoadOptions { seed: 4, ..Default::default() }).unwrap();
+        let b = load("digits", &LoadOptions { seed: 4, ..Default::default() }).unwrap();
+        let c = load("digits", &LoadOptions { seed: 5, ..Default::default() }).unwrap();
         assert_eq!(all_batches(&a.val), all_batches(&b.val));
         assert_ne!(all_batches(&a.val), all_batches(&c.val));
 
         let r = load(
             "digits",
-            &LoadOptions {
-                target_shape: Some([28, 28, 1]),
-                limit: Some(50),
-                augment: true,
-                ..Default::default()
-            },
+            &LoadOptions { target_shape: Some([28, 28, 1]), limit: Some(50), augment: true, ..Default::default() },
         )
         .unwrap();
         assert_eq!(r.train.shape(), [28, 28, 1]);
         assert_eq!((r.train.len(), r.val.len(), r.test.len()), (50, 50, 50));
+        assert!(s.conversion.is_none() && a.conversion.is_none());
+        let note = r.conversion.as_ref().expect("8x8 -> 28x28 is a conversion");
+        assert_eq!((note.converted, note.total), (150, 150));
+        assert_eq!(note.to_string(), "images resized 8x8x1 → 28x28x1 (bilinear)");
+        let rgb = LoadOptions { target_shape: Some([8, 8, 3]), ..Default::default() };
+        let c = load("digits", &rgb).unwrap().conversion.unwrap();
+        assert_eq!(c.to_string(), "images converted 8x8x1 → 8x8x3 (gray replicated to RGB)");
+        assert_eq!(c.channels, Some(ChannelChange::GrayToRgb));
+        let same = LoadOptions { target_shape: Some([8, 8, 1]), ..Default::default() };
+        assert!(load("digits", &same).unwrap().conversion.is_none());
+        let native = LoadOptions { target_shape: Some([16, 16, NATIVE_CHANNELS]), ..Default::default() };
+        let n = load("digits", &native).unwrap();
+        assert_eq!(n.test.shape(), [16, 16, 1]);
+        assert_eq!(n.conversion.unwrap().to_string(), "images resized 8x8x1 → 16x16x1 (bilinear)");
         assert!(r.train.augments() && !r.val.augments());
         assert_eq!(all_batches(&r.train).0.len(), 50 * 784);
     }
@@ -439,86 +437,41 @@ mod tests {
         }
         let e = load("mnist:/definitely/not/here", &LoadOptions::default()).unwrap_err();
         assert!(matches!(e, DataError::NotFound { .. }));
-        assert!(
-            e.to_string().contains("/definitely/not/here") && e.to_string().contains("cifar10:DIR")
-        );
-        let bad = LoadOptions {
-            val_fraction: 1.5,
-            ..Default::default()
-        };
-        assert!(matches!(
-            load("digits", &bad),
-            Err(DataError::InvalidOption(_))
-        ));
-        let bad = LoadOptions {
-            target_shape: Some([4, 4, 2]),
-            ..Default::default()
-        };
-        assert!(matches!(
-            load("digits", &bad),
-            Err(DataError::InvalidOption(_))
-        ));
+        assert!(e.to_string().contains("/definitely/not/here") && e.to_string().contains("cifar10:DIR"));
+        let bad = LoadOptions { val_fraction: 1.5, ..Default::default() };
+        assert!(matches!(load("digits", &bad), Err(DataError::InvalidOption(_))));
+        let bad = LoadOptions { target_shape: Some([4, 4, 2]), ..Default::default() };
+        assert!(matches!(load("digits", &bad), Err(DataError::InvalidOption(_))));
     }
 
     #[test]
     fn idx_folder_roundtrip_through_load() {
         let dir = tempfile::tempdir().unwrap();
         let mk = |n: usize, off: u8| -> (Vec<u8>, Vec<u8>) {
-            let px = (0..n * 16)
-                .map(|v| (v as u8).wrapping_mul(3).wrapping_add(off))
-                .collect();
+            let px = (0..n * 16).map(|v| (v as u8).wrapping_mul(3).wrapping_add(off)).collect();
             let lb = (0..n).map(|i| (i % 10) as u8).collect();
             (px, lb)
         };
         let (px, lb) = mk(20, 0);
-        std::fs::write(
-            dir.path().join("train-images-idx3-ubyte"),
-            idx::encode(&[20, 4, 4], &px),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("train-labels-idx1-ubyte"),
-            idx::encode(&[20], &lb),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), idx::encode(&[20, 4, 4], &px)).unwrap();
+        std::fs::write(dir.path().join("train-labels-idx1-ubyte"), idx::encode(&[20], &lb)).unwrap();
         let (tpx, tlb) = mk(5, 1);
-        std::fs::write(
-            dir.path().join("t10k-images-idx3-ubyte"),
-            idx::encode(&[5, 4, 4], &tpx),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("t10k-labels-idx1-ubyte"),
-            idx::encode(&[5], &tlb),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx::encode(&[5, 4, 4], &tpx)).unwrap();
+        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx::encode(&[5], &tlb)).unwrap();
         let spec = format!("fashion-mnist:{}", dir.path().display());
-        let s = load(
-            &spec,
-            &LoadOptions {
-                val_fraction: 0.25,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let s = load(&spec, &LoadOptions { val_fraction: 0.25, ..Default::default() }).unwrap();
         assert_eq!((s.train.len(), s.val.len(), s.test.len()), (15, 5, 5));
         assert_eq!(s.test.class_names()[9], "ankle boot");
+        assert!(s.conversion.is_none());
         // Every test sample decodes back to one of the written images with its label.
         let (x, y) = all_batches(&s.test);
         for (img, &l) in x.chunks(16).zip(&y) {
             let bytes: Vec<u8> = img.iter().map(|v| (v * 128.0 + 128.0) as u8).collect();
-            let k = tpx
-                .chunks(16)
-                .position(|t| t == &bytes[..])
-                .expect("written image");
+            let k = tpx.chunks(16).position(|t| t == &bytes[..]).expect("written image");
             assert_eq!(tlb[k] as u32, l);
         }
         // A truncated label file surfaces as Truncated naming it.
-        std::fs::write(
-            dir.path().join("t10k-labels-idx1-ubyte"),
-            &idx::encode(&[5], &tlb)[..10],
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), &idx::encode(&[5], &tlb)[..10]).unwrap();
         match load(&spec, &LoadOptions::default()) {
             Err(e @ DataError::Truncated { .. }) => assert!(e.to_string().contains("t10k-labels")),
             other => panic!("expected Truncated, got {:?}", other.err()),
@@ -530,30 +483,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let px: Vec<u8> = (0..3 * 3072).map(|v| (v % 256) as u8).collect();
         for b in 1..=5 {
-            std::fs::write(
-                dir.path().join(format!("data_batch_{b}.bin")),
-                cifar::encode(&px, &[0, 1, 2]),
-            )
-            .unwrap();
+            std::fs::write(dir.path().join(format!("data_batch_{b}.bin")), cifar::encode(&px, &[0, 1, 2])).unwrap();
         }
-        std::fs::write(
-            dir.path().join("test_batch.bin"),
-            cifar::encode(&px, &[3, 4, 5]),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("test_batch.bin"), cifar::encode(&px, &[3, 4, 5])).unwrap();
         let s = load(
             &format!("cifar10:{}", dir.path().display()),
-            &LoadOptions {
-                target_shape: Some([16, 16, 1]),
-                augment: true,
-                ..Default::default()
-            },
+            &LoadOptions { target_shape: Some([16, 16, 1]), augment: true, ..Default::default() },
         )
         .unwrap();
         assert_eq!(s.train.len() + s.val.len(), 15);
         assert_eq!(s.test.shape(), [16, 16, 1]);
         assert_eq!(s.test.class_names()[0], "airplane");
         assert!(s.train.augments());
+        assert_eq!(
+            s.conversion.unwrap().to_string(),
+            "images resized 32x32x3 → 16x16x1 (bilinear, RGB to gray by luma)"
+        );
 
         let img = tempfile::tempdir().unwrap();
         for (c, v) in [("a", 10u8), ("b", 240u8)] {
@@ -566,11 +511,7 @@ mod tests {
         }
         let s = load(
             &format!("images:{}", img.path().display()),
-            &LoadOptions {
-                val_fraction: 0.15,
-                seed: 1,
-                ..Default::default()
-            },
+            &LoadOptions { val_fraction: 0.15, seed: 1, ..Default::default() },
         )
         .unwrap();
         assert_eq!((s.train.len(), s.val.len(), s.test.len()), (28, 6, 6));
@@ -581,5 +522,103 @@ mod tests {
             assert_eq!(l, if p < 128.0 { 0 } else { 1 });
             assert!(s.val.source(0).unwrap().ends_with(".png"));
         }
+    }
+
+    /// Writes `DIR/<side>/<class>/<i>.png` grey `w x h` images whose first byte is `class * 100 + i`.
+    fn image_tree(root: &Path, side: &str, classes: &[&str], n: usize, (w, h): (u32, u32)) {
+        for (c, name) in classes.iter().enumerate() {
+            let d = root.join(side).join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let v = (c * 100 + i) as u8;
+                image::GrayImage::from_pixel(w, h, image::Luma([v])).save(d.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn images_official_train_test_folders() {
+        let root = tempfile::tempdir().unwrap();
+        image_tree(root.path(), "train", &["a", "b"], 10, (6, 5));
+        image_tree(root.path(), "test", &["a", "b"], 4, (6, 5));
+        let spec = format!("images:{}", root.path().display());
+        let opts = LoadOptions { val_fraction: 0.2, seed: 3, ..Default::default() };
+        let s = load(&spec, &opts).unwrap();
+        assert_eq!((s.train.len(), s.val.len(), s.test.len()), (16, 4, 8));
+        assert_eq!(s.train.class_names(), ["a", "b"]);
+        assert_eq!(s.train.shape(), [5, 6, 1]);
+        assert!(s.conversion.is_none());
+        // The test side is exactly test/, train and val partition train/; labels follow folders.
+        let sources = |d: &Dataset| -> Vec<String> { (0..d.len()).map(|i| d.source(i).unwrap().to_string()).collect() };
+        let mut test = sources(&s.test);
+        test.sort();
+        let want: Vec<String> =
+            ["a", "b"].iter().flat_map(|c| (0..4).map(move |i| format!("test/{c}/{i}.png"))).collect();
+        assert_eq!(test, want);
+        let mut tv: Vec<String> = sources(&s.train).into_iter().chain(sources(&s.val)).collect();
+        tv.sort();
+        tv.dedup();
+        assert_eq!(tv.len(), 20);
+        assert!(tv.iter().all(|p| p.starts_with("train/")));
+        for d in [&s.train, &s.val, &s.test] {
+            let (x, y) = all_batches(d);
+            for (k, (img, &l)) in x.chunks(30).zip(&y).enumerate() {
+                let src = d.source(k).unwrap();
+                assert_eq!(l, if src.contains("/a/") { 0 } else { 1 }, "{src}");
+                let i: usize = src.rsplit('/').next().unwrap().trim_end_matches(".png").parse().unwrap();
+                assert_eq!(img[0] * 128.0 + 128.0, (l as usize * 100 + i) as f32, "{src}");
+            }
+        }
+        // Seeded: the same seed gives the same val side, another seed another one.
+        assert_eq!(sources(&load(&spec, &opts).unwrap().val), sources(&s.val));
+        let other = LoadOptions { seed: 4, ..opts.clone() };
+        assert_ne!(sources(&load(&spec, &other).unwrap().val), sources(&s.val));
+
+        // Resize + channels: one note; `limit` keeps that many per side.
+        let rgb = LoadOptions { target_shape: Some([8, 8, 3]), limit: Some(3), ..opts.clone() };
+        let r = load(&spec, &rgb).unwrap();
+        assert_eq!((r.train.len(), r.val.len(), r.test.len(), r.test.shape()), (3, 3, 3, [8, 8, 3]));
+        assert_eq!(
+            r.conversion.unwrap().to_string(),
+            "images resized 5x6x1 → 8x8x3 (bilinear, gray replicated to RGB)"
+        );
+        let native = LoadOptions { target_shape: Some([5, 6, NATIVE_CHANNELS]), ..opts.clone() };
+        let n = load(&spec, &native).unwrap();
+        assert_eq!((n.train.shape(), n.conversion), ([5, 6, 1], None));
+
+        // DIR/val, when present, is the validation side.
+        image_tree(root.path(), "val", &["a", "b"], 2, (6, 5));
+        let v = load(&spec, &opts).unwrap();
+        assert_eq!((v.train.len(), v.val.len(), v.test.len()), (20, 4, 8));
+        assert!(sources(&v.val).iter().all(|p| p.starts_with("val/")));
+
+        // Different class lists: an error naming the difference.
+        image_tree(root.path(), "test", &["c"], 1, (6, 5));
+        let e = load(&spec, &opts).unwrap_err();
+        assert!(matches!(e, DataError::Malformed { .. }), "{e}");
+        assert!(e.to_string().contains("only in test/: 'c'"), "{e}");
+
+        // Without both train/ and test/, the folders are classes as before (here: holding no
+        // images directly, so the first is an empty class).
+        std::fs::remove_dir_all(root.path().join("test")).unwrap();
+        match load(&spec, &opts) {
+            Err(DataError::EmptyClass { path, .. }) => assert!(path.ends_with("train")),
+            other => panic!("expected EmptyClass, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn images_of_mixed_sizes_report_one_conversion() {
+        let root = tempfile::tempdir().unwrap();
+        image_tree(root.path(), "", &["a"], 4, (6, 5));
+        image_tree(root.path(), "", &["b"], 4, (8, 8));
+        let spec = format!("images:{}", root.path().display());
+        // Without a target, the second size is an error.
+        assert!(matches!(load(&spec, &LoadOptions::default()), Err(DataError::ImageSize { .. })));
+        let opts = LoadOptions { target_shape: Some([8, 8, 1]), ..Default::default() };
+        let s = load(&spec, &opts).unwrap();
+        let c = s.conversion.unwrap();
+        assert_eq!((c.converted, c.total, c.from.clone()), (4, 8, vec![[5, 6, 1]]));
+        assert_eq!(c.to_string(), "4 of 8 images resized 5x6x1 → 8x8x1 (bilinear)");
     }
 }

@@ -92,16 +92,11 @@ impl Mfcc {
     pub fn new() -> Self {
         let fft = FftPlanner::<f32>::new().plan_fft_forward(FFT_LEN);
         let window = (0..FRAME_LEN)
-            .map(|n| {
-                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / FRAME_LEN as f64).cos())
-                    as f32
-            })
+            .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / FRAME_LEN as f64).cos()) as f32)
             .collect();
         let lo = hz_to_mel(MEL_LOW_HZ);
         let hi = hz_to_mel(MEL_HIGH_HZ);
-        let edges: Vec<f64> = (0..NUM_MEL + 2)
-            .map(|i| lo + (hi - lo) * i as f64 / (NUM_MEL + 1) as f64)
-            .collect();
+        let edges: Vec<f64> = (0..NUM_MEL + 2).map(|i| lo + (hi - lo) * i as f64 / (NUM_MEL + 1) as f64).collect();
         let nyquist = SAMPLE_RATE as f64 / 2.0;
         let bands = (0..NUM_MEL)
             .map(|m| {
@@ -120,29 +115,18 @@ impl Mfcc {
                     .collect();
                 let start = w.iter().position(|&v| v > 0.0).unwrap_or(0);
                 let end = w.iter().rposition(|&v| v > 0.0).map_or(start, |e| e + 1);
-                Band {
-                    start,
-                    weights: w[start..end].to_vec(),
-                }
+                Band { start, weights: w[start..end].to_vec() }
             })
             .collect();
         let scale = (2.0 / NUM_MEL as f64).sqrt();
         let dct = (0..NUM_MFCC)
             .flat_map(|k| {
                 (0..NUM_MEL).map(move |n| {
-                    (scale
-                        * (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64
-                            / (2 * NUM_MEL) as f64)
-                            .cos()) as f32
+                    (scale * (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64 / (2 * NUM_MEL) as f64).cos()) as f32
                 })
             })
             .collect();
-        Mfcc {
-            fft,
-            window,
-            bands,
-            dct,
-        }
+        Mfcc { fft, window, bands, dct }
     }
 
     /// Mel filter-bank energies (before the log) of every frame: `NUM_FRAMES x NUM_MEL`.
@@ -158,23 +142,14 @@ impl Mfcc {
         for t in 0..NUM_FRAMES {
             let frame = &clip[t * FRAME_STEP..t * FRAME_STEP + FRAME_LEN];
             for (i, b) in buf.iter_mut().enumerate() {
-                *b = if i < FRAME_LEN {
-                    Complex::new(frame[i] * self.window[i], 0.0)
-                } else {
-                    Complex::new(0.0, 0.0)
-                };
+                *b = if i < FRAME_LEN { Complex::new(frame[i] * self.window[i], 0.0) } else { Complex::new(0.0, 0.0) };
             }
             self.fft.process_with_scratch(&mut buf, &mut scratch);
             for (m, b) in mag.iter_mut().zip(&buf) {
                 *m = b.norm();
             }
             for band in &self.bands {
-                let s: f32 = band
-                    .weights
-                    .iter()
-                    .zip(&mag[band.start..])
-                    .map(|(w, x)| w * x)
-                    .sum();
+                let s: f32 = band.weights.iter().zip(&mag[band.start..]).map(|(w, x)| w * x).sum();
                 out.push(s);
             }
         }
@@ -206,9 +181,7 @@ mod tests {
     use std::f64::consts::PI;
 
     fn tone(freq: f64, amp: f64) -> Vec<f32> {
-        (0..CLIP_SAMPLES)
-            .map(|n| (amp * (2.0 * PI * freq * n as f64 / 16_000.0).sin()) as f32)
-            .collect()
+        (0..CLIP_SAMPLES).map(|n| (amp * (2.0 * PI * freq * n as f64 / 16_000.0).sin()) as f32).collect()
     }
 
     /// Independent reference: naive O(N^2) DFT and explicit loops in f64, written from the
@@ -267,10 +240,7 @@ mod tests {
         let scale = want.iter().fold(0f64, |a, b| a.max(b.abs()));
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
             let tol = rel * w.abs().max(scale * 1e-2);
-            assert!(
-                (g as f64 - w).abs() <= tol,
-                "{what}[{i}]: got {g}, reference {w} (tol {tol})"
-            );
+            assert!((g as f64 - w).abs() <= tol, "{what}[{i}]: got {g}, reference {w} (tol {tol})");
         }
     }
 
@@ -312,9 +282,7 @@ mod tests {
         let right = lo + (hi - lo) * (want + 2) as f64 / 41.0;
         assert!(left < target && target < right);
         for frame in mel.chunks_exact(NUM_MEL) {
-            let arg = (0..NUM_MEL)
-                .max_by(|&a, &b| frame[a].total_cmp(&frame[b]))
-                .unwrap();
+            let arg = (0..NUM_MEL).max_by(|&a, &b| frame[a].total_cmp(&frame[b])).unwrap();
             assert_eq!(arg, want, "frame energies {frame:?}");
         }
     }

@@ -15,20 +15,8 @@ use crate::split::{self, stable_hash};
 use crate::{LoadOptions, Splits};
 
 /// The 12 MLPerf Tiny KWS classes, in label order.
-pub const MLPERF_LABELS: [&str; 12] = [
-    "_silence_",
-    "_unknown_",
-    "yes",
-    "no",
-    "up",
-    "down",
-    "left",
-    "right",
-    "on",
-    "off",
-    "stop",
-    "go",
-];
+pub const MLPERF_LABELS: [&str; 12] =
+    ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"];
 const NOISE_DIR: &str = "_background_noise_";
 /// Maximum time shift of the augmentation (100 ms).
 pub(crate) const TIME_SHIFT: i64 = 1_600;
@@ -194,37 +182,19 @@ pub fn speech_split(dir: &Path, seed: u64) -> Result<SpeechSplit, DataError> {
         p.dedup();
         p
     };
-    let class_names = present
-        .iter()
-        .map(|&c| MLPERF_LABELS[c].to_string())
-        .collect();
+    let class_names = present.iter().map(|&c| MLPERF_LABELS[c].to_string()).collect();
     folders.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut clips = Vec::new();
     for (class, name, path) in folders {
         let label = present.iter().position(|&c| c == class).unwrap_or(0) as u32;
-        let files: Vec<_> = list_dir(&path)?
-            .into_iter()
-            .filter(|(n, _)| is_wav(n))
-            .collect();
+        let files: Vec<_> = list_dir(&path)?.into_iter().filter(|(n, _)| is_wav(n)).collect();
         if files.is_empty() {
-            return Err(DataError::EmptyClass {
-                path,
-                what: "WAV files",
-            });
+            return Err(DataError::EmptyClass { path, what: "WAV files" });
         }
         for (file, fpath) in files {
-            let speaker = if name == "_silence_" {
-                None
-            } else {
-                speaker_id(&file).map(String::from)
-            };
+            let speaker = if name == "_silence_" { None } else { speaker_id(&file).map(String::from) };
             let key = speaker.clone().unwrap_or_else(|| format!("{name}/{file}"));
-            clips.push(SpeechClip {
-                path: fpath,
-                label,
-                speaker,
-                side: side_of(seed, &key),
-            });
+            clips.push(SpeechClip { path: fpath, label, speaker, side: side_of(seed, &key) });
         }
     }
     Ok(SpeechSplit { class_names, clips })
@@ -232,22 +202,14 @@ pub fn speech_split(dir: &Path, seed: u64) -> Result<SpeechSplit, DataError> {
 
 /// Reads a 16 kHz, 16-bit PCM, mono WAV file.
 pub(crate) fn read_wav(path: &Path) -> Result<Vec<i16>, DataError> {
-    let wav_err = |msg: String| DataError::Wav {
-        path: path.into(),
-        msg,
-    };
+    let wav_err = |msg: String| DataError::Wav { path: path.into(), msg };
     let reader = hound::WavReader::open(path).map_err(|e| match e {
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            DataError::io(path, io)
-        }
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::NotFound => DataError::io(path, io),
         other => wav_err(other.to_string()),
     })?;
     let spec = reader.spec();
     if spec.channels != 1 {
-        return Err(wav_err(format!(
-            "{} channels, expected mono",
-            spec.channels
-        )));
+        return Err(wav_err(format!("{} channels, expected mono", spec.channels)));
     }
     if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
         return Err(wav_err(format!(
@@ -256,11 +218,7 @@ pub(crate) fn read_wav(path: &Path) -> Result<Vec<i16>, DataError> {
         )));
     }
     if spec.sample_rate != SAMPLE_RATE {
-        return Err(DataError::SampleRate {
-            path: path.into(),
-            found: spec.sample_rate,
-            expected: SAMPLE_RATE,
-        });
+        return Err(DataError::SampleRate { path: path.into(), found: spec.sample_rate, expected: SAMPLE_RATE });
     }
     reader
         .into_samples::<i16>()
@@ -304,11 +262,7 @@ pub(crate) fn augment<R: Rng + ?Sized>(wave: &[i16], noise: &[Vec<f32>], rng: &m
     if !noise.is_empty() {
         let bg = &noise[rng.random_range(0..noise.len())];
         let off = rng.random_range(0..=bg.len() - x.len());
-        let volume = if rng.random_bool(NOISE_PROB) {
-            rng.random_range(0.0..NOISE_MAX_VOLUME)
-        } else {
-            0.0
-        };
+        let volume = if rng.random_bool(NOISE_PROB) { rng.random_range(0.0..NOISE_MAX_VOLUME) } else { 0.0 };
         for (v, &b) in x.iter_mut().zip(&bg[off..]) {
             *v = (*v + volume * b).clamp(-1.0, 1.0);
         }
@@ -330,10 +284,7 @@ fn load_noise(dir: &Path) -> Result<Vec<Vec<f32>>, DataError> {
         if s.len() < CLIP_SAMPLES {
             return Err(DataError::malformed(
                 &path,
-                format!(
-                    "background noise has {} samples, need at least {CLIP_SAMPLES}",
-                    s.len()
-                ),
+                format!("background noise has {} samples, need at least {CLIP_SAMPLES}", s.len()),
             ));
         }
         // decode_wav scaling, as TF: noise is mixed at its recorded level.
@@ -363,11 +314,7 @@ fn read_side(clips: Vec<SpeechClip>, mfcc: &Mfcc) -> Result<Side3, DataError> {
         waves.extend(w);
         features.extend(f);
     }
-    Ok(Side3 {
-        clips,
-        waves,
-        features,
-    })
+    Ok(Side3 { clips, waves, features })
 }
 
 /// Per-coefficient mean and standard deviation over all frames of `features`.
@@ -398,7 +345,7 @@ fn feature_stats(features: &[f32]) -> (Vec<f32>, Vec<f32>) {
 
 pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
     if let Some(t) = opts.target_shape {
-        if t != [NUM_FRAMES, NUM_MFCC, 1] {
+        if t != [NUM_FRAMES, NUM_MFCC, 1] && t != [NUM_FRAMES, NUM_MFCC, crate::NATIVE_CHANNELS] {
             return Err(DataError::InvalidOption(format!(
                 "speech-commands features are [{NUM_FRAMES}, {NUM_MFCC}, 1]; target shape {t:?} is not supported"
             )));
@@ -409,11 +356,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
     for c in split.clips {
         sides[c.side.index()].push(c);
     }
-    let streams = [
-        split::stream::ORDER_TRAIN,
-        split::stream::ORDER_VAL,
-        split::stream::ORDER_TEST,
-    ];
+    let streams = [split::stream::ORDER_TRAIN, split::stream::ORDER_VAL, split::stream::ORDER_TEST];
     for (v, s) in sides.iter_mut().zip(streams) {
         v.shuffle(&mut split::rng(opts.seed, s));
         if let Some(l) = opts.limit {
@@ -426,10 +369,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
     let read = |v| read_side(v, &mfcc);
     let (tr, va, te) = (read(tr)?, read(va)?, read(te)?);
     if tr.clips.is_empty() {
-        return Err(DataError::malformed(
-            dir,
-            "no clip falls in the training split",
-        ));
+        return Err(DataError::malformed(dir, "no clip falls in the training split"));
     }
     let (mean, std) = feature_stats(&tr.features);
     let encoding = InputEncoding::Features { mean, std };
@@ -438,11 +378,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
             .clips
             .iter()
             .map(|c| {
-                let folder = c
-                    .path
-                    .parent()
-                    .and_then(Path::file_name)
-                    .unwrap_or_default();
+                let folder = c.path.parent().and_then(Path::file_name).unwrap_or_default();
                 let file = c.path.file_name().unwrap_or_default();
                 format!("{}/{}", folder.to_string_lossy(), file.to_string_lossy())
             })
@@ -461,29 +397,23 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> 
                 mfcc: mfcc.clone(),
             }),
             sources: Some(sources),
-            augment: if train {
-                Augment::Speech
-            } else {
-                Augment::None
-            },
+            augment: if train { Augment::Speech } else { Augment::None },
         }
     };
     Ok(Splits {
         train: make(tr, "train", true),
         val: make(va, "val", false),
         test: make(te, "test", false),
+        // MFCC features are computed, not converted: there is never a conversion note.
+        conversion: None,
     })
 }
 
 /// Writes a 16-bit mono WAV (test fixtures).
 #[cfg(test)]
 pub(crate) fn write_wav(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
+    let spec =
+        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &s in samples {
         w.write_sample(s).unwrap();
@@ -498,18 +428,13 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn tone(freq: f32, amp: f32, n: usize) -> Vec<i16> {
-        (0..n)
-            .map(|i| (amp * (2.0 * std::f32::consts::PI * freq * i as f32 / 16000.0).sin()) as i16)
-            .collect()
+        (0..n).map(|i| (amp * (2.0 * std::f32::consts::PI * freq * i as f32 / 16000.0).sin()) as i16).collect()
     }
 
     #[test]
     fn speaker_ids() {
         assert_eq!(speaker_id("0a7c2a8d_nohash_0.wav"), Some("0a7c2a8d"));
-        assert_eq!(
-            speaker_id("bed_0a7c2a8d_nohash_0.wav.wav"),
-            Some("0a7c2a8d")
-        );
+        assert_eq!(speaker_id("bed_0a7c2a8d_nohash_0.wav.wav"), Some("0a7c2a8d"));
         assert_eq!(speaker_id("1024.wav"), None);
     }
 
@@ -519,21 +444,11 @@ mod tests {
         let p = dir.path().join("stereo.wav");
         write_wav(&p, 16000, 2, &[0; 64]);
         let e = read_wav(&p).unwrap_err();
-        assert!(
-            matches!(e, DataError::Wav { .. }) && e.to_string().contains("stereo.wav"),
-            "{e}"
-        );
+        assert!(matches!(e, DataError::Wav { .. }) && e.to_string().contains("stereo.wav"), "{e}");
 
         let p = dir.path().join("rate.wav");
         write_wav(&p, 8000, 1, &[0; 64]);
-        assert!(matches!(
-            read_wav(&p),
-            Err(DataError::SampleRate {
-                found: 8000,
-                expected: 16000,
-                ..
-            })
-        ));
+        assert!(matches!(read_wav(&p), Err(DataError::SampleRate { found: 8000, expected: 16000, .. })));
 
         let p = dir.path().join("eight_bit.wav");
         let spec = hound::WavSpec {
@@ -557,10 +472,7 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 501]).unwrap();
         let e = read_wav(&p).unwrap_err();
-        assert!(
-            matches!(e, DataError::Wav { .. }) && e.to_string().contains("cut.wav"),
-            "{e}"
-        );
+        assert!(matches!(e, DataError::Wav { .. }) && e.to_string().contains("cut.wav"), "{e}");
     }
 
     #[test]
@@ -575,11 +487,7 @@ mod tests {
             .find(|&s| {
                 (0..16000i64).all(|i| {
                     let j = i - s;
-                    let want = if (0..16000).contains(&j) {
-                        base[j as usize]
-                    } else {
-                        0.0
-                    };
+                    let want = if (0..16000).contains(&j) { base[j as usize] } else { 0.0 };
                     x[i as usize] == want
                 })
             })
@@ -609,29 +517,14 @@ mod tests {
             for spk in 0..12 {
                 // One short clip per speaker: exercises the zero padding.
                 let name = format!("{spk:08x}_nohash_0.wav");
-                write_wav(
-                    &root.join(label).join(name),
-                    16000,
-                    1,
-                    &tone(freq, 6000.0, 12000),
-                );
+                write_wav(&root.join(label).join(name), 16000, 1, &tone(freq, 6000.0, 12000));
                 n += 1;
             }
         }
         std::fs::create_dir(root.join("cat")).unwrap();
-        write_wav(
-            &root.join("cat/cat_0000000a_nohash_1.wav"),
-            16000,
-            1,
-            &tone(700.0, 500.0, 17000),
-        );
+        write_wav(&root.join("cat/cat_0000000a_nohash_1.wav"), 16000, 1, &tone(700.0, 500.0, 17000));
         std::fs::create_dir(root.join("_background_noise_")).unwrap();
-        write_wav(
-            &root.join("_background_noise_/hum.wav"),
-            16000,
-            1,
-            &tone(50.0, 3000.0, 20000),
-        );
+        write_wav(&root.join("_background_noise_/hum.wav"), 16000, 1, &tone(50.0, 3000.0, 20000));
         n += 1;
 
         let split = speech_split(root, 3).unwrap();
@@ -640,18 +533,11 @@ mod tests {
         let rep = split.report();
         assert_eq!(rep.shared_speakers, 0);
         // Speaker 0000000a has clips in `cat` and `no`/`yes`: all on one side.
-        let sides: HashSet<Side> = split
-            .clips
-            .iter()
-            .filter(|c| c.speaker.as_deref() == Some("0000000a"))
-            .map(|c| c.side)
-            .collect();
+        let sides: HashSet<Side> =
+            split.clips.iter().filter(|c| c.speaker.as_deref() == Some("0000000a")).map(|c| c.side).collect();
         assert_eq!(sides.len(), 1);
 
-        let opts = LoadOptions {
-            seed: 3,
-            ..LoadOptions::default()
-        };
+        let opts = LoadOptions { seed: 3, ..LoadOptions::default() };
         let s = crate::load(&format!("speech-commands:{}", root.display()), &opts).unwrap();
         assert_eq!(s.train.len() + s.val.len() + s.test.len(), n);
         assert_eq!(s.train.len(), rep.clips[0]);
@@ -667,22 +553,8 @@ mod tests {
         }
         // Augmented batches differ from plain ones and are reproducible.
         let (mut a1, mut a2) = (Vec::new(), Vec::new());
-        s.train
-            .batch_augmented(
-                &idx[..4],
-                &mut ChaCha8Rng::seed_from_u64(9),
-                &mut a1,
-                &mut lb,
-            )
-            .unwrap();
-        s.train
-            .batch_augmented(
-                &idx[..4],
-                &mut ChaCha8Rng::seed_from_u64(9),
-                &mut a2,
-                &mut lb,
-            )
-            .unwrap();
+        s.train.batch_augmented(&idx[..4], &mut ChaCha8Rng::seed_from_u64(9), &mut a1, &mut lb).unwrap();
+        s.train.batch_augmented(&idx[..4], &mut ChaCha8Rng::seed_from_u64(9), &mut a2, &mut lb).unwrap();
         assert_eq!(a1, a2);
         assert_ne!(a1[..], out[..4 * 490]);
         assert!(!s.test.augments());
@@ -690,9 +562,6 @@ mod tests {
         // An empty label folder is an error naming it.
         std::fs::create_dir(root.join("stop")).unwrap();
         let e = speech_split(root, 3).unwrap_err();
-        assert!(
-            matches!(e, DataError::EmptyClass { .. }) && e.to_string().contains("stop"),
-            "{e}"
-        );
+        assert!(matches!(e, DataError::EmptyClass { .. }) && e.to_string().contains("stop"), "{e}");
     }
 }

@@ -53,9 +53,7 @@ pub(crate) fn stratified(
     let mut r = rng(seed, stream::STRATIFIED);
     let mut out: [Vec<usize>; 3] = Default::default();
     for c in 0..num_classes {
-        let mut members: Vec<usize> = (0..labels.len())
-            .filter(|&i| labels[i] as usize == c)
-            .collect();
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == c).collect();
         members.shuffle(&mut r);
         let n = members.len();
         let nt = portion(n, test_fraction).min(n.saturating_sub(1));
@@ -64,10 +62,7 @@ pub(crate) fn stratified(
         out[1].extend_from_slice(&members[nt..nt + nv]);
         out[0].extend_from_slice(&members[nt + nv..]);
     }
-    for (v, s) in out
-        .iter_mut()
-        .zip([stream::ORDER_TRAIN, stream::ORDER_VAL, stream::ORDER_TEST])
-    {
+    for (v, s) in out.iter_mut().zip([stream::ORDER_TRAIN, stream::ORDER_VAL, stream::ORDER_TEST]) {
         v.shuffle(&mut rng(seed, s));
     }
     out
@@ -108,10 +103,7 @@ mod tests {
     fn stratified_keeps_class_proportions() {
         let labels: Vec<u32> = (0..300).map(|i| (i % 3) as u32).collect();
         let s = stratified(&labels, 3, 0.15, 0.15, 1);
-        assert_eq!(
-            s.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![210, 45, 45]
-        );
+        assert_eq!(s.iter().map(Vec::len).collect::<Vec<_>>(), vec![210, 45, 45]);
         for part in &s {
             for c in 0..3 {
                 let n = part.iter().filter(|&&i| labels[i] == c).count();

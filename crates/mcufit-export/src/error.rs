@@ -23,6 +23,8 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    MissingTool(#[from] crate::verify::MissingTool),
     #[error("tool '{tool}' failed: {msg}")]
     Tool { tool: String, msg: String },
     #[error("verification failed: {0}")]

@@ -203,7 +203,14 @@ fn search(blocks: &[Block], peak: usize) -> Option<Vec<usize>> {
     order.sort_by_key(|&b| (blocks[b].start, std::cmp::Reverse(blocks[b].size)));
     let mut offs = vec![usize::MAX; blocks.len()];
     let mut budget = 200_000usize;
-    fn rec(k: usize, order: &[usize], blocks: &[Block], peak: usize, offs: &mut Vec<usize>, budget: &mut usize) -> bool {
+    fn rec(
+        k: usize,
+        order: &[usize],
+        blocks: &[Block],
+        peak: usize,
+        offs: &mut Vec<usize>,
+        budget: &mut usize,
+    ) -> bool {
         if k == order.len() {
             return true;
         }

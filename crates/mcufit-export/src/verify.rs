@@ -1,8 +1,9 @@
-//! Verification helpers: run an export in TFLite Micro / LiteRT (Python, from the repo's
-//! `.venv`), build and run the C export with the host gcc, cross-compile it for a Cortex-M4 board
-//! and run it under QEMU (mps2-an386) with instruction counts.
+//! Verification helpers: run an export in TFLite Micro / LiteRT (Python: `$MCUFIT_PYTHON`, else
+//! the repo's `.venv`), build and run the C export with the host gcc, cross-compile it for a
+//! Cortex-M4 board and run it under QEMU (mps2-an386) with instruction counts.
 //!
-//! The external tools are installed by `crates/mcufit-export/tests/tools.sh` ([`ensure_tools`]).
+//! Nothing here installs anything: [`tools_available`] detects the external tools and, when one is
+//! missing, says which and the command that installs it (`scripts/setup-verify-tools.sh`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,51 +11,135 @@ use std::process::Command;
 use crate::c::CSources;
 use crate::error::{ExportError, Result};
 
-const RUN_PY: &str = include_str!("../../../tests/export/tflite_run.py");
-const TOOLS_SH: &str = include_str!("../tests/tools.sh");
+/// The TFLM / LiteRT runner, written next to the model and run with [`python`].
+const RUN_PY: &str = include_str!("verify/tflite_run.py");
 
-/// The repository root (where `.venv` lives): `$MCUFIT_ROOT`, else the workspace this crate was
-/// built in.
+/// The repository root (where `.venv` and `scripts/` live): `$MCUFIT_ROOT`, else the workspace
+/// this crate was built in.
 pub fn repo_root() -> PathBuf {
     std::env::var_os("MCUFIT_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
-/// Which external tools to install.
+/// The Python that runs TFLite Micro / LiteRT: `$MCUFIT_PYTHON`, else `.venv/bin/python` under
+/// [`repo_root`].
+pub fn python() -> PathBuf {
+    std::env::var_os("MCUFIT_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+}
+
+/// A set of external verification tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tools {
-    /// `.venv` with tflite-micro, ai-edge-litert, numpy.
+    /// [`python`] with the `tflite_micro`, `ai_edge_litert` and `numpy` modules.
     Python,
-    /// arm-none-eabi-gcc, newlib, qemu-system-arm.
+    /// `arm-none-eabi-gcc`, `arm-none-eabi-size` and `qemu-system-arm`.
     Arm,
 }
 
-/// Installs the tools when missing (idempotent). `Err` carries the installer's message.
-pub fn ensure_tools(which: Tools) -> Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools.sh");
-    let arg = match which {
-        Tools::Python => "python",
-        Tools::Arm => "arm",
-    };
-    let mut cmd = if script.exists() {
-        let mut c = Command::new("bash");
-        c.arg(&script).arg(arg);
-        c
-    } else {
-        let mut c = Command::new("bash");
-        c.arg("-c").arg(TOOLS_SH).arg("tools.sh").arg(arg);
-        c
-    };
-    let out = cmd.env("MCUFIT_ROOT", repo_root()).output().map_err(|e| ExportError::Tool { tool: "tools.sh".into(), msg: e.to_string() })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(ExportError::Tool {
-            tool: "tools.sh".into(),
-            msg: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-        })
+impl Tools {
+    fn setup_arg(self) -> &'static str {
+        match self {
+            Tools::Python => "python",
+            Tools::Arm => "arm",
+        }
     }
+
+    /// The command that installs this set: `bash <repo>/scripts/setup-verify-tools.sh python|arm`
+    /// where that script exists, else the plain pip / apt-get commands.
+    pub fn install_command(self) -> String {
+        let script = repo_root().join("scripts/setup-verify-tools.sh");
+        if script.is_file() {
+            let script = script.canonicalize().unwrap_or(script);
+            return format!("bash {} {}", script.display(), self.setup_arg());
+        }
+        match self {
+            Tools::Python => format!(
+                "python3 -m venv {venv} && {venv}/bin/pip install --pre tflite-micro ai-edge-litert numpy",
+                venv = repo_root().join(".venv").display()
+            ),
+            Tools::Arm => "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm".into(),
+        }
+    }
+}
+
+/// A verification tool that is not available: which one, what the check found, and the command
+/// that installs it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{tool} is not available ({reason}); install it with `{install}`")]
+pub struct MissingTool {
+    /// The set it belongs to.
+    pub tools: Tools,
+    /// The missing program or Python module, e.g. `qemu-system-arm` or `tflite_micro`.
+    pub tool: String,
+    /// What the check found (not on PATH, the import error, ...).
+    pub reason: String,
+    /// The command that installs it ([`Tools::install_command`]).
+    pub install: String,
+}
+
+/// Python modules the TFLM / LiteRT runner imports.
+const PY_MODULES: [&str; 3] = ["tflite_micro", "ai_edge_litert", "numpy"];
+
+/// Prints the modules of `sys.argv[1:]` that do not import, one `name: error` per line.
+const PY_CHECK: &str = r#"import sys
+bad = []
+for name in sys.argv[1:]:
+    try:
+        __import__(name)
+    except Exception as e:
+        bad.append(f"{name}: {type(e).__name__}: {e}")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+"#;
+
+/// Checks that the tools of `which` are installed and run. Never installs anything: a missing
+/// tool is reported with the command that installs it.
+pub fn tools_available(which: Tools) -> Result<(), MissingTool> {
+    let missing = |tool: &str, reason: String| MissingTool {
+        tools: which,
+        tool: tool.into(),
+        reason,
+        install: which.install_command(),
+    };
+    match which {
+        Tools::Python => {
+            let py = python();
+            let out = Command::new(&py).arg("-c").arg(PY_CHECK).args(PY_MODULES).output();
+            let out = out.map_err(|e| missing(&py.display().to_string(), format!("cannot run it: {e}")))?;
+            if out.status.success() {
+                return Ok(());
+            }
+            // The first module that does not import, as "name: error".
+            let text = String::from_utf8_lossy(&out.stdout);
+            match text.lines().next().and_then(|l| l.split_once(": ")) {
+                Some((module, why)) => Err(missing(module, format!("{} cannot import it: {why}", py.display()))),
+                None => Err(missing(&py.display().to_string(), format!("the module check exited with {}", out.status))),
+            }
+        }
+        Tools::Arm => {
+            for tool in ["arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"] {
+                match Command::new(tool).arg("--version").output() {
+                    Ok(o) if o.status.success() => {}
+                    Ok(o) => return Err(missing(tool, format!("`{tool} --version` exited with {}", o.status))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(missing(tool, "not found on PATH".into()))
+                    }
+                    Err(e) => return Err(missing(tool, format!("cannot run it: {e}"))),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The former name of [`tools_available`], kept for existing callers. It no longer installs
+/// anything; the error is [`ExportError::MissingTool`].
+pub fn ensure_tools(which: Tools) -> Result<()> {
+    Ok(tools_available(which)?)
 }
 
 fn run(cmd: &mut Command, tool: &str) -> Result<String> {
@@ -81,12 +166,15 @@ fn split(flat: &[u8], n: usize) -> Result<Vec<Vec<i8>>> {
     Ok(flat.chunks(flat.len() / n).map(|c| c.iter().map(|&v| v as i8).collect()).collect())
 }
 
+/// TFLM's RecordingMicroAllocator figures in bytes: (total, head = planned tensor arena, tail).
+pub type TflmArena = (usize, usize, usize);
+
 /// What a TFLite runtime produced.
 #[derive(Debug, Clone)]
 pub struct RuntimeRun {
     pub outputs: Vec<Vec<i8>>,
-    /// TFLM's RecordingMicroAllocator figures: (total, head = planned tensor arena, tail).
-    pub tflm_arena: Option<(usize, usize, usize)>,
+    /// TFLM's RecordingMicroAllocator figures.
+    pub tflm_arena: Option<TflmArena>,
     pub log: String,
 }
 
@@ -102,7 +190,7 @@ pub enum Runtime {
 /// Runs `model` (a .tflite image) on `inputs` in a TFLite runtime from the repo's `.venv`.
 pub fn run_tflite(model: &[u8], inputs: &[Vec<i8>], runtime: Runtime, workdir: &Path) -> Result<RuntimeRun> {
     std::fs::create_dir_all(workdir).map_err(|e| ExportError::io(workdir, e))?;
-    let py = repo_root().join(".venv/bin/python");
+    let py = python();
     let script = workdir.join("tflite_run.py");
     write(&script, RUN_PY.as_bytes())?;
     let mp = workdir.join("model.tflite");
@@ -407,7 +495,16 @@ fn build_m4_with(src: &CSources, tests: &[Vec<i8>], mem: BoardMemory, dir: &Path
     let elf = dir.join("prog.elf");
     let out = Command::new("arm-none-eabi-gcc")
         .args(M4_CFLAGS)
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-ffreestanding", "-nostdlib", "-nostartfiles", "-ffunction-sections"])
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-ffreestanding",
+            "-nostdlib",
+            "-nostartfiles",
+            "-ffunction-sections",
+        ])
         .args(if profile { &["-DMCUFIT_PROFILE"][..] } else { &[][..] })
         .arg("-T")
         .arg(dir.join("board.ld"))
@@ -421,7 +518,9 @@ fn build_m4_with(src: &CSources, tests: &[Vec<i8>], mem: BoardMemory, dir: &Path
         .map_err(|e| ExportError::Tool { tool: "arm-none-eabi-gcc".into(), msg: e.to_string() })?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
-        return Err(does_not_fit(&text, mem).unwrap_or(ExportError::Tool { tool: "arm-none-eabi-gcc".into(), msg: text }));
+        return Err(
+            does_not_fit(&text, mem).unwrap_or(ExportError::Tool { tool: "arm-none-eabi-gcc".into(), msg: text })
+        );
     }
     Ok(elf)
 }
@@ -440,7 +539,11 @@ fn does_not_fit(ld: &str, mem: BoardMemory) -> Option<ExportError> {
         return Some(ExportError::DoesNotFit { what: "RAM", needed: mem.ram_bytes + 1, available: mem.ram_bytes });
     }
     if ld.contains("does not fit in the board's flash") {
-        return Some(ExportError::DoesNotFit { what: "flash", needed: mem.flash_bytes + 1, available: mem.flash_bytes });
+        return Some(ExportError::DoesNotFit {
+            what: "flash",
+            needed: mem.flash_bytes + 1,
+            available: mem.flash_bytes,
+        });
     }
     None
 }
@@ -456,14 +559,18 @@ pub fn run_qemu(elf: &Path, n_tests: usize) -> Result<M4Run> {
         .map_err(|e| ExportError::Tool { tool: "qemu-system-arm".into(), msg: e.to_string() })?;
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
-        return Err(ExportError::Tool { tool: "qemu-system-arm".into(), msg: format!("exit status {}: {log}", out.status) });
+        return Err(ExportError::Tool {
+            tool: "qemu-system-arm".into(),
+            msg: format!("exit status {}: {log}", out.status),
+        });
     }
     let mut outputs = Vec::new();
     let mut ticks = None;
     let mut op_instructions = Vec::new();
     for line in log.lines() {
         if let Some(h) = line.strip_prefix("out ") {
-            let bytes: Option<Vec<i8>> = (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok().map(|v| v as i8)).collect();
+            let bytes: Option<Vec<i8>> =
+                (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok().map(|v| v as i8)).collect();
             outputs.push(bytes.ok_or_else(|| ExportError::Mismatch(format!("bad output line '{line}'")))?);
         } else if let Some(t) = line.strip_prefix("ticks ") {
             ticks = t.trim().parse::<u64>().ok();
@@ -475,11 +582,22 @@ pub fn run_qemu(elf: &Path, n_tests: usize) -> Result<M4Run> {
         }
     }
     if outputs.len() != n_tests {
-        return Err(ExportError::Mismatch(format!("qemu printed {} outputs for {n_tests} inputs:\n{log}", outputs.len())));
+        return Err(ExportError::Mismatch(format!(
+            "qemu printed {} outputs for {n_tests} inputs:\n{log}",
+            outputs.len()
+        )));
     }
     let systick_ticks = ticks.ok_or_else(|| ExportError::Mismatch(format!("no tick count in:\n{log}")))?;
     let (flash_used, ram_used) = image_sizes(elf).unwrap_or((0, 0));
-    Ok(M4Run { outputs, systick_ticks, instructions: systick_ticks * 1_000_000_000 / MPS2_SYSCLK_HZ, flash_used, ram_used, op_instructions, log })
+    Ok(M4Run {
+        outputs,
+        systick_ticks,
+        instructions: systick_ticks * 1_000_000_000 / MPS2_SYSCLK_HZ,
+        flash_used,
+        ram_used,
+        op_instructions,
+        log,
+    })
 }
 
 /// (flash, RAM) bytes of an ELF from `arm-none-eabi-size -A`.
@@ -521,7 +639,7 @@ pub fn compare(a: &[Vec<i8>], b: &[Vec<i8>]) -> (usize, i32) {
 }
 
 /// Summary of one verification against the int8 reference.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Agreement {
     pub inputs: usize,
     /// Outputs that differ from `QuantizedModel::run_int8` in any byte.
@@ -544,13 +662,18 @@ pub fn verify_tflite(
     inputs: &[Vec<i8>],
     runtime: Runtime,
     workdir: &Path,
-) -> Result<(Agreement, Option<(usize, usize, usize)>)> {
+) -> Result<(Agreement, Option<TflmArena>)> {
     let run = run_tflite(tflite, inputs, runtime, workdir)?;
     Ok((agreement(model, inputs, &run.outputs)?, run.tflm_arena))
 }
 
 /// Builds the C export with the host gcc and compares with the int8 reference.
-pub fn verify_c_host(model: &mcufit_quant::QuantizedModel, src: &CSources, inputs: &[Vec<i8>], workdir: &Path) -> Result<Agreement> {
+pub fn verify_c_host(
+    model: &mcufit_quant::QuantizedModel,
+    src: &CSources,
+    inputs: &[Vec<i8>],
+    workdir: &Path,
+) -> Result<Agreement> {
     let got = run_host_c(src, inputs, workdir)?;
     agreement(model, inputs, &got)
 }

@@ -6,6 +6,7 @@
 
 #[path = "../../mcufit-quant/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use mcufit_export::verify::{self, Tools, QEMU_MAX};
 use mcufit_export::{default_order, generate_c, CExportOptions};
@@ -96,37 +97,66 @@ fn cases() -> Vec<Case> {
     let case = |graph, shifts: &[i32], zero_point, kernel| Case { graph, shifts: shifts.to_vec(), zero_point, kernel };
     vec![
         // 1x1: 25 pixels (a lone last one), depth 7 (not a multiple of 4), 23 filters (odd).
-        case(net("pw-odd", Shape::new(5, 5, 7), conv(23, [1, 1], 1, Padding::Same), false), &all, None, "mf_conv_fast("),
+        case(
+            net("pw-odd", Shape::new(5, 5, 7), conv(23, [1, 1], 1, Padding::Same), false),
+            &all,
+            None,
+            "mf_conv_fast(",
+        ),
         // 1x1 stride 2, ReLU with the output zero point moved: the general clamp.
-        case(net("pw-s2-relu", Shape::new(9, 7, 8), conv(24, [1, 1], 2, Padding::Same), true), &all, Some(-40), "mf_conv_fast("),
+        case(
+            net("pw-s2-relu", Shape::new(9, 7, 8), conv(24, [1, 1], 2, Padding::Same), true),
+            &all,
+            Some(-40),
+            "mf_conv_fast(",
+        ),
         // 3x3 SAME on one channel (byte patches), stride 1.
-        case(net("c3-1ch", Shape::new(6, 7, 1), conv(23, [3, 3], 1, Padding::Same), false), &all, None, "mf_conv_fast("),
+        case(
+            net("c3-1ch", Shape::new(6, 7, 1), conv(23, [3, 3], 1, Padding::Same), false),
+            &all,
+            None,
+            "mf_conv_fast(",
+        ),
         // 3x3 SAME stride 2 on 8 channels (direct expansion with padding on both pixels).
-        case(net("c3-s2", Shape::new(7, 9, 8), conv(22, [3, 3], 2, Padding::Same), true), &all, Some(-100), "mf_conv_fast("),
+        case(
+            net("c3-s2", Shape::new(7, 9, 8), conv(22, [3, 3], 2, Padding::Same), true),
+            &all,
+            Some(-100),
+            "mf_conv_fast(",
+        ),
         // DS-CNN's first layer shape: 10x4, stride 2, uneven SAME pads, 3 channels.
-        case(net("c10x4", Shape::new(13, 6, 3), conv(23, [10, 4], 2, Padding::Same), false), &all, None, "mf_conv_fast("),
+        case(
+            net("c10x4", Shape::new(13, 6, 3), conv(23, [10, 4], 2, Padding::Same), false),
+            &all,
+            None,
+            "mf_conv_fast(",
+        ),
         // Depthwise: 6 channels (one group of 4 + 2 left), stride 2, SAME.
-        case(net("dw-6", Shape::new(7, 6, 6), dw(3, 2, Padding::Same), false), &[0, 3, 9, 22, 1, 15], None, "mf_depthwise_fast("),
+        case(
+            net("dw-6", Shape::new(7, 6, 6), dw(3, 2, Padding::Same), false),
+            &[0, 3, 9, 22, 1, 15],
+            None,
+            "mf_depthwise_fast(",
+        ),
         case(net("dw-24", Shape::new(5, 5, 24), dw(3, 1, Padding::Valid), true), &all, Some(-60), "mf_depthwise_fast("),
         // Whole groups at the borders (SAME, stride 1; DS-CNN's 25x5 maps are mostly border).
         case(net("dw-8-same", Shape::new(6, 5, 8), dw(3, 1, Padding::Same), false), &all, None, "mf_depthwise_fast("),
         // A residual ADD after the conv (the ADD takes its own shortcut kernel).
         case(residual(), &all, None, "mf_add_fast("),
         // A shift beyond 22 on one channel: the whole op falls back to the generic kernels.
-        case(net("pw-fallback", Shape::new(4, 4, 8), conv(6, [1, 1], 1, Padding::Same), false), &[3, 4, 26, 5], None, "mf_conv("),
+        case(
+            net("pw-fallback", Shape::new(4, 4, 8), conv(6, [1, 1], 1, Padding::Same), false),
+            &[3, 4, 26, 5],
+            None,
+            "mf_conv(",
+        ),
         case(net("dw-fallback", Shape::new(4, 4, 8), dw(3, 1, Padding::Same), false), &[3, 27], None, "mf_depthwise("),
     ]
 }
 
 #[test]
 fn fast_kernels_match_the_reference_at_every_shift() {
-    let arm = match verify::ensure_tools(Tools::Arm) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("\n!!!!!!!! SKIPPING the Cortex-M4 half: cannot install arm-none-eabi-gcc / qemu-system-arm: {e}\n");
-            false
-        }
-    };
+    let arm = support::tools(Tools::Arm);
     let dir = std::env::temp_dir().join(format!("mcufit-edges-{}", std::process::id()));
     for (k, case) in cases().iter().enumerate() {
         let q = forced(&case.graph, 100 + k as u64, &case.shifts, case.zero_point);

@@ -58,8 +58,12 @@ fn operators_follow_the_given_order() {
     for ord in [&order, &alt] {
         let m = tflite::read(&export_tflite(&q, ord).unwrap()).unwrap();
         // Every model op's output tensor appears in the file in `ord`'s order.
-        let produced: Vec<String> =
-            m.operators.iter().map(|o| m.tensors[o.outputs[0] as usize].name.clone()).filter(|n| !n.contains('/')).collect();
+        let produced: Vec<String> = m
+            .operators
+            .iter()
+            .map(|o| m.tensors[o.outputs[0] as usize].name.clone())
+            .filter(|n| !n.contains('/'))
+            .collect();
         let want: Vec<String> = ord.iter().map(|&i| q.tensors[i].name.clone()).collect();
         assert_eq!(produced, want);
         let plan = plan_arena(&q, ord, PlanOptions::default()).unwrap();
@@ -84,7 +88,10 @@ fn zoo_models_plan_to_their_peak() {
         let q = quantize(&g, &w, &common::image_inputs(&g, 1, 1)).unwrap();
         for opts in [PlanOptions::default(), PlanOptions { count_input: true, in_place_add: true }] {
             let p = plan_arena(&q, &default_order(&q), opts).unwrap();
-            println!("{name}: peak {} B, arena {} B ({}, in-place add {})", p.peak_bytes, p.arena_bytes, p.method, opts.in_place_add);
+            println!(
+                "{name}: peak {} B, arena {} B ({}, in-place add {})",
+                p.peak_bytes, p.arena_bytes, p.method, opts.in_place_add
+            );
             assert_eq!(p.arena_bytes, p.peak_bytes, "{name}");
         }
     }
@@ -195,7 +202,9 @@ fn offline_plan_places_every_activation_without_overlap() {
             for o in &m.operators {
                 let y = o.outputs[0] as usize;
                 for &x in o.inputs.iter().filter(|&&x| x >= 0 && off[x as usize] >= 0) {
-                    if off[x as usize] == off[y] && [schema::op::RESHAPE, schema::op::MAX_POOL_2D, schema::op::ADD].contains(&o.code) {
+                    if off[x as usize] == off[y]
+                        && [schema::op::RESHAPE, schema::op::MAX_POOL_2D, schema::op::ADD].contains(&o.code)
+                    {
                         let (a, b) = (find(&mut root, x as usize), find(&mut root, y));
                         root[a] = b;
                     }
@@ -211,7 +220,11 @@ fn offline_plan_places_every_activation_without_overlap() {
                     span = span.max(off[t] as usize + tensor.elements());
                 }
             }
-            assert_eq!(span, plan.arena_bytes, "{}: offline plan spans {span} B, mcufit planned {}", g.name, plan.arena_bytes);
+            assert_eq!(
+                span, plan.arena_bytes,
+                "{}: offline plan spans {span} B, mcufit planned {}",
+                g.name, plan.arena_bytes
+            );
             for (i, &a) in acts.iter().enumerate() {
                 for &b in &acts[i + 1..] {
                     let (la, lb) = (life[a], life[b]);

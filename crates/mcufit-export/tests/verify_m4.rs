@@ -3,6 +3,7 @@
 
 #[path = "../../mcufit-quant/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use mcufit_export::verify::{self, BoardMemory, Tools, QEMU_MAX};
 use mcufit_export::{default_order, generate_c, CExportOptions, ExportError, PlanOptions};
@@ -10,13 +11,7 @@ use mcufit_ir::{Graph, GraphBuilder, Op, Padding, Shape};
 use mcufit_quant::{quantize, FloatWeights, QuantizedModel};
 
 fn tools() -> bool {
-    match verify::ensure_tools(Tools::Arm) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("\n!!!!!!!! SKIPPING: cannot install arm-none-eabi-gcc / qemu-system-arm: {e}\n");
-            false
-        }
-    }
+    support::tools(Tools::Arm)
 }
 
 /// Almost all MACs in 1x1 convolutions (as in MobileNet-style blocks).

@@ -1,23 +1,17 @@
 //! Bit-exactness of the .tflite export against TFLite Micro (and LiteRT's reference kernels),
-//! and of the C export built with the host gcc. Installs its tools with tests/tools.sh.
+//! and of the C export built with the host gcc. Installs missing tools with
+//! scripts/setup-verify-tools.sh (see `support`).
 
 #[path = "../../mcufit-quant/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use mcufit_export::verify::{self, Runtime, Tools};
-use mcufit_export::{default_order, export_tflite, export_tflite_with, generate_c, plan_arena, CExportOptions, PlanOptions};
+use mcufit_export::{
+    default_order, export_tflite, export_tflite_with, generate_c, plan_arena, CExportOptions, PlanOptions,
+};
 use mcufit_ir::{Graph, GraphBuilder, Padding, Shape};
 use mcufit_quant::{quantize, quantize_with, FloatWeights, InputQuant, QuantizeOptions, QuantizedModel};
-
-fn tools(which: Tools) -> bool {
-    match verify::ensure_tools(which) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("\n!!!!!!!! SKIPPING: cannot install the verification tools ({which:?}): {e}\n");
-            false
-        }
-    }
-}
 
 fn model(g: &Graph, seed: u64, input: InputQuant) -> QuantizedModel {
     let w = FloatWeights::random(g, seed).unwrap();
@@ -33,7 +27,10 @@ fn kws_like() -> Graph {
     let d = b.bn(d);
     let d = b.relu(d);
     let x = b.conv_bn_relu(d, 16, 1, 1, Padding::Same);
-    let p = b.add(mcufit_ir::Op::AvgPool2d(mcufit_ir::Pool2d { pool: [10, 5], stride: None, padding: Padding::Valid }), &[x]);
+    let p = b.add(
+        mcufit_ir::Op::AvgPool2d(mcufit_ir::Pool2d { pool: [10, 5], stride: None, padding: Padding::Valid }),
+        &[x],
+    );
     let f = b.add(mcufit_ir::Op::Flatten, &[p]);
     let d = b.dense(f, 6);
     b.add(mcufit_ir::Op::Softmax, &[d]);
@@ -46,7 +43,7 @@ fn inputs(q: &QuantizedModel, g: &Graph, n: usize, seed: u64) -> Vec<Vec<i8>> {
 
 #[test]
 fn tflm_bit_exact_and_litert_max_diff() {
-    if !tools(Tools::Python) {
+    if !support::tools(Tools::Python) {
         return;
     }
     let cases: Vec<(Graph, usize, InputQuant)> = vec![
@@ -69,7 +66,8 @@ fn tflm_bit_exact_and_litert_max_diff() {
         let bytes = export_tflite(&q, &order).unwrap();
         let xs = inputs(&q, g, *n, 1000 + k as u64);
         let want = q.run_int8_batch(&xs).unwrap();
-        let (agree, arena) = verify::verify_tflite(&q, &bytes, &xs, Runtime::Tflm, &dir.join(format!("tflm{k}"))).unwrap();
+        let (agree, arena) =
+            verify::verify_tflite(&q, &bytes, &xs, Runtime::Tflm, &dir.join(format!("tflm{k}"))).unwrap();
         let mism = agree.mismatches;
         let lite = verify::run_tflite(&bytes, &xs, Runtime::LiteRtRef, &dir.join(format!("lite{k}"))).unwrap();
         let (_, lite_maxd) = verify::compare(&want, &lite.outputs);
@@ -77,7 +75,8 @@ fn tflm_bit_exact_and_litert_max_diff() {
         let (ttotal, head, _) = arena.expect("TFLM reports its arena");
         // The same model without the offline plan: TFLM's own greedy planner.
         let unplanned = export_tflite_with(&q, &order, None).unwrap();
-        let (agree_u, arena_u) = verify::verify_tflite(&q, &unplanned, &xs[..8], Runtime::Tflm, &dir.join(format!("tflmu{k}"))).unwrap();
+        let (agree_u, arena_u) =
+            verify::verify_tflite(&q, &unplanned, &xs[..8], Runtime::Tflm, &dir.join(format!("tflmu{k}"))).unwrap();
         let greedy_head = arena_u.map_or(0, |a| a.1);
         println!(
             "{:<12} {:>6} {:>10} {:>12} {:>11} {:>11} {:>11} {:>10}",
@@ -98,7 +97,12 @@ fn tflm_bit_exact_and_litert_max_diff() {
             .max()
             .unwrap();
         assert_eq!(head, tflm_rule, "{}: TFLM arena head {head} B, mcufit's offsets give {tflm_rule} B", g.name);
-        assert!(head >= plan.arena_bytes && head < plan.arena_bytes + 16, "{}: head {head} B vs plan {} B", g.name, plan.arena_bytes);
+        assert!(
+            head >= plan.arena_bytes && head < plan.arena_bytes + 16,
+            "{}: head {head} B vs plan {} B",
+            g.name,
+            plan.arena_bytes
+        );
     }
     println!("TFLM: {total_mismatch} mismatches over {total} inputs");
     assert!(total >= 1000);
@@ -107,13 +111,15 @@ fn tflm_bit_exact_and_litert_max_diff() {
 
 #[test]
 fn host_gcc_c_export_matches_reference() {
-    let gcc_ok = std::process::Command::new("gcc").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let gcc_ok =
+        std::process::Command::new("gcc").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
     if !gcc_ok {
         eprintln!("\n!!!!!!!! SKIPPING: no host gcc\n");
         return;
     }
     let dir = std::env::temp_dir().join(format!("mcufit-host-{}", std::process::id()));
-    let cases = [common::all_ops_net(), kws_like(), common::random_net(7), common::random_net(8), common::random_net(9)];
+    let cases =
+        [common::all_ops_net(), kws_like(), common::random_net(7), common::random_net(8), common::random_net(9)];
     for (k, g) in cases.iter().enumerate() {
         let q = model(g, 40 + k as u64, InputQuant::Image);
         let xs = inputs(&q, g, 200, 77 + k as u64);

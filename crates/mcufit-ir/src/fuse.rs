@@ -86,7 +86,9 @@ impl Graph {
                 let reshaped = t.absorbed.iter().any(|&a| matches!(self.nodes[a].op, Op::Flatten | Op::Reshape { .. }));
                 let fold = absorbable
                     && match &node.op {
-                        Op::BatchNorm(_) => has_weights && t.batch_norm.is_none() && t.activation == Activation::None && !reshaped,
+                        Op::BatchNorm(_) => {
+                            has_weights && t.batch_norm.is_none() && t.activation == Activation::None && !reshaped
+                        }
                         Op::Relu | Op::Relu6 => {
                             t.activation == Activation::None
                                 && (has_weights

@@ -77,7 +77,10 @@ impl Graph {
                 return Err(IrError::node(&n.name, "only one input node is allowed, and it must come first"));
             }
             if let Some(&bad) = n.inputs.iter().find(|&&x| x >= i) {
-                return Err(IrError::node(&n.name, format!("input #{bad} does not come before it (nodes must be in topological order)")));
+                return Err(IrError::node(
+                    &n.name,
+                    format!("input #{bad} does not come before it (nodes must be in topological order)"),
+                ));
             }
         }
         // Every node except the output must feed something: dead branches would silently cost memory.
@@ -176,7 +179,8 @@ impl Graph {
 
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| IrError::Io { path: path.display().to_string(), source: e })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| IrError::Io { path: path.display().to_string(), source: e })?;
         Graph::from_json(&text).map_err(|e| match e {
             IrError::Parse(m) => IrError::Parse(format!("{}: {m}", path.display())),
             other => other,
@@ -238,7 +242,10 @@ impl GraphBuilder {
         )
     }
     pub fn dw(&mut self, x: NodeId, k: usize, s: usize, p: crate::Padding) -> NodeId {
-        self.add(Op::DepthwiseConv2d(crate::DepthwiseConv2d { kernel: [k, k], stride: [s, s], padding: p, bias: true }), &[x])
+        self.add(
+            Op::DepthwiseConv2d(crate::DepthwiseConv2d { kernel: [k, k], stride: [s, s], padding: p, bias: true }),
+            &[x],
+        )
     }
     pub fn bn(&mut self, x: NodeId) -> NodeId {
         self.add(Op::BatchNorm(Default::default()), &[x])

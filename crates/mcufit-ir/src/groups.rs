@@ -147,8 +147,14 @@ impl Graph {
                     p.fresh(shape.c, Some(id), Some(why))
                 }
                 Op::Conv2d(_) | Op::Dense(_) => p.fresh(shape.c, Some(id), None),
-                Op::DepthwiseConv2d(_) | Op::BatchNorm(_) | Op::Relu | Op::Relu6 | Op::MaxPool2d(_) | Op::AvgPool2d(_)
-                | Op::GlobalAvgPool | Op::Softmax => input_layout.unwrap(),
+                Op::DepthwiseConv2d(_)
+                | Op::BatchNorm(_)
+                | Op::Relu
+                | Op::Relu6
+                | Op::MaxPool2d(_)
+                | Op::AvgPool2d(_)
+                | Op::GlobalAvgPool
+                | Op::Softmax => input_layout.unwrap(),
                 Op::Flatten => {
                     let l = input_layout.unwrap();
                     let x = shapes[node.inputs[0]];
@@ -196,7 +202,10 @@ impl Graph {
                 }
                 Op::Concat => {
                     if node.inputs.iter().all(|&i| layouts[i].repeat == 1) {
-                        Layout { segments: node.inputs.iter().flat_map(|&i| layouts[i].segments.clone()).collect(), repeat: 1 }
+                        Layout {
+                            segments: node.inputs.iter().flat_map(|&i| layouts[i].segments.clone()).collect(),
+                            repeat: 1,
+                        }
                     } else {
                         let why = format!("concat '{}' of flattened tensors", node.name);
                         for &i in &node.inputs {
@@ -245,7 +254,11 @@ impl Graph {
     /// or units change). Fixed groups must keep their size.
     pub fn with_group_sizes(&self, groups: &ChannelGroups, sizes: &[usize]) -> Result<Graph> {
         if sizes.len() != groups.groups.len() {
-            return Err(IrError::Graph(format!("{} group sizes given for {} groups", sizes.len(), groups.groups.len())));
+            return Err(IrError::Graph(format!(
+                "{} group sizes given for {} groups",
+                sizes.len(),
+                groups.groups.len()
+            )));
         }
         let mut g = self.clone();
         for (grp, &size) in groups.groups.iter().zip(sizes) {

@@ -6,8 +6,10 @@
 //! - the versioned JSON model file ([`Graph::to_json`] / [`Graph::from_json`], `docs/model-format.md`),
 //! - channel groups: which channel dimensions prune together ([`Graph::channel_groups`]),
 //! - the deployed, fused view that the cost model and exporters share ([`Graph::fused`]),
-//! - the model zoo ([`zoo`]).
+//! - the model zoo ([`zoo`]) and fitting a model's classifier and input channels to a data set
+//!   ([`adapt_to_data`]).
 
+pub mod adapt;
 mod error;
 mod fuse;
 mod graph;
@@ -15,11 +17,12 @@ mod groups;
 mod op;
 pub mod zoo;
 
+pub use adapt::{adapt_to_data, Adaptation};
 pub use error::{IrError, Result};
 pub use fuse::{Activation, FusedGraph, FusedOp};
 pub use graph::{Graph, GraphBuilder, Node, NodeId, MODEL_FORMAT, MODEL_FORMAT_VERSION};
 pub use groups::{ChannelGroup, ChannelGroups, GroupId, Layout};
-pub use op::{BatchNorm, Conv2d, Dense, DepthwiseConv2d, Op, Padding, Pool2d, Shape};
+pub use op::{BatchNorm, Conv2d, Count, Dense, DepthwiseConv2d, Op, Padding, Pool2d, Shape};
 
 /// Loads a model given as `zoo:NAME` or a path to a model file (a `.json` file, or a directory
 /// holding `model.json`).
@@ -37,7 +40,10 @@ pub fn load_model(spec: &str) -> Result<Graph> {
         }
         return Err(IrError::Io {
             path: spec.to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such model file (use zoo:NAME for a zoo model)"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such model file (use zoo:NAME for a zoo model)",
+            ),
         });
     }
     Graph::load(path)

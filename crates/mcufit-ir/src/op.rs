@@ -167,7 +167,9 @@ impl Pool2d {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// The network input; exactly one, first in the graph.
-    Input { shape: Shape },
+    Input {
+        shape: Shape,
+    },
     Conv2d(Conv2d),
     DepthwiseConv2d(DepthwiseConv2d),
     Dense(Dense),
@@ -183,8 +185,29 @@ pub enum Op {
     Concat,
     /// NHWC flatten to `[1, 1, h*w*c]`.
     Flatten,
-    Reshape { shape: Shape },
+    Reshape {
+        shape: Shape,
+    },
     Softmax,
+}
+
+/// A number the cost formulas ([`Op::weight_count`], [`Op::macs_at`]) are evaluated in: `u64`
+/// for exact counts, `f64` for the cost model's fractional channel counts.
+pub trait Count: Copy + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self> {
+    /// A size (kernel area, group count) in this type.
+    fn of(n: usize) -> Self;
+}
+
+impl Count for u64 {
+    fn of(n: usize) -> Self {
+        n as u64
+    }
+}
+
+impl Count for f64 {
+    fn of(n: usize) -> Self {
+        n as f64
+    }
 }
 
 /// How many inputs an op takes.
@@ -198,7 +221,7 @@ impl Op {
     pub fn kind(&self) -> &'static str {
         match self {
             Op::Input { .. } => "input",
-            Op::Conv2d(c) if c.kernel == [1, 1] && c.groups == 1 => "conv2d_1x1",
+            Op::Conv2d(_) if self.is_pointwise() => "conv2d_1x1",
             Op::Conv2d(_) => "conv2d",
             Op::DepthwiseConv2d(_) => "depthwise_conv2d",
             Op::Dense(_) => "dense",
@@ -222,6 +245,38 @@ impl Op {
             Op::Add | Op::Concat => Arity::AtLeast(2),
             _ => Arity::Exactly(1),
         }
+    }
+
+    /// True for a pointwise convolution: a 1x1 conv2d with groups 1.
+    pub fn is_pointwise(&self) -> bool {
+        matches!(self, Op::Conv2d(c) if c.kernel == [1, 1] && c.groups == 1)
+    }
+
+    /// Weights of the op (biases excluded) with `in_c` input and `out_c` output channels:
+    /// conv `kh * kw * in_c / groups * out_c`, depthwise `kh * kw * out_c`, dense `in_c * out_c`
+    /// (`in_c` = the flat input's length), 0 for every other op. Generic so that the cost model can
+    /// evaluate it at fractional channel counts (`f64`) and the exporters exactly (`u64`).
+    pub fn weight_count<T: Count>(&self, in_c: T, out_c: T) -> T {
+        match self {
+            Op::Conv2d(c) => T::of(c.kernel[0] * c.kernel[1]) * in_c / T::of(c.groups) * out_c,
+            Op::DepthwiseConv2d(d) => T::of(d.kernel[0] * d.kernel[1]) * out_c,
+            Op::Dense(_) => in_c * out_c,
+            _ => T::of(0),
+        }
+    }
+
+    /// Multiply-accumulates of one inference, as MLPerf Tiny counts them: conv, depthwise and
+    /// dense only, each weight used once per output pixel (`out_pixels` = output height x width;
+    /// 1 for dense). The one MAC formula of mcufit: the cost model, the quantized model and the
+    /// exporters all call it. See [`Op::weight_count`] for `in_c` / `out_c`.
+    pub fn macs_at<T: Count>(&self, out_pixels: T, in_c: T, out_c: T) -> T {
+        out_pixels * self.weight_count(in_c, out_c)
+    }
+
+    /// Exact MACs of one inference for these input and output shapes (see [`Op::macs_at`]).
+    pub fn macs(&self, input: Shape, output: Shape) -> u64 {
+        let in_c = if matches!(self, Op::Dense(_)) { input.elements() } else { input.c };
+        self.macs_at(output.spatial() as u64, in_c as u64, output.c as u64)
     }
 
     /// True for ops that carry weights (and so create new output channels, except depthwise).
@@ -268,7 +323,7 @@ impl Op {
                 if c.filters == 0 || c.groups == 0 {
                     return Err(err("conv2d needs filters > 0 and groups > 0".into()));
                 }
-                if x.c % c.groups != 0 || c.filters % c.groups != 0 {
+                if !x.c.is_multiple_of(c.groups) || !c.filters.is_multiple_of(c.groups) {
                     return Err(err(format!(
                         "conv2d groups={} must divide input channels ({}) and filters ({})",
                         c.groups, x.c, c.filters
@@ -285,7 +340,9 @@ impl Op {
             Op::Dense(d) => {
                 let x = inputs[0];
                 if !x.is_flat() {
-                    return Err(err(format!("dense needs a flat [1,1,n] input, got {x}; add a flatten or global_avg_pool")));
+                    return Err(err(format!(
+                        "dense needs a flat [1,1,n] input, got {x}; add a flatten or global_avg_pool"
+                    )));
                 }
                 if d.units == 0 {
                     return Err(err("dense needs units > 0".into()));
@@ -293,7 +350,7 @@ impl Op {
                 Ok(Shape::flat(d.units))
             }
             Op::BatchNorm(b) => {
-                if !(b.eps > 0.0) {
+                if b.eps.is_nan() || b.eps <= 0.0 {
                     return Err(err(format!("batch_norm eps must be positive, got {}", b.eps)));
                 }
                 Ok(inputs[0])
@@ -315,9 +372,7 @@ impl Op {
             Op::Concat => {
                 let first = inputs[0];
                 if let Some(other) = inputs.iter().find(|s| s.h != first.h || s.w != first.w) {
-                    return Err(err(format!(
-                        "concat needs inputs of equal height and width, got {first} and {other}"
-                    )));
+                    return Err(err(format!("concat needs inputs of equal height and width, got {first} and {other}")));
                 }
                 Ok(Shape::new(first.h, first.w, inputs.iter().map(|s| s.c).sum()))
             }
@@ -334,5 +389,47 @@ impl Op {
                 Ok(*shape)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(filters: usize, kernel: [usize; 2], groups: usize) -> Op {
+        Op::Conv2d(Conv2d { filters, kernel, stride: [1, 1], padding: Padding::Same, groups, bias: true })
+    }
+
+    #[test]
+    fn macs_of_each_weighted_op() {
+        let x = Shape::new(10, 8, 6);
+        // Grouped 3x3 conv, 12 filters, groups 2: each output uses 3*3*3 inputs.
+        assert_eq!(conv(12, [3, 3], 2).macs(x, Shape::new(10, 8, 12)), 80 * 12 * 27);
+        let dw =
+            Op::DepthwiseConv2d(DepthwiseConv2d { kernel: [3, 3], stride: [2, 2], padding: Padding::Same, bias: true });
+        assert_eq!(dw.macs(x, Shape::new(5, 4, 6)), 20 * 6 * 9);
+        // Dense reads its whole (flat) input.
+        assert_eq!(Op::Dense(Dense { units: 7, bias: true }).macs(Shape::flat(480), Shape::flat(7)), 480 * 7);
+        let pool = Op::MaxPool2d(Pool2d { pool: [2, 2], stride: None, padding: Padding::Valid });
+        assert_eq!(pool.macs(x, Shape::new(5, 4, 6)), 0);
+        assert_eq!(Op::Add.macs(x, x), 0);
+        // The f64 form (the cost model's) agrees at integer channel counts.
+        assert_eq!(conv(12, [3, 3], 2).macs_at(80.0, 6.0, 12.0), (80 * 12 * 27) as f64);
+        assert_eq!(conv(12, [3, 3], 2).weight_count(6u64, 12), 12 * 27);
+    }
+
+    #[test]
+    fn pointwise_is_a_1x1_conv_with_groups_1() {
+        assert!(conv(8, [1, 1], 1).is_pointwise());
+        assert_eq!(conv(8, [1, 1], 1).kind(), "conv2d_1x1");
+        assert!(!conv(8, [1, 1], 2).is_pointwise());
+        assert!(!conv(8, [3, 3], 1).is_pointwise());
+        assert!(!Op::DepthwiseConv2d(DepthwiseConv2d {
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: Padding::Same,
+            bias: true
+        })
+        .is_pointwise());
     }
 }

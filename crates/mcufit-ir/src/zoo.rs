@@ -14,14 +14,47 @@ pub struct ZooEntry {
 }
 
 pub const ENTRIES: &[ZooEntry] = &[
-    ZooEntry { name: "ds-cnn", description: "MLPerf Tiny keyword spotting DS-CNN, 49x10x1 MFCC input, 12 classes", build: ds_cnn },
-    ZooEntry { name: "mobilenet-v1-025", description: "MLPerf Tiny visual wake words MobileNetV1 (width 0.25), 96x96x3, 2 classes", build: mobilenet_v1_025 },
-    ZooEntry { name: "resnet-8", description: "MLPerf Tiny image classification ResNet-8 (16/32/64 filters), 32x32x3, 10 classes", build: resnet_8 },
-    ZooEntry { name: "mnist-cnn", description: "small CNN for 28x28x1 digits, 10 classes (conv32-pool-conv64-pool-dense128)", build: mnist_cnn },
-    ZooEntry { name: "mnist-wide", description: "over-wide all-conv net for 28x28x1, a base meant to be pruned to tiny budgets", build: mnist_wide },
-    ZooEntry { name: "mnist-ds", description: "over-wide depthwise-separable net for 28x28x1 (5x5/2 stem, two dw+pw blocks), a base for tiny budgets", build: mnist_ds },
-    ZooEntry { name: "vgg-cifar", description: "wide VGG-style base for 32x32x3, 10 classes, meant to be pruned", build: vgg_cifar },
-    ZooEntry { name: "branchy-net", description: "28x28x1 net with parallel paths joined by add and by concat, 10 classes", build: branchy_net },
+    ZooEntry {
+        name: "ds-cnn",
+        description: "MLPerf Tiny keyword spotting DS-CNN, 49x10x1 MFCC input, 12 classes",
+        build: ds_cnn,
+    },
+    ZooEntry {
+        name: "mobilenet-v1-025",
+        description: "MLPerf Tiny visual wake words MobileNetV1 (width 0.25), 96x96x3, 2 classes",
+        build: mobilenet_v1_025,
+    },
+    ZooEntry {
+        name: "resnet-8",
+        description: "MLPerf Tiny image classification ResNet-8 (16/32/64 filters), 32x32x3, 10 classes",
+        build: resnet_8,
+    },
+    ZooEntry {
+        name: "mnist-cnn",
+        description: "small CNN for 28x28x1 digits, 10 classes (conv32-pool-conv64-pool-dense128)",
+        build: mnist_cnn,
+    },
+    ZooEntry {
+        name: "mnist-wide",
+        description: "over-wide all-conv net for 28x28x1, a base meant to be pruned to tiny budgets",
+        build: mnist_wide,
+    },
+    ZooEntry {
+        name: "mnist-ds",
+        description:
+            "over-wide depthwise-separable net for 28x28x1 (5x5/2 stem, two dw+pw blocks), a base for tiny budgets",
+        build: mnist_ds,
+    },
+    ZooEntry {
+        name: "vgg-cifar",
+        description: "wide VGG-style base for 32x32x3, 10 classes, meant to be pruned",
+        build: vgg_cifar,
+    },
+    ZooEntry {
+        name: "branchy-net",
+        description: "28x28x1 net with parallel paths joined by add and by concat, 10 classes",
+        build: branchy_net,
+    },
 ];
 
 pub fn names() -> Vec<&'static str> {
@@ -33,6 +66,12 @@ pub fn get(name: &str) -> Result<Graph> {
         Some(e) => (e.build)(),
         None => Err(IrError::UnknownZoo { name: name.into(), available: names().join(", ") }),
     }
+}
+
+/// The model file (`docs/model-format.md`) of zoo model `name`, e.g. for a user to save, edit
+/// and pass back as `MODEL.json`; [`Graph::from_json`] reads it back to the same graph.
+pub fn to_json(name: &str) -> Result<String> {
+    get(name).map(|g| g.to_json())
 }
 
 fn avg_pool(b: &mut GraphBuilder, x: NodeId, h: usize, w: usize) -> NodeId {
@@ -47,7 +86,14 @@ fn max_pool(b: &mut GraphBuilder, x: NodeId, k: usize) -> NodeId {
 pub fn ds_cnn() -> Result<Graph> {
     let mut b = GraphBuilder::new("ds-cnn", Shape::new(49, 10, 1));
     let c = b.add(
-        Op::Conv2d(crate::Conv2d { filters: 64, kernel: [10, 4], stride: [2, 2], padding: Same, groups: 1, bias: true }),
+        Op::Conv2d(crate::Conv2d {
+            filters: 64,
+            kernel: [10, 4],
+            stride: [2, 2],
+            padding: Same,
+            groups: 1,
+            bias: true,
+        }),
         &[0],
     );
     let c = b.bn(c);
@@ -71,8 +117,21 @@ pub fn ds_cnn() -> Result<Graph> {
 pub fn mobilenet_v1_025() -> Result<Graph> {
     let mut b = GraphBuilder::new("mobilenet-v1-025", Shape::new(96, 96, 3));
     let mut x = b.conv_bn_relu(0, 8, 3, 2, Same);
-    let blocks: [(usize, usize); 13] =
-        [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1), (128, 1), (128, 1), (128, 1), (256, 2), (256, 1)];
+    let blocks: [(usize, usize); 13] = [
+        (16, 1),
+        (32, 2),
+        (32, 1),
+        (64, 2),
+        (64, 1),
+        (128, 2),
+        (128, 1),
+        (128, 1),
+        (128, 1),
+        (128, 1),
+        (128, 1),
+        (256, 2),
+        (256, 1),
+    ];
     for (filters, stride) in blocks {
         let d = b.dw(x, 3, stride, Same);
         let d = b.bn(d);
@@ -194,4 +253,19 @@ pub fn branchy_net() -> Result<Graph> {
     let dn = b.dense(g, 10);
     b.add(Op::Softmax, &[dn]);
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_files_load_back_to_the_same_graph() {
+        for e in ENTRIES {
+            let text = to_json(e.name).unwrap();
+            assert!(text.starts_with("{") && text.contains("\"format\": \"mcufit-model\""), "{}", e.name);
+            assert_eq!(Graph::from_json(&text).unwrap(), get(e.name).unwrap(), "{}", e.name);
+        }
+        assert!(matches!(to_json("nope"), Err(IrError::UnknownZoo { .. })));
+    }
 }

@@ -112,8 +112,7 @@ fn fused_view_folds_bn_relu_and_flatten() {
     assert_eq!(f.ops[10].shape, Shape::flat(64));
     // A residual add keeps its fused ReLU.
     let r = zoo::resnet_8().unwrap().fused();
-    assert!(r.ops.iter().any(|o| o.activation == mcufit_ir::Activation::Relu
-        && o.inputs.len() == 2));
+    assert!(r.ops.iter().any(|o| o.activation == mcufit_ir::Activation::Relu && o.inputs.len() == 2));
 }
 
 fn expect_err(text: &str, needle: &str) {

@@ -61,7 +61,12 @@ pub fn uniform_width(model: &CostModel, budget: &Budget, board: Option<&Board>) 
 }
 
 /// Budget-aware global L1 selection: keep sets per group for `network` (trained) that fit.
-pub fn l1_keep_sets(network: &Network, model: &CostModel, budget: &Budget, board: Option<&Board>) -> Result<Vec<Vec<usize>>> {
+pub fn l1_keep_sets(
+    network: &Network,
+    model: &CostModel,
+    budget: &Budget,
+    board: Option<&Board>,
+) -> Result<Vec<Vec<usize>>> {
     if !fits(model, &minimal_sizes(model), budget, board) {
         return Err(infeasible(model, budget, board));
     }
@@ -153,6 +158,10 @@ pub struct BaselineReport {
 /// Runs a baseline: `Uniform` trains the scaled architecture from scratch for `config.epochs`;
 /// `L1` prunes `base` (a trained network of `graph`) in one shot and fine-tunes it for
 /// `config.epochs`. Returns the test accuracy and the exact usage of the result.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "public entry point called by mcufit-pipeline; an options struct would churn its callers for no gain"
+)]
 pub fn run_baseline(
     kind: BaselineKind,
     graph: &mcufit_ir::Graph,
@@ -181,7 +190,8 @@ pub fn run_baseline(
             (train_with_hook(&g, &tsplits, config, hook.as_mut())?.network, sizes, Some(alpha))
         }
         BaselineKind::L1 => {
-            let base = base.ok_or_else(|| PruneError::Config("the L1 baseline needs a trained model (--from)".into()))?;
+            let base =
+                base.ok_or_else(|| PruneError::Config("the L1 baseline needs a trained model (--from)".into()))?;
             if base.graph() != graph {
                 return Err(PruneError::Config("the trained model's architecture differs from the graph".into()));
             }
@@ -196,7 +206,16 @@ pub fn run_baseline(
     let test = evaluate(&net, &splits.test, 256)?;
     let val = evaluate(&net, &splits.val, 256).ok().map(|r| r.accuracy);
     Ok((
-        BaselineReport { kind, sizes, alpha, usage, test_accuracy: test.accuracy, val_accuracy: val, epochs: config.epochs, seconds: t0.elapsed().as_secs_f64() },
+        BaselineReport {
+            kind,
+            sizes,
+            alpha,
+            usage,
+            test_accuracy: test.accuracy,
+            val_accuracy: val,
+            epochs: config.epochs,
+            seconds: t0.elapsed().as_secs_f64(),
+        },
         net,
     ))
 }

@@ -1,56 +1,10 @@
-//! Budgets: parsing the user's limits, the feasibility check before training, and the exact
+//! Budgets: the feasibility check before training, and the exact
 //! fit check after pruning. Every figure comes from `mcufit-cost` (the one source of truth).
 
-use mcufit_cost::{parse_count, parse_size, Board, Boards, Budget, CostModel, Resource, Usage};
+use mcufit_cost::{Board, Budget, CostModel, Resource, Usage};
 use serde::Serialize;
 
 use crate::error::{PruneError, Result, Shortfall};
-
-/// Budget flags as the user writes them (`--board`, `--ram`, `--flash`, `--macs`, `--latency-ms`).
-/// Explicit limits override the board's SRAM / flash.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BudgetSpec {
-    pub board: Option<String>,
-    /// e.g. `2500`, `64KiB`.
-    pub ram: Option<String>,
-    /// e.g. `4500`, `256KiB`.
-    pub flash: Option<String>,
-    /// e.g. `30M`.
-    pub macs: Option<String>,
-    pub latency_ms: Option<f64>,
-}
-
-impl BudgetSpec {
-    /// The board (if named) and the budget. Errors on unknown boards, unparsable sizes, a latency
-    /// limit without a board (latency needs its clock), or no limit at all.
-    pub fn resolve(&self, boards: &Boards) -> Result<(Option<Board>, Budget)> {
-        let board = match &self.board {
-            Some(name) => Some(boards.get(name)?.clone()),
-            None => None,
-        };
-        let mut budget = board.as_ref().map(Budget::from_board).unwrap_or_default();
-        if let Some(r) = &self.ram {
-            budget.peak_memory = Some(parse_size(r)? as f64);
-        }
-        if let Some(f) = &self.flash {
-            budget.model_bytes = Some(parse_size(f)? as f64);
-        }
-        if let Some(m) = &self.macs {
-            budget.macs = Some(parse_count(m)? as f64);
-        }
-        if let Some(l) = self.latency_ms {
-            if board.is_none() {
-                return Err(PruneError::Config("a latency limit needs a board: latency depends on its clock and core".into()));
-            }
-            if !(l.is_finite() && l > 0.0) {
-                return Err(PruneError::Config(format!("the latency limit must be positive, got {l}")));
-            }
-            budget.latency_ms = Some(l);
-        }
-        check_budget(&budget, board.as_ref())?;
-        Ok((board, budget))
-    }
-}
 
 /// Checks that a budget bounds something, with positive finite limits.
 pub fn check_budget(budget: &Budget, board: Option<&Board>) -> Result<()> {
@@ -64,7 +18,9 @@ pub fn check_budget(budget: &Budget, board: Option<&Board>) -> Result<()> {
         }
     }
     if !any {
-        return Err(PruneError::Config("no budget given: name a board or at least one of ram / flash / macs / latency".into()));
+        return Err(PruneError::Config(
+            "no budget given: name a board or at least one of ram / flash / macs / latency".into(),
+        ));
     }
     if budget.latency_ms.is_some() && board.is_none() {
         return Err(PruneError::Config("a latency limit needs a board".into()));
@@ -146,10 +102,7 @@ pub fn overflow(usage: &Usage, budget: &Budget) -> f64 {
 
 /// Largest relative excess `max_r value/limit - 1` over the bounded resources (negative = slack).
 pub fn excess(usage: &Usage, budget: &Budget) -> f64 {
-    Resource::ALL
-        .iter()
-        .filter_map(|&r| Some(usage.get(r)? / budget.limit(r)? - 1.0))
-        .fold(f64::NEG_INFINITY, f64::max)
+    Resource::ALL.iter().filter_map(|&r| Some(usage.get(r)? / budget.limit(r)? - 1.0)).fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Whether these group sizes fit the budget, by the exact cost model.
@@ -197,29 +150,6 @@ mod tests {
     use super::*;
     use mcufit_cost::CostOptions;
     use mcufit_ir::zoo;
-
-    #[test]
-    fn budget_flags_parse_and_board_limits_are_overridden() {
-        let boards = Boards::builtin();
-        let name = boards.iter().next().unwrap().name.clone();
-        let spec = BudgetSpec { board: Some(name.clone()), ram: Some("2KiB".into()), ..Default::default() };
-        let (board, b) = spec.resolve(&boards).unwrap();
-        let board = board.unwrap();
-        assert_eq!(b.peak_memory, Some(2048.0));
-        assert_eq!(b.model_bytes, Some(board.flash_bytes as f64));
-        let spec = BudgetSpec { macs: Some("30M".into()), flash: Some("4500".into()), ..Default::default() };
-        let (_, b) = spec.resolve(&boards).unwrap();
-        assert_eq!((b.macs, b.model_bytes, b.peak_memory), (Some(30e6), Some(4500.0), None));
-        for bad in [
-            BudgetSpec::default(),
-            BudgetSpec { ram: Some("lots".into()), ..Default::default() },
-            BudgetSpec { latency_ms: Some(5.0), ..Default::default() },
-            BudgetSpec { board: Some("no-such-board".into()), ..Default::default() },
-            BudgetSpec { board: Some(name), latency_ms: Some(-1.0), ..Default::default() },
-        ] {
-            assert!(bad.resolve(&boards).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn overflow_sees_progress_on_tied_peak_steps() {

@@ -9,8 +9,8 @@ use mcufit_ir::{Graph, Op};
 use mcufit_train::burn::module::Module;
 use mcufit_train::burn::tensor::Tensor;
 use mcufit_train::{
-    default_device, evaluate, Distill, train_network, train_with_hook, BatchSource, LrSchedule, Network, NoHook, SplitMix64, StepContext,
-    TrainConfig, TrainHook, Trainer,
+    default_device, evaluate, train_network, train_with_hook, BatchSource, Distill, EpochStats, LrSchedule, Network,
+    NoHook, SplitMix64, StepContext, TrainConfig, TrainHook, Trainer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -110,7 +110,10 @@ impl CompressConfig {
         if !(self.anneal_fraction >= 0.0 && self.anneal_fraction <= 1.0) {
             return Err(PruneError::Config(format!("anneal_fraction must be in [0, 1], got {}", self.anneal_fraction)));
         }
-        if !(0.0..=1.0).contains(&self.distill) || !(self.distill_temperature.is_finite() && self.distill_temperature > 0.0) {
+        if !((0.0..=1.0).contains(&self.distill)
+            && self.distill_temperature.is_finite()
+            && self.distill_temperature > 0.0)
+        {
             return Err(PruneError::Config(format!(
                 "distill must be in [0, 1] and its temperature > 0, got {} and {}",
                 self.distill, self.distill_temperature
@@ -188,6 +191,12 @@ pub struct CompressReport {
     pub removal: RemovalReport,
     pub times: PhaseTimes,
     pub log: Vec<PruneLog>,
+    /// Every epoch of the run (warm-up, pruning, fine-tune), with validation figures.
+    #[serde(default)]
+    pub history: Vec<EpochStats>,
+    /// Training steps per epoch (the pruning log's `step` / this = epoch).
+    #[serde(default)]
+    pub steps_per_epoch: u64,
     pub out_dir: Option<PathBuf>,
     /// With `resume`: the epoch of the whole schedule this run picked up from (a pruning-phase
     /// checkpoint's epoch, or warm-up + pruning epochs when the pruned model was reloaded); `None`
@@ -273,7 +282,8 @@ impl PruneHook<'_> {
                     // Loss units (comparable across layers), averaged over pruning steps since
                     // single batches are noisy.
                     let first = self.log.is_empty();
-                    let v = s.iter().zip(&gm.salience).map(|(a, b)| if first { *a } else { 0.7 * b + 0.3 * a }).collect();
+                    let v =
+                        s.iter().zip(&gm.salience).map(|(a, b)| if first { *a } else { 0.7 * b + 0.3 * a }).collect();
                     gm.set_salience(v);
                 }
             }
@@ -288,7 +298,11 @@ impl PruneHook<'_> {
         self.state.clamp_widths();
         self.set_widths = self.state.groups.iter().map(|g| g.width).collect();
         self.salience_update(network)?;
-        let t = if self.anneal_fraction > 0.0 { self.step as f64 / (self.anneal_fraction * self.total.max(1) as f64) } else { 1.0 };
+        let t = if self.anneal_fraction > 0.0 {
+            self.step as f64 / (self.anneal_fraction * self.total.max(1) as f64)
+        } else {
+            1.0
+        };
         let target = annealed_budget(&self.start, &self.budget, t, self.margin);
         let soft = self.state.soft_sizes(&self.all_sizes);
         let (usage, terms) = self.resources.linearize(&soft, &target);
@@ -296,7 +310,8 @@ impl PruneHook<'_> {
         self.lambda.update(excess);
         let ms = self.marginal_importance(network)?;
         let importance = self.state.groups.iter().map(|g| ms[g.group]).collect();
-        self.coeffs = penalty_coefficients(&terms, self.all_sizes.len()).into_iter().zip(ms).map(|(c, m)| c / m).collect();
+        self.coeffs =
+            penalty_coefficients(&terms, self.all_sizes.len()).into_iter().zip(ms).map(|(c, m)| c / m).collect();
         *network = self.state.attach(network.clone(), true)?;
         self.log.push(PruneLog {
             step: self.step,
@@ -380,11 +395,17 @@ impl PruneHook<'_> {
 }
 
 impl TrainHook for PruneHook<'_> {
-    fn extra_loss(&mut self, network: &Network, _logits: &Tensor<2>, _ctx: &StepContext) -> mcufit_train::Result<Option<Tensor<1>>> {
+    fn extra_loss(
+        &mut self,
+        network: &Network,
+        _logits: &Tensor<2>,
+        _ctx: &StepContext,
+    ) -> mcufit_train::Result<Option<Tensor<1>>> {
         if !self.active || self.coeffs.iter().all(|&c| c == 0.0) {
             return Ok(None);
         }
-        let soft = self.state.soft_count_tensors(network).map_err(|e| mcufit_train::TrainError::Config(e.to_string()))?;
+        let soft =
+            self.state.soft_count_tensors(network).map_err(|e| mcufit_train::TrainError::Config(e.to_string()))?;
         let mut total: Option<Tensor<1>> = None;
         for (g, s) in soft {
             let c = self.coeffs[g] * self.lambda.lambda;
@@ -405,7 +426,7 @@ impl TrainHook for PruneHook<'_> {
             return Ok(());
         }
         self.step += 1;
-        if self.step % self.prune_every as u64 == 0 {
+        if self.step.is_multiple_of(self.prune_every as u64) {
             self.prune_step(network).map_err(|e| mcufit_train::TrainError::Config(format!("pruning step: {e}")))?;
         }
         Ok(())
@@ -415,7 +436,13 @@ impl TrainHook for PruneHook<'_> {
 /// Adjusts keep counts to the exact budget: drops the least salient channel of the group that
 /// saves the most over-budget resource per unit of salience until everything fits, then gives
 /// channels back (most salient first) while the budget allows.
-fn project_to_budget(state: &mut MaskState, model: &CostModel, budget: &Budget, board: Option<&Board>, all: &[usize]) -> Result<Vec<usize>> {
+fn project_to_budget(
+    state: &mut MaskState,
+    model: &CostModel,
+    budget: &Budget,
+    board: Option<&Board>,
+    all: &[usize],
+) -> Result<Vec<usize>> {
     let mut counts: Vec<usize> = state.groups.iter().map(|g| g.count()).collect();
     let sizes_of = |counts: &[usize]| -> Vec<f64> {
         let mut s: Vec<f64> = all.iter().map(|&x| x as f64).collect();
@@ -458,7 +485,9 @@ fn project_to_budget(state: &mut MaskState, model: &CostModel, budget: &Budget, 
         let Some((_, gi)) = best else {
             let least = model.usage(&minimal_sizes(model), board);
             return Err(PruneError::BudgetNotMet(
-                over.into_iter().map(|(r, v, l)| Shortfall { resource: r, limit: l, best: v, minimum: least.get(r).unwrap_or(v) }).collect(),
+                over.into_iter()
+                    .map(|(r, v, l)| Shortfall { resource: r, limit: l, best: v, minimum: least.get(r).unwrap_or(v) })
+                    .collect(),
             ));
         };
         counts[gi] -= 1;
@@ -500,7 +529,12 @@ fn layer_channels(before: &Graph, after: &Graph) -> Vec<LayerChannels> {
         .enumerate()
         .filter(|(_, n)| matches!(n.op, Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::Dense(_)))
         .filter_map(|(i, n)| {
-            Some(LayerChannels { layer: n.name.clone(), kind: n.op.kind().to_string(), before: sb.get(i)?.c, after: sa.get(i)?.c })
+            Some(LayerChannels {
+                layer: n.name.clone(),
+                kind: n.op.kind().to_string(),
+                before: sb.get(i)?.c,
+                after: sa.get(i)?.c,
+            })
         })
         .collect()
 }
@@ -510,7 +544,10 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 fn acc(network: &Network, splits: &mcufit_data::Splits) -> Result<Accuracy> {
-    Ok(Accuracy { val: evaluate(network, &splits.val, 256)?.accuracy, test: evaluate(network, &splits.test, 256)?.accuracy })
+    Ok(Accuracy {
+        val: evaluate(network, &splits.val, 256)?.accuracy,
+        test: evaluate(network, &splits.test, 256)?.accuracy,
+    })
 }
 
 /// Compresses `graph` to fit `config.budget`, training on `splits`. Fails before any training
@@ -537,7 +574,10 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         Some(dir) => {
             let n = Network::load(dir, &device)?;
             if n.graph() != graph {
-                return Err(PruneError::Config(format!("{} holds a different architecture than the model given", dir.display())));
+                return Err(PruneError::Config(format!(
+                    "{} holds a different architecture than the model given",
+                    dir.display()
+                )));
             }
             n
         }
@@ -600,7 +640,8 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
     if resume_a {
         let p = prune_dir.as_ref().unwrap().join("last").join("hook.json");
         let text = std::fs::read_to_string(&p).map_err(|e| PruneError::io(&p, e))?;
-        let hs: HookState = serde_json::from_str(&text).map_err(|e| PruneError::Config(format!("{}: {e}", p.display())))?;
+        let hs: HookState =
+            serde_json::from_str(&text).map_err(|e| PruneError::Config(format!("{}: {e}", p.display())))?;
         hook.state = hs.state;
         hook.lambda = hs.lambda;
         hook.coeffs = hs.coeffs;
@@ -628,8 +669,12 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
             }
         }
         let t = Instant::now();
-        let stats = trainer.train_epoch(&splits.train, &mut hook)?;
+        let mut stats = trainer.train_epoch(&splits.train, &mut hook)?;
         let val = evaluate(trainer.network()?, &splits.val, 256)?;
+        stats.val_loss = Some(val.loss);
+        stats.val_accuracy = Some(val.accuracy);
+        // Kept in the checkpoint's state, so the history survives a resume.
+        trainer.state.history.push(stats.clone());
         if epoch < warm {
             times.warmup += t.elapsed().as_secs_f64();
         } else {
@@ -657,6 +702,8 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
     let _ = t_a;
 
     // ---- freeze: exact projection onto the budget, then physical removal.
+    // Phase A's epochs (from the checkpoint on resume); phase B's are appended below.
+    let mut history: Vec<EpochStats>;
     let (small, removal) = if resume_b {
         resumed_at_epoch = Some(warm + prune);
         if config.train.progress {
@@ -665,12 +712,14 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         let d = ckpt.as_ref().unwrap().join("pruned");
         let rep = d.join("removal.json");
         let text = std::fs::read_to_string(&rep).map_err(|e| PruneError::io(&rep, e))?;
-        let (removal, log, lambda): (RemovalReport, Vec<PruneLog>, LambdaSchedule) =
+        let (removal, log, lambda, hist): (RemovalReport, Vec<PruneLog>, LambdaSchedule, Option<Vec<EpochStats>>) =
             serde_json::from_str(&text).map_err(|e| PruneError::Config(e.to_string()))?;
         hook.log = log;
         hook.lambda = lambda;
+        history = hist.unwrap_or_default();
         (Network::load(&d, &device)?, removal)
     } else {
+        history = trainer.state.history.clone();
         let net = trainer.into_network()?;
         if masks_on {
             hook.state.read_widths(&net)?;
@@ -682,7 +731,8 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         if let Some(c) = &ckpt {
             let d = c.join("pruned");
             small.save(&d)?;
-            let text = serde_json::to_string(&(&removal, &hook.log, &hook.lambda)).map_err(|e| PruneError::Config(e.to_string()))?;
+            let text = serde_json::to_string(&(&removal, &hook.log, &hook.lambda, Some(&history)))
+                .map_err(|e| PruneError::Config(e.to_string()))?;
             write(&d.join("removal.json"), &text)?;
         }
         (small, removal)
@@ -709,6 +759,10 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
     };
     times.finetune = t_b.elapsed().as_secs_f64();
     let network = tuned.network;
+    history.extend(tuned.summary.history.iter().cloned().map(|mut e| {
+        e.epoch += warm + prune;
+        e
+    }));
 
     // ---- the exact cost model has the last word.
     let small_model = CostModel::new(&small_graph, config.cost_options)?;
@@ -716,7 +770,9 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
     let over = over_budget(&after, &config.budget);
     if !over.is_empty() {
         return Err(PruneError::BudgetNotMet(
-            over.into_iter().map(|(r, v, l)| Shortfall { resource: r, limit: l, best: v, minimum: least.get(r).unwrap_or(v) }).collect(),
+            over.into_iter()
+                .map(|(r, v, l)| Shortfall { resource: r, limit: l, best: v, minimum: least.get(r).unwrap_or(v) })
+                .collect(),
         ));
     }
     let t_eval = Instant::now();
@@ -742,6 +798,8 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         removal,
         times,
         log: hook.log,
+        history,
+        steps_per_epoch: spe,
         out_dir: config.out_dir.clone(),
         resumed_at_epoch,
         network: Some(network),
@@ -769,8 +827,15 @@ fn fmt_res(r: Resource, v: Option<f64>) -> String {
 /// Human-readable summary (`summary.txt`).
 pub fn summary(r: &CompressReport) -> String {
     let mut s = String::new();
-    s.push_str(&format!("mcufit compress: {}{}\n\n", r.model, r.board.as_ref().map(|b| format!(" for {b}")).unwrap_or_default()));
-    s.push_str(&format!("{:<12} {:>14} {:>14} {:>14} {:>14}  fits\n", "resource", "before", "after", "budget", "minimum"));
+    s.push_str(&format!(
+        "mcufit compress: {}{}\n\n",
+        r.model,
+        r.board.as_ref().map(|b| format!(" for {b}")).unwrap_or_default()
+    ));
+    s.push_str(&format!(
+        "{:<12} {:>14} {:>14} {:>14} {:>14}  fits\n",
+        "resource", "before", "after", "budget", "minimum"
+    ));
     for f in &r.resources {
         s.push_str(&format!(
             "{:<12} {:>14} {:>14} {:>14} {:>14}  {}\n",
@@ -779,7 +844,13 @@ pub fn summary(r: &CompressReport) -> String {
             fmt_res(f.resource, f.after),
             fmt_res(f.resource, f.limit),
             fmt_res(f.resource, f.minimum),
-            if f.limit.is_none() { "-" } else if f.fits { "yes" } else { "NO" }
+            if f.limit.is_none() {
+                "-"
+            } else if f.fits {
+                "yes"
+            } else {
+                "NO"
+            }
         ));
     }
     s.push('\n');
@@ -787,7 +858,11 @@ pub fn summary(r: &CompressReport) -> String {
         Some(a) => s.push_str(&format!("accuracy before: val {:.2}%  test {:.2}%\n", 100.0 * a.val, 100.0 * a.test)),
         None => s.push_str("accuracy before: - (trained from scratch)\n"),
     }
-    s.push_str(&format!("accuracy after:  val {:.2}%  test {:.2}%\n\n", 100.0 * r.accuracy_after.val, 100.0 * r.accuracy_after.test));
+    s.push_str(&format!(
+        "accuracy after:  val {:.2}%  test {:.2}%\n\n",
+        100.0 * r.accuracy_after.val,
+        100.0 * r.accuracy_after.test
+    ));
     s.push_str(&format!("{:<22} {:<18} {:>7} {:>7}\n", "layer", "kind", "before", "after"));
     for l in &r.channels {
         s.push_str(&format!("{:<22} {:<18} {:>7} {:>7}\n", l.layer, l.kind, l.before, l.after));

@@ -23,7 +23,7 @@ pub mod masks;
 pub mod removal;
 pub mod resource;
 
-pub use budget::{check_feasible, minimal_sizes, BudgetSpec, ResourceFigure, ResourceRange};
+pub use budget::{check_feasible, minimal_sizes, ResourceFigure, ResourceRange};
 pub use compress::{compress, Accuracy, CompressConfig, CompressReport, LayerChannels, PhaseTimes, PruneLog};
 pub use error::{PruneError, Result, Shortfall};
 pub use masks::{Salience, WidthGate};

@@ -22,9 +22,9 @@
 
 use std::collections::HashMap;
 
+use mcufit_train::burn;
 use mcufit_train::burn::module::{Module, Param, ParamId, Reparameterization, Reparameterizer};
 use mcufit_train::burn::tensor::activation::sigmoid;
-use mcufit_train::burn;
 use mcufit_train::burn::tensor::{Device, Tensor, TensorData};
 use mcufit_train::{Mode, Network, ProducerWeight};
 use serde::{Deserialize, Serialize};
@@ -157,7 +157,11 @@ struct Attach(HashMap<ParamId, WidthGate>);
 
 impl Reparameterizer for Attach {
     type Reparam = WidthGate;
-    fn reparameterize<const D: usize>(&mut self, _path: &str, param: Param<Tensor<D>>) -> (Param<Tensor<D>>, Option<WidthGate>) {
+    fn reparameterize<const D: usize>(
+        &mut self,
+        _path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<WidthGate>) {
         let gate = self.0.remove(&param.id);
         (param, gate)
     }
@@ -191,14 +195,24 @@ impl MaskState {
         let device = network.device();
         let mut gates = HashMap::new();
         for gm in &self.groups {
-            let slot = network.masks.get_mut(gm.group).ok_or_else(|| PruneError::Config(format!("no channel group {}", gm.group)))?;
+            let slot = network
+                .masks
+                .get_mut(gm.group)
+                .ok_or_else(|| PruneError::Config(format!("no channel group {}", gm.group)))?;
             let mask_id = ParamId::from(gm.mask_id);
             *slot = Some(Param::initialized(mask_id, tensor1(gm.offsets(), &device)).set_require_grad(false));
             let mut w = tensor1(vec![gm.width as f32], &device);
             if trainable && device.is_autodiff() {
                 w = w.require_grad();
             }
-            gates.insert(mask_id, WidthGate { width: Param::initialized(ParamId::from(gm.width_id), w), temperature: gm.temperature, ste_scale: gm.ste_scale });
+            gates.insert(
+                mask_id,
+                WidthGate {
+                    width: Param::initialized(ParamId::from(gm.width_id), w),
+                    temperature: gm.temperature,
+                    ste_scale: gm.ste_scale,
+                },
+            );
         }
         Ok(network.apply_reparameterization(Attach(gates)))
     }
@@ -246,8 +260,13 @@ impl MaskState {
     pub fn soft_count_tensors(&self, network: &Network) -> Result<Vec<(usize, Tensor<1>)>> {
         let mut out = Vec::new();
         for gm in &self.groups {
-            let p = network.masks.get(gm.group).and_then(|m| m.as_ref()).ok_or_else(|| PruneError::Config("mask missing".into()))?;
-            let gate = p.reparameterization::<WidthGate>().ok_or_else(|| PruneError::Config("width gate missing".into()))?;
+            let p = network
+                .masks
+                .get(gm.group)
+                .and_then(|m| m.as_ref())
+                .ok_or_else(|| PruneError::Config("mask missing".into()))?;
+            let gate =
+                p.reparameterization::<WidthGate>().ok_or_else(|| PruneError::Config("width gate missing".into()))?;
             let offsets = p.base();
             let n = gm.size;
             let z = (gate.width.val().expand([n]) - offsets).div_scalar(gm.temperature);

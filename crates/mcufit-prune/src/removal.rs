@@ -48,11 +48,18 @@ pub struct RemovalReport {
 /// prunable ones at least one channel.
 pub fn check_keep(groups: &ChannelGroups, keep: &[Vec<usize>]) -> Result<()> {
     if keep.len() != groups.groups.len() {
-        return Err(PruneError::Removal(format!("{} keep sets for {} channel groups", keep.len(), groups.groups.len())));
+        return Err(PruneError::Removal(format!(
+            "{} keep sets for {} channel groups",
+            keep.len(),
+            groups.groups.len()
+        )));
     }
     for (g, k) in groups.groups.iter().zip(keep) {
         if k.windows(2).any(|w| w[0] >= w[1]) || k.last().is_some_and(|&x| x >= g.size) {
-            return Err(PruneError::Removal(format!("group {}: kept channels must be sorted, unique and below {}", g.id, g.size)));
+            return Err(PruneError::Removal(format!(
+                "group {}: kept channels must be sorted, unique and below {}",
+                g.id, g.size
+            )));
         }
         if !g.prunable() && k.len() != g.size {
             return Err(PruneError::Removal(format!(
@@ -185,7 +192,11 @@ fn take(layers: &BTreeMap<String, LayerWeights>, name: &str) -> Result<LayerWeig
 /// Removes every channel the keep sets drop; returns the smaller graph (same node names), its
 /// weights, and a report. `weights` must be in deployment form (masks folded, see
 /// `Network::export_weights`); removed channels must be zero or constant there.
-pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) -> Result<(Graph, Weights, RemovalReport)> {
+pub fn remove_channels(
+    graph: &Graph,
+    weights: &Weights,
+    keep: &[Vec<usize>],
+) -> Result<(Graph, Weights, RemovalReport)> {
     if !weights.masks.is_empty() {
         return Err(PruneError::Removal(
             "the weights carry unfolded channel masks; fold them first (Network::export_weights)".into(),
@@ -227,10 +238,15 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
                 }
                 let mut bias = lw.bias.clone();
                 let removed_in = if c.groups == 1 { cx.removed_axis(x) } else { Vec::new() };
-                let taps = (|| Some((uniform_taps(xs.h, kh, c.stride[0], c.padding, ys.h)?, uniform_taps(xs.w, kw, c.stride[1], c.padding, ys.w)?)))();
+                let taps = (|| {
+                    Some((
+                        uniform_taps(xs.h, kh, c.stride[0], c.padding, ys.h)?,
+                        uniform_taps(xs.w, kw, c.stride[1], c.padding, ys.w)?,
+                    ))
+                })();
                 for &ri in &removed_in {
                     match cx.val_at(x, ri) {
-                        Val::Const(v) if v == 0.0 => {}
+                        Val::Const(0.0) => {}
                         Val::Const(v) => {
                             let (th, tw) = taps.clone().ok_or_else(|| {
                                 err(name, format!("removed input channel {ri} is a constant {v} but the padded convolution sees it unevenly at the borders"))
@@ -248,7 +264,12 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
                             report.folded_constants += 1;
                         }
                         Val::Live => {
-                            return Err(err(name, format!("removed input channel {ri} still carries data (it is neither masked nor constant)")))
+                            return Err(err(
+                                name,
+                                format!(
+                                    "removed input channel {ri} still carries data (it is neither masked nor constant)"
+                                ),
+                            ))
                         }
                     }
                 }
@@ -283,7 +304,11 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
                 let nb = bias.map(|b| ko.iter().map(|&oc| b[oc]).collect());
                 out.layers.insert(
                     name.into(),
-                    LayerWeights { kernel: Some(TensorF32::new(vec![ko.len(), kh, kw, ki.len()], data)?), bias: nb, bn: None },
+                    LayerWeights {
+                        kernel: Some(TensorF32::new(vec![ko.len(), kh, kw, ki.len()], data)?),
+                        bias: nb,
+                        bn: None,
+                    },
                 );
                 vals
             }
@@ -296,7 +321,12 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
                 if k.shape != [1, kh, kw, c] {
                     return Err(err(name, format!("kernel shape {:?}, expected {:?}", k.shape, [1, kh, kw, c])));
                 }
-                let taps = (|| Some((uniform_taps(xs.h, kh, d.stride[0], d.padding, ys.h)?, uniform_taps(xs.w, kw, d.stride[1], d.padding, ys.w)?)))();
+                let taps = (|| {
+                    Some((
+                        uniform_taps(xs.h, kh, d.stride[0], d.padding, ys.h)?,
+                        uniform_taps(xs.w, kw, d.stride[1], d.padding, ys.w)?,
+                    ))
+                })();
                 let iv = in_vals(&cx);
                 let b = |ch: usize| lw.bias.as_ref().map_or(0.0, |b| b[ch]);
                 let vals = (0..c)
@@ -304,7 +334,7 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
                         let all_zero = (0..kh * kw).all(|t| k.data[t * c + ch] == 0.0);
                         match iv[ch] {
                             _ if all_zero => Val::Const(b(ch)),
-                            Val::Const(v) if v == 0.0 => Val::Const(b(ch)),
+                            Val::Const(0.0) => Val::Const(b(ch)),
                             Val::Const(v) => match &taps {
                                 Some((th, tw)) => {
                                     let mut s = 0f32;
@@ -345,7 +375,7 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
                 let mut bias = lw.bias.clone();
                 for j in cx.removed_axis(x) {
                     match cx.val_at(x, j) {
-                        Val::Const(v) if v == 0.0 => {}
+                        Val::Const(0.0) => {}
                         Val::Const(v) => {
                             let b = bias.get_or_insert_with(|| vec![0.0; u]);
                             for (r, bo) in b.iter_mut().enumerate() {
@@ -378,8 +408,10 @@ pub fn remove_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) ->
                     })
                     .collect();
                 let nb = bias.map(|b| ko.iter().map(|&r| b[r]).collect());
-                out.layers
-                    .insert(name.into(), LayerWeights { kernel: Some(TensorF32::new(vec![ko.len(), ki.len()], data)?), bias: nb, bn: None });
+                out.layers.insert(
+                    name.into(),
+                    LayerWeights { kernel: Some(TensorF32::new(vec![ko.len(), ki.len()], data)?), bias: nb, bn: None },
+                );
                 vals
             }
             Op::BatchNorm(_) => {

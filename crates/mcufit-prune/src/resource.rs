@@ -121,7 +121,8 @@ impl ResourceModel {
             let mut down = soft.to_vec();
             up[g.id] += 0.5;
             down[g.id] -= 0.5;
-            let (Ok(pu), Ok(pd)) = (self.cost.memory_for_order(&up, &self.order), self.cost.memory_for_order(&down, &self.order))
+            let (Ok(pu), Ok(pd)) =
+                (self.cost.memory_for_order(&up, &self.order), self.cost.memory_for_order(&down, &self.order))
             else {
                 continue;
             };
@@ -205,7 +206,8 @@ mod tests {
         let g = zoo::mnist_wide().unwrap();
         let mut m = ResourceModel::new(&g, CostOptions::default(), None).unwrap();
         let soft: Vec<f64> = m.cost.sizes().iter().map(|s| s * 0.7).collect();
-        let (usage, terms) = m.linearize(&soft, &Budget { peak_memory: Some(1.0), macs: Some(1.0), ..Default::default() });
+        let (usage, terms) =
+            m.linearize(&soft, &Budget { peak_memory: Some(1.0), macs: Some(1.0), ..Default::default() });
         assert_eq!(terms.len(), 2);
         let exact = m.cost.gradient(Resource::PeakMemory, &soft, m.order(), None);
         for (a, b) in terms[0].grad.iter().zip(&exact) {

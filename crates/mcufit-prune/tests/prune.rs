@@ -228,7 +228,11 @@ fn compress_meets_the_budget_and_writes_a_loadable_model() {
     let splits = digits();
     let m = CostModel::new(&graph, CostOptions::default()).unwrap();
     let start = m.usage(&m.sizes(), None);
-    let budget = Budget { peak_memory: Some((start.peak_memory * 0.5).round()), macs: Some((start.macs * 0.4).round()), ..Default::default() };
+    let budget = Budget {
+        peak_memory: Some((start.peak_memory * 0.5).round()),
+        macs: Some((start.macs * 0.4).round()),
+        ..Default::default()
+    };
     let dir = std::env::temp_dir().join(format!("mcufit-prune-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = CompressConfig::new(budget, quick(4));
@@ -248,7 +252,8 @@ fn compress_meets_the_budget_and_writes_a_loadable_model() {
     let u = lm.usage(&lm.sizes(), None);
     assert!(u.peak_memory <= budget.peak_memory.unwrap() && u.macs <= budget.macs.unwrap());
     assert!(r.accuracy_after.test > 0.5, "test accuracy {}", r.accuracy_after.test);
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert!(report["resources"].as_array().unwrap().len() == 4 && report["channels"].as_array().unwrap().len() == 5);
     assert!(std::fs::read_to_string(dir.join("summary.txt")).unwrap().contains("peak memory"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -56,14 +56,21 @@ pub fn multiply_by_quantized_multiplier(x: i32, quantized_multiplier: i32, shift
     let left_shift = shift.max(0);
     let right_shift = (-shift).max(0);
     rounding_divide_by_pot(
-        saturating_rounding_doubling_high_mul(x.wrapping_mul(1i32.wrapping_shl(left_shift as u32)), quantized_multiplier),
+        saturating_rounding_doubling_high_mul(
+            x.wrapping_mul(1i32.wrapping_shl(left_shift as u32)),
+            quantized_multiplier,
+        ),
         right_shift,
     )
 }
 
 /// TFLM `MultiplyByQuantizedMultiplierSmallerThanOneExp` (used by ADD): `shift <= 0`.
 #[inline]
-pub fn multiply_by_quantized_multiplier_smaller_than_one_exp(x: i32, quantized_multiplier: i32, left_shift: i32) -> i32 {
+pub fn multiply_by_quantized_multiplier_smaller_than_one_exp(
+    x: i32,
+    quantized_multiplier: i32,
+    left_shift: i32,
+) -> i32 {
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, quantized_multiplier), -left_shift)
 }
 
@@ -169,11 +176,21 @@ pub fn exp_on_negative_values(a: i32, integer_bits: i32) -> i32 {
     let one_quarter = 1i32 << (fractional_bits - 2);
     let mask = one_quarter - 1;
     let a_mod_quarter_minus_one_quarter = (a & mask).wrapping_sub(one_quarter);
-    let mut result =
-        exp_on_interval_between_negative_one_quarter_and_0_excl(rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0));
+    let mut result = exp_on_interval_between_negative_one_quarter_and_0_excl(rescale(
+        a_mod_quarter_minus_one_quarter,
+        integer_bits,
+        0,
+    ));
     let remainder = a_mod_quarter_minus_one_quarter.wrapping_sub(a);
-    const BARREL: [(i32, i32); 7] =
-        [(-2, 1_672_461_947), (-1, 1_302_514_674), (0, 790_015_084), (1, 290_630_308), (2, 39_332_535), (3, 720_401), (4, 242)];
+    const BARREL: [(i32, i32); 7] = [
+        (-2, 1_672_461_947),
+        (-1, 1_302_514_674),
+        (0, 790_015_084),
+        (1, 290_630_308),
+        (2, 39_332_535),
+        (3, 720_401),
+        (4, 242),
+    ];
     for (exponent, multiplier) in BARREL {
         if integer_bits > exponent {
             let shift_amount = fractional_bits + exponent;
@@ -229,7 +246,11 @@ pub fn get_reciprocal(x: i32, x_integer_digits: i32) -> (i32, i32) {
 }
 
 /// TFLite `PreprocessSoftmaxScaling` (double-rounding build); returns `(multiplier, left_shift)`.
-pub fn preprocess_softmax_scaling(beta: f64, input_scale: f64, input_integer_bits: i32) -> Result<(i32, i32), MultiplierError> {
+pub fn preprocess_softmax_scaling(
+    beta: f64,
+    input_scale: f64,
+    input_integer_bits: i32,
+) -> Result<(i32, i32), MultiplierError> {
     let max_real_multiplier = ((1i64 << 31) - 1) as f64;
     let m = (beta * input_scale * (1i64 << (31 - input_integer_bits)) as f64).min(max_real_multiplier);
     quantize_multiplier_greater_than_one(m)
@@ -237,8 +258,9 @@ pub fn preprocess_softmax_scaling(beta: f64, input_scale: f64, input_integer_bit
 
 /// TFLite `CalculateInputRadius(input_integer_bits, input_left_shift, total_signed_bits = 31)`.
 pub fn calculate_input_radius(input_integer_bits: i32, input_left_shift: i32) -> i32 {
-    let max_input_rescaled = 1.0 * ((1i64 << input_integer_bits) - 1) as f64 * (1i64 << (31 - input_integer_bits)) as f64
-        / (1i64 << input_left_shift) as f64;
+    let max_input_rescaled =
+        1.0 * ((1i64 << input_integer_bits) - 1) as f64 * (1i64 << (31 - input_integer_bits)) as f64
+            / (1i64 << input_left_shift) as f64;
     max_input_rescaled.floor() as i32
 }
 

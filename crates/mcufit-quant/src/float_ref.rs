@@ -21,7 +21,14 @@ impl Window {
     pub fn new(input: Shape, kernel: [usize; 2], stride: [usize; 2], padding: Padding) -> Self {
         let (pt, _) = padding.pads(input.h, kernel[0], stride[0]);
         let (pl, _) = padding.pads(input.w, kernel[1], stride[1]);
-        Window { kh: kernel[0], kw: kernel[1], sh: stride[0], sw: stride[1], pad_top: pt as isize, pad_left: pl as isize }
+        Window {
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: stride[0],
+            sw: stride[1],
+            pad_top: pt as isize,
+            pad_left: pl as isize,
+        }
     }
 }
 
@@ -68,7 +75,14 @@ pub(crate) fn conv2d_f32(
     y
 }
 
-pub(crate) fn depthwise_f32(x: &[f32], xs: Shape, kernel: &[f32], bias: Option<&[f32]>, win: Window, ys: Shape) -> Vec<f32> {
+pub(crate) fn depthwise_f32(
+    x: &[f32],
+    xs: Shape,
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    win: Window,
+    ys: Shape,
+) -> Vec<f32> {
     let mut y = vec![0f32; ys.elements()];
     let c = xs.c;
     for oy in 0..ys.h {

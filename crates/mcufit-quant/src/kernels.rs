@@ -3,15 +3,20 @@
 //! Shapes were checked by `QuantizedModel::validate`, so indexing cannot go out of bounds.
 
 use crate::fixedpoint as fp;
-use crate::model::{Prepared, QOp, QOpKind, QuantizedModel};
+use crate::model::{AddParams, ChannelRequant, PreparedOp, QOp, QuantizedModel, SoftmaxParams, Window};
 
-pub(crate) fn eval(model: &QuantizedModel, index: usize, op: &QOp, p: &Prepared, vals: &[Vec<i8>]) -> Vec<i8> {
+/// Runs op `op` of `model`, prepared as `p`, on the network input and the tensors computed so far.
+pub(crate) fn eval(model: &QuantizedModel, op: &QOp, p: &PreparedOp<'_>, input: &[i8], vals: &[Vec<i8>]) -> Vec<i8> {
     let out_shape = op.kernel_shape;
     let x = |k: usize| vals[op.inputs[k]].as_slice();
     let xs = |k: usize| model.tensors[op.inputs[k]].shape;
-    let _ = index;
-    match (&op.kind, p) {
-        (QOpKind::Conv2d { weights, stride, .. }, Prepared::Conv { multiplier, shift, input_offset, output_offset, act_min, act_max, pad_top, pad_left }) => {
+    match p {
+        PreparedOp::Input => input.to_vec(),
+        PreparedOp::Conv2d {
+            weights,
+            window: Window { stride, pad_top, pad_left },
+            requant: ChannelRequant { multiplier, shift, input_offset, output_offset, act_min, act_max },
+        } => {
             let s = xs(0);
             let d = &weights.filter_dims;
             let (oc_n, kh, kw, fic) = (d[0], d[1], d[2], d[3]);
@@ -45,14 +50,25 @@ pub(crate) fn eval(model: &QuantizedModel, index: usize, op: &QOp, p: &Prepared,
                                 }
                             }
                         }
-                        y[(oy * out_shape.w + ox) * oc_n + oc] =
-                            requant(acc, weights.bias[oc], multiplier[oc], shift[oc], *output_offset, *act_min, *act_max);
+                        y[(oy * out_shape.w + ox) * oc_n + oc] = requant(
+                            acc,
+                            weights.bias[oc],
+                            multiplier[oc],
+                            shift[oc],
+                            *output_offset,
+                            *act_min,
+                            *act_max,
+                        );
                     }
                 }
             }
             y
         }
-        (QOpKind::DepthwiseConv2d { weights, stride, .. }, Prepared::Conv { multiplier, shift, input_offset, output_offset, act_min, act_max, pad_top, pad_left }) => {
+        PreparedOp::DepthwiseConv2d {
+            weights,
+            window: Window { stride, pad_top, pad_left },
+            requant: ChannelRequant { multiplier, shift, input_offset, output_offset, act_min, act_max },
+        } => {
             let s = xs(0);
             let d = &weights.filter_dims;
             let (kh, kw, c) = (d[1], d[2], d[3]);
@@ -79,14 +95,24 @@ pub(crate) fn eval(model: &QuantizedModel, index: usize, op: &QOp, p: &Prepared,
                                 acc = acc.wrapping_add(fv * (xv + input_offset));
                             }
                         }
-                        y[(oy * out_shape.w + ox) * c + ch] =
-                            requant(acc, weights.bias[ch], multiplier[ch], shift[ch], *output_offset, *act_min, *act_max);
+                        y[(oy * out_shape.w + ox) * c + ch] = requant(
+                            acc,
+                            weights.bias[ch],
+                            multiplier[ch],
+                            shift[ch],
+                            *output_offset,
+                            *act_min,
+                            *act_max,
+                        );
                     }
                 }
             }
             y
         }
-        (QOpKind::FullyConnected { weights, .. }, Prepared::Conv { multiplier, shift, input_offset, output_offset, act_min, act_max, .. }) => {
+        PreparedOp::FullyConnected {
+            weights,
+            requant: ChannelRequant { multiplier, shift, input_offset, output_offset, act_min, act_max },
+        } => {
             let xin = x(0);
             let (units, depth) = (weights.filter_dims[0], weights.filter_dims[1]);
             (0..units)
@@ -100,36 +126,39 @@ pub(crate) fn eval(model: &QuantizedModel, index: usize, op: &QOp, p: &Prepared,
                 })
                 .collect()
         }
-        (
-            QOpKind::Add { .. },
-            Prepared::Add {
-                input1_offset,
-                input2_offset,
-                left_shift,
-                input1_multiplier,
-                input1_shift,
-                input2_multiplier,
-                input2_shift,
-                output_multiplier,
-                output_shift,
-                output_offset,
-                act_min,
-                act_max,
-            },
-        ) => x(0)
+        PreparedOp::Add(AddParams {
+            input1_offset,
+            input2_offset,
+            left_shift,
+            input1_multiplier,
+            input1_shift,
+            input2_multiplier,
+            input2_shift,
+            output_multiplier,
+            output_shift,
+            output_offset,
+            act_min,
+            act_max,
+        }) => x(0)
             .iter()
             .zip(x(1))
             .map(|(&a, &b)| {
                 let v1 = (input1_offset + a as i32).wrapping_mul(1 << left_shift);
                 let v2 = (input2_offset + b as i32).wrapping_mul(1 << left_shift);
-                let s1 = fp::multiply_by_quantized_multiplier_smaller_than_one_exp(v1, *input1_multiplier, *input1_shift);
-                let s2 = fp::multiply_by_quantized_multiplier_smaller_than_one_exp(v2, *input2_multiplier, *input2_shift);
-                let raw = fp::multiply_by_quantized_multiplier_smaller_than_one_exp(s1.wrapping_add(s2), *output_multiplier, *output_shift)
-                    .wrapping_add(*output_offset);
+                let s1 =
+                    fp::multiply_by_quantized_multiplier_smaller_than_one_exp(v1, *input1_multiplier, *input1_shift);
+                let s2 =
+                    fp::multiply_by_quantized_multiplier_smaller_than_one_exp(v2, *input2_multiplier, *input2_shift);
+                let raw = fp::multiply_by_quantized_multiplier_smaller_than_one_exp(
+                    s1.wrapping_add(s2),
+                    *output_multiplier,
+                    *output_shift,
+                )
+                .wrapping_add(*output_offset);
                 raw.clamp(*act_min, *act_max) as i8
             })
             .collect(),
-        (QOpKind::Concat { .. }, Prepared::Clamp { act_min, act_max, .. }) => {
+        PreparedOp::Concat { act_min, act_max } => {
             let mut y = vec![0i8; out_shape.elements()];
             let mut off = 0;
             for (k, &t) in op.inputs.iter().enumerate() {
@@ -146,9 +175,9 @@ pub(crate) fn eval(model: &QuantizedModel, index: usize, op: &QOp, p: &Prepared,
             }
             y
         }
-        (QOpKind::MaxPool { pool, stride, .. }, Prepared::Clamp { act_min, act_max, pad_top, pad_left })
-        | (QOpKind::AvgPool { pool, stride, .. }, Prepared::Clamp { act_min, act_max, pad_top, pad_left }) => {
-            let is_max = matches!(op.kind, QOpKind::MaxPool { .. });
+        PreparedOp::MaxPool { pool, window: Window { stride, pad_top, pad_left }, act_min, act_max }
+        | PreparedOp::AvgPool { pool, window: Window { stride, pad_top, pad_left }, act_min, act_max } => {
+            let is_max = matches!(p, PreparedOp::MaxPool { .. });
             let s = xs(0);
             let xin = x(0);
             let mut y = vec![0i8; out_shape.elements()];
@@ -187,20 +216,18 @@ pub(crate) fn eval(model: &QuantizedModel, index: usize, op: &QOp, p: &Prepared,
             }
             y
         }
-        (QOpKind::Reshape, _) => x(0).to_vec(),
-        (QOpKind::Softmax { .. }, Prepared::Softmax { input_multiplier, input_left_shift, diff_min }) => {
+        PreparedOp::Reshape => x(0).to_vec(),
+        PreparedOp::Softmax(SoftmaxParams { input_multiplier, input_left_shift, diff_min }) => {
             softmax_int8(x(0), out_shape.c, *input_multiplier, *input_left_shift, *diff_min)
         }
-        // `prepare` produces the matching variant for every kind; anything else is unreachable,
-        // but return zeros rather than panic.
-        _ => vec![0i8; out_shape.elements()],
     }
 }
 
 /// Bias add, per-channel requantization, output offset and activation clamp (TFLM conv epilogue).
 #[inline]
 pub fn requant(acc: i32, bias: i32, multiplier: i32, shift: i32, output_offset: i32, act_min: i32, act_max: i32) -> i8 {
-    let acc = fp::multiply_by_quantized_multiplier(acc.wrapping_add(bias), multiplier, shift).wrapping_add(output_offset);
+    let acc =
+        fp::multiply_by_quantized_multiplier(acc.wrapping_add(bias), multiplier, shift).wrapping_add(output_offset);
     acc.clamp(act_min, act_max) as i8
 }
 
@@ -215,9 +242,11 @@ pub fn softmax_int8(x: &[i8], depth: usize, input_multiplier: i32, input_left_sh
         for &v in xr {
             let diff = v as i32 - max_in_row;
             if diff >= diff_min {
-                let rescaled = fp::multiply_by_quantized_multiplier_greater_than_one(diff, input_multiplier, input_left_shift);
+                let rescaled =
+                    fp::multiply_by_quantized_multiplier_greater_than_one(diff, input_multiplier, input_left_shift);
                 let e = fp::exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS);
-                sum_of_exps = sum_of_exps.wrapping_add(fp::saturating_rounding_multiply_by_pot(e, -ACCUMULATION_INTEGER_BITS));
+                sum_of_exps =
+                    sum_of_exps.wrapping_add(fp::saturating_rounding_multiply_by_pot(e, -ACCUMULATION_INTEGER_BITS));
             }
         }
         let (shifted_scale, num_bits_over_unit) = fp::get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS);
@@ -225,9 +254,11 @@ pub fn softmax_int8(x: &[i8], depth: usize, input_multiplier: i32, input_left_sh
         for (o, &v) in yr.iter_mut().zip(xr) {
             let diff = v as i32 - max_in_row;
             *o = if diff >= diff_min {
-                let rescaled = fp::multiply_by_quantized_multiplier_greater_than_one(diff, input_multiplier, input_left_shift);
+                let rescaled =
+                    fp::multiply_by_quantized_multiplier_greater_than_one(diff, input_multiplier, input_left_shift);
                 let e = fp::exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS);
-                let unsat = fp::rounding_divide_by_pot(fp::saturating_rounding_doubling_high_mul(shifted_scale, e), exponent);
+                let unsat =
+                    fp::rounding_divide_by_pot(fp::saturating_rounding_doubling_high_mul(shifted_scale, e), exponent);
                 (unsat - 128).clamp(-128, 127) as i8
             } else {
                 -128

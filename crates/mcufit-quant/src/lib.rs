@@ -23,6 +23,9 @@ pub mod weights;
 pub use error::{QuantError, Result};
 pub use float_ref::{run_float, run_float_all};
 pub use kernels::{requant, softmax_int8};
-pub use model::{activation_range, tflm_padding, Prepared, QOp, QOpKind, QTensor, QWeights, QuantizedModel};
+pub use model::{
+    activation_range, tflm_padding, AddParams, ChannelRequant, PreparedOp, QOp, QOpKind, QTensor, QWeights,
+    QuantizedModel, SoftmaxParams, Window,
+};
 pub use quantize::{quantize, quantize_with, InputQuant, QuantizeOptions};
 pub use weights::{FloatWeights, NodeWeights};

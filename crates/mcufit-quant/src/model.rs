@@ -2,7 +2,7 @@
 //! fused op of the IR's deployed view (`Graph::fused`), plus the exact TFLM preparation of
 //! requantization parameters and the bit-exact int8 reference interpreter.
 
-use mcufit_ir::{Activation, Padding, Shape};
+use mcufit_ir::{Activation, Conv2d, Dense, DepthwiseConv2d, Op, Padding, Pool2d, Shape};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QuantError, Result};
@@ -48,20 +48,49 @@ pub struct QWeights {
 pub enum QOpKind {
     /// The network input (op 0); computes nothing.
     Input,
-    Conv2d { weights: QWeights, stride: [usize; 2], padding: Padding, activation: Activation },
-    DepthwiseConv2d { weights: QWeights, stride: [usize; 2], padding: Padding, activation: Activation },
-    FullyConnected { weights: QWeights, activation: Activation },
+    Conv2d {
+        weights: QWeights,
+        stride: [usize; 2],
+        padding: Padding,
+        activation: Activation,
+    },
+    DepthwiseConv2d {
+        weights: QWeights,
+        stride: [usize; 2],
+        padding: Padding,
+        activation: Activation,
+    },
+    FullyConnected {
+        weights: QWeights,
+        activation: Activation,
+    },
     /// Element-wise sum of two tensors (TFLite ADD with per-input rescaling).
-    Add { activation: Activation },
+    Add {
+        activation: Activation,
+    },
     /// Channel concatenation; inputs and output share one scale/zero point (TFLM copies bytes).
-    Concat { activation: Activation },
-    MaxPool { pool: [usize; 2], stride: [usize; 2], padding: Padding, activation: Activation },
+    Concat {
+        activation: Activation,
+    },
+    MaxPool {
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+        activation: Activation,
+    },
     /// Average pool (also global average pool); input and output share scale/zero point.
-    AvgPool { pool: [usize; 2], stride: [usize; 2], padding: Padding, activation: Activation },
+    AvgPool {
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+        activation: Activation,
+    },
     /// A reshape that could not be folded into its producer: a byte copy.
     Reshape,
     /// Softmax over the channel axis; output scale 1/256, zero point -128 (TFLM requires it).
-    Softmax { beta: f32 },
+    Softmax {
+        beta: f32,
+    },
 }
 
 impl QOpKind {
@@ -93,9 +122,9 @@ impl QOpKind {
     }
     pub fn weights(&self) -> Option<&QWeights> {
         match self {
-            QOpKind::Conv2d { weights, .. } | QOpKind::DepthwiseConv2d { weights, .. } | QOpKind::FullyConnected { weights, .. } => {
-                Some(weights)
-            }
+            QOpKind::Conv2d { weights, .. }
+            | QOpKind::DepthwiseConv2d { weights, .. }
+            | QOpKind::FullyConnected { weights, .. } => Some(weights),
             _ => None,
         }
     }
@@ -121,38 +150,93 @@ pub struct QuantizedModel {
     pub tensors: Vec<QTensor>,
 }
 
-/// Requantization parameters computed exactly as TFLM's `Prepare` functions do.
+/// Per-output-channel requantization of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED, as TFLM's
+/// `PopulateConvolutionQuantizationParams` computes it, with the output clamp.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Prepared {
-    None,
-    /// CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED.
-    Conv {
-        multiplier: Vec<i32>,
-        shift: Vec<i32>,
-        input_offset: i32,
-        output_offset: i32,
+pub struct ChannelRequant {
+    pub multiplier: Vec<i32>,
+    pub shift: Vec<i32>,
+    pub input_offset: i32,
+    pub output_offset: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+/// Where a sliding window (conv filter, pool) reads: its stride and TFLM's top/left padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub stride: [usize; 2],
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// ADD with per-input rescaling (micro/kernels/add_common.cc `CalculateOpDataAdd`, int8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddParams {
+    pub input1_offset: i32,
+    pub input2_offset: i32,
+    pub left_shift: i32,
+    pub input1_multiplier: i32,
+    pub input1_shift: i32,
+    pub input2_multiplier: i32,
+    pub input2_shift: i32,
+    pub output_multiplier: i32,
+    pub output_shift: i32,
+    pub output_offset: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+/// int8 SOFTMAX (micro/kernels/softmax_common.cc `CalculateSoftmaxParams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftmaxParams {
+    pub input_multiplier: i32,
+    pub input_left_shift: i32,
+    pub diff_min: i32,
+}
+
+/// One op ready to run: everything its kernel needs (weights, per-channel multipliers, offsets,
+/// padding, clamp) in its own variant, computed exactly as TFLM's `Prepare` functions do. Built
+/// only by [`QuantizedModel::prepare`] from the op's [`QOpKind`], so an op cannot be paired with
+/// another op's parameters. Borrows the weights from the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreparedOp<'m> {
+    /// The network input; computes nothing.
+    Input,
+    Conv2d {
+        weights: &'m QWeights,
+        window: Window,
+        requant: ChannelRequant,
+    },
+    DepthwiseConv2d {
+        weights: &'m QWeights,
+        window: Window,
+        requant: ChannelRequant,
+    },
+    FullyConnected {
+        weights: &'m QWeights,
+        requant: ChannelRequant,
+    },
+    Add(AddParams),
+    /// A byte copy per input; a fused activation is applied as a clamp.
+    Concat {
         act_min: i32,
         act_max: i32,
-        pad_top: usize,
-        pad_left: usize,
     },
-    Add {
-        input1_offset: i32,
-        input2_offset: i32,
-        left_shift: i32,
-        input1_multiplier: i32,
-        input1_shift: i32,
-        input2_multiplier: i32,
-        input2_shift: i32,
-        output_multiplier: i32,
-        output_shift: i32,
-        output_offset: i32,
+    MaxPool {
+        pool: [usize; 2],
+        window: Window,
         act_min: i32,
         act_max: i32,
     },
-    /// Pools, concat: only a clamp (and the padding of pools).
-    Clamp { act_min: i32, act_max: i32, pad_top: usize, pad_left: usize },
-    Softmax { input_multiplier: i32, input_left_shift: i32, diff_min: i32 },
+    AvgPool {
+        pool: [usize; 2],
+        window: Window,
+        act_min: i32,
+        act_max: i32,
+    },
+    Reshape,
+    Softmax(SoftmaxParams),
 }
 
 /// TFLM `CalculateActivationRangeQuantized` for int8 (float32 division, `roundf`).
@@ -226,7 +310,10 @@ impl QuantizedModel {
                     return bad(op, format!("filter has {} values, expected {n}", w.filter.len()));
                 }
                 if w.filter_scales.len() != out_c || w.bias.len() != out_c {
-                    return bad(op, format!("{} scales / {} biases for {out_c} channels", w.filter_scales.len(), w.bias.len()));
+                    return bad(
+                        op,
+                        format!("{} scales / {} biases for {out_c} channels", w.filter_scales.len(), w.bias.len()),
+                    );
                 }
                 if w.filter_scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
                     return bad(op, "non-positive filter scale".into());
@@ -243,7 +330,12 @@ impl QuantizedModel {
                 QOpKind::Conv2d { weights, stride, padding, .. } => {
                     let x = ins[0];
                     let d = &weights.filter_dims;
-                    if d.len() != 4 || d[0] != ks.c || d[3] == 0 || !x.c.is_multiple_of(d[3]) || ks.c % (x.c / d[3]) != 0 {
+                    if d.len() != 4
+                        || d[0] != ks.c
+                        || d[3] == 0
+                        || !x.c.is_multiple_of(d[3])
+                        || ks.c % (x.c / d[3]) != 0
+                    {
                         return bad(op, format!("filter dims {d:?} do not fit input {x} / output {ks}"));
                     }
                     check_w(weights, [d[0], d[1], d[2], d[3]], ks.c)?;
@@ -275,7 +367,8 @@ impl QuantizedModel {
                     }
                 }
                 QOpKind::Concat { .. } => {
-                    if ins.iter().any(|s| s.h != ks.h || s.w != ks.w) || ins.iter().map(|s| s.c).sum::<usize>() != ks.c {
+                    if ins.iter().any(|s| s.h != ks.h || s.w != ks.w) || ins.iter().map(|s| s.c).sum::<usize>() != ks.c
+                    {
                         return bad(op, "inputs do not concatenate to the output".into());
                     }
                 }
@@ -291,7 +384,10 @@ impl QuantizedModel {
                 }
             }
             // Ops that move bytes without rescaling need identical quantization on both sides.
-            let same_q = matches!(op.kind, QOpKind::Concat { .. } | QOpKind::MaxPool { .. } | QOpKind::AvgPool { .. } | QOpKind::Reshape);
+            let same_q = matches!(
+                op.kind,
+                QOpKind::Concat { .. } | QOpKind::MaxPool { .. } | QOpKind::AvgPool { .. } | QOpKind::Reshape
+            );
             if same_q {
                 for &j in &op.inputs {
                     let u = &self.tensors[j];
@@ -309,94 +405,95 @@ impl QuantizedModel {
         Ok(())
     }
 
-    /// TFLM's per-op preparation (multipliers, shifts, offsets, clamps, padding). Validates first.
-    pub fn prepare(&self) -> Result<Vec<Prepared>> {
+    /// TFLM's per-op preparation (multipliers, shifts, offsets, clamps, padding), one
+    /// [`PreparedOp`] per op. Validates first.
+    pub fn prepare(&self) -> Result<Vec<PreparedOp<'_>>> {
         self.validate()?;
-        let mut out = Vec::with_capacity(self.ops.len());
-        for (i, op) in self.ops.iter().enumerate() {
-            let t = &self.tensors[i];
-            let err = |e: MultiplierError| QuantError::Multiplier { op: op.name.clone(), source: e };
-            let (act_min, act_max) = activation_range(op.kind.activation(), t.scale, t.zero_point);
-            let input = op.inputs.first().map(|&j| &self.tensors[j]);
-            let p = match &op.kind {
-                QOpKind::Input | QOpKind::Reshape => Prepared::None,
-                QOpKind::Conv2d { weights, stride, padding, .. }
-                | QOpKind::DepthwiseConv2d { weights, stride, padding, .. } => {
-                    let x = input.map(|x| x.shape).unwrap_or(t.shape);
-                    let d = &weights.filter_dims;
-                    let (_, pad_top) = tflm_padding(*padding, x.h, d[1], stride[0]);
-                    let (_, pad_left) = tflm_padding(*padding, x.w, d[2], stride[1]);
-                    let (multiplier, shift) = per_channel(input.map_or(1.0, |x| x.scale), &weights.filter_scales, t.scale).map_err(err)?;
-                    Prepared::Conv {
-                        multiplier,
-                        shift,
-                        input_offset: -input.map_or(0, |x| x.zero_point),
-                        output_offset: t.zero_point,
-                        act_min,
-                        act_max,
-                        pad_top,
-                        pad_left,
-                    }
-                }
-                QOpKind::FullyConnected { weights, .. } => {
-                    let (multiplier, shift) = per_channel(input.map_or(1.0, |x| x.scale), &weights.filter_scales, t.scale).map_err(err)?;
-                    Prepared::Conv {
-                        multiplier,
-                        shift,
-                        input_offset: -input.map_or(0, |x| x.zero_point),
-                        output_offset: t.zero_point,
-                        act_min,
-                        act_max,
-                        pad_top: 0,
-                        pad_left: 0,
-                    }
-                }
-                QOpKind::Add { .. } => {
-                    // micro/kernels/add_common.cc CalculateOpDataAdd (int8: left_shift 20).
-                    let a = &self.tensors[op.inputs[0]];
-                    let b = &self.tensors[op.inputs[1]];
-                    let left_shift = 20;
-                    let twice_max_input_scale = 2.0 * (a.scale.max(b.scale) as f64);
-                    let real1 = a.scale as f64 / twice_max_input_scale;
-                    let real2 = b.scale as f64 / twice_max_input_scale;
-                    let real_out = twice_max_input_scale / ((1i64 << left_shift) as f64 * t.scale as f64);
-                    let (m1, s1) = fp::quantize_multiplier_smaller_than_one(real1).map_err(err)?;
-                    let (m2, s2) = fp::quantize_multiplier_smaller_than_one(real2).map_err(err)?;
-                    let (mo, so) = fp::quantize_multiplier_smaller_than_one(real_out).map_err(err)?;
-                    Prepared::Add {
-                        input1_offset: -a.zero_point,
-                        input2_offset: -b.zero_point,
-                        left_shift,
-                        input1_multiplier: m1,
-                        input1_shift: s1,
-                        input2_multiplier: m2,
-                        input2_shift: s2,
-                        output_multiplier: mo,
-                        output_shift: so,
-                        output_offset: t.zero_point,
-                        act_min,
-                        act_max,
-                    }
-                }
-                QOpKind::Concat { .. } => Prepared::Clamp { act_min, act_max, pad_top: 0, pad_left: 0 },
-                QOpKind::MaxPool { pool, stride, padding, .. } | QOpKind::AvgPool { pool, stride, padding, .. } => {
-                    let x = input.map(|x| x.shape).unwrap_or(t.shape);
-                    let (_, pad_top) = tflm_padding(*padding, x.h, pool[0], stride[0]);
-                    let (_, pad_left) = tflm_padding(*padding, x.w, pool[1], stride[1]);
-                    Prepared::Clamp { act_min, act_max, pad_top, pad_left }
-                }
-                QOpKind::Softmax { beta } => {
-                    // micro/kernels/softmax_common.cc CalculateSoftmaxParams (int8 -> int8).
-                    let in_scale = input.map_or(1.0, |x| x.scale);
-                    let (input_multiplier, input_left_shift) =
-                        fp::preprocess_softmax_scaling(*beta as f64, in_scale as f64, 5).map_err(err)?;
-                    let diff_min = -fp::calculate_input_radius(5, input_left_shift);
-                    Prepared::Softmax { input_multiplier, input_left_shift, diff_min }
-                }
-            };
-            out.push(p);
-        }
-        Ok(out)
+        self.ops.iter().enumerate().map(|(i, op)| self.prepare_op(i, op)).collect()
+    }
+
+    fn prepare_op<'m>(&'m self, i: usize, op: &'m QOp) -> Result<PreparedOp<'m>> {
+        let t = &self.tensors[i];
+        let err = |e: MultiplierError| QuantError::Multiplier { op: op.name.clone(), source: e };
+        let (act_min, act_max) = activation_range(op.kind.activation(), t.scale, t.zero_point);
+        let input = op.inputs.first().map(|&j| &self.tensors[j]);
+        let x = input.map_or(t.shape, |x| x.shape);
+        let window = |size: [usize; 2], stride: [usize; 2], padding: Padding| Window {
+            stride,
+            pad_top: tflm_padding(padding, x.h, size[0], stride[0]).1,
+            pad_left: tflm_padding(padding, x.w, size[1], stride[1]).1,
+        };
+        let requant = |w: &QWeights| -> Result<ChannelRequant> {
+            let (multiplier, shift) =
+                per_channel(input.map_or(1.0, |x| x.scale), &w.filter_scales, t.scale).map_err(err)?;
+            Ok(ChannelRequant {
+                multiplier,
+                shift,
+                input_offset: -input.map_or(0, |x| x.zero_point),
+                output_offset: t.zero_point,
+                act_min,
+                act_max,
+            })
+        };
+        Ok(match &op.kind {
+            QOpKind::Input => PreparedOp::Input,
+            QOpKind::Reshape => PreparedOp::Reshape,
+            QOpKind::Conv2d { weights, stride, padding, .. } => PreparedOp::Conv2d {
+                weights,
+                window: window([weights.filter_dims[1], weights.filter_dims[2]], *stride, *padding),
+                requant: requant(weights)?,
+            },
+            QOpKind::DepthwiseConv2d { weights, stride, padding, .. } => PreparedOp::DepthwiseConv2d {
+                weights,
+                window: window([weights.filter_dims[1], weights.filter_dims[2]], *stride, *padding),
+                requant: requant(weights)?,
+            },
+            QOpKind::FullyConnected { weights, .. } => {
+                PreparedOp::FullyConnected { weights, requant: requant(weights)? }
+            }
+            QOpKind::Add { .. } => {
+                // micro/kernels/add_common.cc CalculateOpDataAdd (int8: left_shift 20).
+                let a = &self.tensors[op.inputs[0]];
+                let b = &self.tensors[op.inputs[1]];
+                let left_shift = 20;
+                let twice_max_input_scale = 2.0 * (a.scale.max(b.scale) as f64);
+                let real1 = a.scale as f64 / twice_max_input_scale;
+                let real2 = b.scale as f64 / twice_max_input_scale;
+                let real_out = twice_max_input_scale / ((1i64 << left_shift) as f64 * t.scale as f64);
+                let (m1, s1) = fp::quantize_multiplier_smaller_than_one(real1).map_err(err)?;
+                let (m2, s2) = fp::quantize_multiplier_smaller_than_one(real2).map_err(err)?;
+                let (mo, so) = fp::quantize_multiplier_smaller_than_one(real_out).map_err(err)?;
+                PreparedOp::Add(AddParams {
+                    input1_offset: -a.zero_point,
+                    input2_offset: -b.zero_point,
+                    left_shift,
+                    input1_multiplier: m1,
+                    input1_shift: s1,
+                    input2_multiplier: m2,
+                    input2_shift: s2,
+                    output_multiplier: mo,
+                    output_shift: so,
+                    output_offset: t.zero_point,
+                    act_min,
+                    act_max,
+                })
+            }
+            QOpKind::Concat { .. } => PreparedOp::Concat { act_min, act_max },
+            QOpKind::MaxPool { pool, stride, padding, .. } => {
+                PreparedOp::MaxPool { pool: *pool, window: window(*pool, *stride, *padding), act_min, act_max }
+            }
+            QOpKind::AvgPool { pool, stride, padding, .. } => {
+                PreparedOp::AvgPool { pool: *pool, window: window(*pool, *stride, *padding), act_min, act_max }
+            }
+            QOpKind::Softmax { beta } => {
+                // micro/kernels/softmax_common.cc CalculateSoftmaxParams (int8 -> int8).
+                let in_scale = input.map_or(1.0, |x| x.scale);
+                let (input_multiplier, input_left_shift) =
+                    fp::preprocess_softmax_scaling(*beta as f64, in_scale as f64, 5).map_err(err)?;
+                let diff_min = -fp::calculate_input_radius(5, input_left_shift);
+                PreparedOp::Softmax(SoftmaxParams { input_multiplier, input_left_shift, diff_min })
+            }
+        })
     }
 
     /// Runs the bit-exact int8 reference on one input; returns the output tensor.
@@ -418,14 +515,14 @@ impl QuantizedModel {
         self.run_prepared(&prepared, input)
     }
 
-    fn run_prepared(&self, prepared: &[Prepared], input: &[i8]) -> Result<Vec<Vec<i8>>> {
+    fn run_prepared(&self, prepared: &[PreparedOp<'_>], input: &[i8]) -> Result<Vec<Vec<i8>>> {
         let n_in = self.tensors[0].elements();
         if input.len() != n_in {
             return Err(QuantError::InputSize { expected: n_in, got: input.len() });
         }
         let mut vals: Vec<Vec<i8>> = Vec::with_capacity(self.ops.len());
-        for (i, op) in self.ops.iter().enumerate() {
-            let y = if i == 0 { input.to_vec() } else { kernels::eval(self, i, op, &prepared[i], &vals) };
+        for (op, p) in self.ops.iter().zip(prepared) {
+            let y = kernels::eval(self, op, p, input, &vals);
             vals.push(y);
         }
         Ok(vals)
@@ -448,27 +545,69 @@ impl QuantizedModel {
         self.ops.iter().filter_map(|o| o.kind.weights()).map(|w| w.filter.len() + 4 * w.bias.len()).sum()
     }
 
-    /// Multiply-accumulates of one inference.
+    /// The IR op that op `i` computes (its fused activation dropped): a conv is a conv with
+    /// `groups = input channels / filter depth`, a fully-connected layer a dense on the flat
+    /// input, a global average pool an average pool over the whole map.
+    pub fn ir_op(&self, i: usize) -> Op {
+        let op = &self.ops[i];
+        let in_c = op.inputs.first().map_or(0, |&j| self.tensors[j].shape.c);
+        let pool =
+            |pool: [usize; 2], stride: [usize; 2], padding: Padding| Pool2d { pool, stride: Some(stride), padding };
+        match &op.kind {
+            QOpKind::Input => Op::Input { shape: self.tensors[i].shape },
+            QOpKind::Conv2d { weights: w, stride, padding, .. } => {
+                let d = &w.filter_dims;
+                Op::Conv2d(Conv2d {
+                    filters: d[0],
+                    kernel: [d[1], d[2]],
+                    stride: *stride,
+                    padding: *padding,
+                    groups: in_c.checked_div(d[3]).unwrap_or(1),
+                    bias: true,
+                })
+            }
+            QOpKind::DepthwiseConv2d { weights: w, stride, padding, .. } => Op::DepthwiseConv2d(DepthwiseConv2d {
+                kernel: [w.filter_dims[1], w.filter_dims[2]],
+                stride: *stride,
+                padding: *padding,
+                bias: true,
+            }),
+            QOpKind::FullyConnected { weights: w, .. } => Op::Dense(Dense { units: w.filter_dims[0], bias: true }),
+            QOpKind::Add { .. } => Op::Add,
+            QOpKind::Concat { .. } => Op::Concat,
+            QOpKind::MaxPool { pool: p, stride, padding, .. } => Op::MaxPool2d(pool(*p, *stride, *padding)),
+            QOpKind::AvgPool { pool: p, stride, padding, .. } => Op::AvgPool2d(pool(*p, *stride, *padding)),
+            QOpKind::Reshape => Op::Reshape { shape: self.tensors[i].shape },
+            QOpKind::Softmax { .. } => Op::Softmax,
+        }
+    }
+
+    /// Multiply-accumulates of op `i` ([`Op::macs`] of its IR op on the kernel's input and output
+    /// shapes: conv, depthwise and fully-connected only).
+    pub fn op_macs(&self, i: usize) -> u64 {
+        let op = &self.ops[i];
+        let input = op.inputs.first().map_or(op.kernel_shape, |&j| self.tensors[j].shape);
+        self.ir_op(i).macs(input, op.kernel_shape)
+    }
+
+    /// True when op `i` is a pointwise convolution (1x1, groups 1).
+    pub fn is_pointwise(&self, i: usize) -> bool {
+        self.ir_op(i).is_pointwise()
+    }
+
+    /// Multiply-accumulates of one inference (the sum of [`QuantizedModel::op_macs`]).
     pub fn macs(&self) -> u64 {
-        self.ops
-            .iter()
-            .map(|o| match &o.kind {
-                QOpKind::Conv2d { weights, .. } => {
-                    (o.kernel_shape.elements() * weights.filter_dims[1] * weights.filter_dims[2] * weights.filter_dims[3]) as u64
-                }
-                QOpKind::DepthwiseConv2d { weights, .. } => {
-                    (o.kernel_shape.elements() * weights.filter_dims[1] * weights.filter_dims[2]) as u64
-                }
-                QOpKind::FullyConnected { weights, .. } => weights.filter.len() as u64,
-                _ => 0,
-            })
-            .sum()
+        (0..self.ops.len()).map(|i| self.op_macs(i)).sum()
     }
 }
 
 /// Per-channel `QuantizeMultiplier(input_scale * filter_scale / output_scale)`, in double as
 /// TFLM's `PopulateConvolutionQuantizationParams` computes it from the float32 scales.
-fn per_channel(input_scale: f32, filter_scales: &[f32], output_scale: f32) -> Result<(Vec<i32>, Vec<i32>), MultiplierError> {
+fn per_channel(
+    input_scale: f32,
+    filter_scales: &[f32],
+    output_scale: f32,
+) -> Result<(Vec<i32>, Vec<i32>), MultiplierError> {
     let mut m = Vec::with_capacity(filter_scales.len());
     let mut s = Vec::with_capacity(filter_scales.len());
     for &fs in filter_scales {

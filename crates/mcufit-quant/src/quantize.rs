@@ -84,7 +84,12 @@ impl UnionFind {
 
 /// Quantizes `graph` with `weights`: BN folding and activation fusion follow `Graph::fused`,
 /// activations are calibrated with min/max over `calibration` (float NHWC inputs).
-pub fn quantize_with(graph: &Graph, weights: &FloatWeights, calibration: &[Vec<f32>], opts: &QuantizeOptions) -> Result<QuantizedModel> {
+pub fn quantize_with(
+    graph: &Graph,
+    weights: &FloatWeights,
+    calibration: &[Vec<f32>],
+    opts: &QuantizeOptions,
+) -> Result<QuantizedModel> {
     weights.check(graph)?;
     if calibration.is_empty() {
         return Err(QuantError::Calibration("no calibration samples".into()));
@@ -111,7 +116,9 @@ pub fn quantize_with(graph: &Graph, weights: &FloatWeights, calibration: &[Vec<f
     let mut uf = UnionFind((0..n).collect());
     for (i, fop) in fused.ops.iter().enumerate() {
         let tie = match &graph.nodes[fop.anchor].op {
-            Op::MaxPool2d(_) | Op::AvgPool2d(_) | Op::GlobalAvgPool | Op::Concat | Op::Flatten | Op::Reshape { .. } => true,
+            Op::MaxPool2d(_) | Op::AvgPool2d(_) | Op::GlobalAvgPool | Op::Concat | Op::Flatten | Op::Reshape { .. } => {
+                true
+            }
             Op::Relu | Op::Relu6 => true, // exported as a 1x1 max pool with a fused clamp
             _ => false,
         };
@@ -195,12 +202,23 @@ pub fn quantize_with(graph: &Graph, weights: &FloatWeights, calibration: &[Vec<f
                 let a = if matches!(anchor.op, Op::Relu) { Activation::Relu } else { Activation::Relu6 };
                 QOpKind::MaxPool { pool: [1, 1], stride: [1, 1], padding: Padding::Valid, activation: a }
             }
-            Op::MaxPool2d(p) => QOpKind::MaxPool { pool: p.pool, stride: p.strides(), padding: p.padding, activation: act },
-            Op::AvgPool2d(p) => QOpKind::AvgPool { pool: p.pool, stride: p.strides(), padding: p.padding, activation: act },
-            Op::GlobalAvgPool => QOpKind::AvgPool { pool: [in_shape.h, in_shape.w], stride: [1, 1], padding: Padding::Valid, activation: act },
+            Op::MaxPool2d(p) => {
+                QOpKind::MaxPool { pool: p.pool, stride: p.strides(), padding: p.padding, activation: act }
+            }
+            Op::AvgPool2d(p) => {
+                QOpKind::AvgPool { pool: p.pool, stride: p.strides(), padding: p.padding, activation: act }
+            }
+            Op::GlobalAvgPool => QOpKind::AvgPool {
+                pool: [in_shape.h, in_shape.w],
+                stride: [1, 1],
+                padding: Padding::Valid,
+                activation: act,
+            },
             Op::Add => {
                 if anchor.inputs.len() != 2 {
-                    return Err(unsupported("add of more than two tensors (TFLite ADD is binary); split it into a chain of adds"));
+                    return Err(unsupported(
+                        "add of more than two tensors (TFLite ADD is binary); split it into a chain of adds",
+                    ));
                 }
                 QOpKind::Add { activation: act }
             }

@@ -71,7 +71,10 @@ impl FloatWeights {
                             finite(kernel, "kernel")?;
                             if let Some(b) = bias {
                                 if b.len() != out_c {
-                                    return Err(bad(format!("bias has {} values, the layer has {out_c} outputs", b.len())));
+                                    return Err(bad(format!(
+                                        "bias has {} values, the layer has {out_c} outputs",
+                                        b.len()
+                                    )));
                                 }
                                 finite(b, "bias")?;
                             }
@@ -84,7 +87,10 @@ impl FloatWeights {
                     Some(NodeWeights::BatchNorm { gamma, beta, mean, var }) => {
                         for (v, what) in [(gamma, "gamma"), (beta, "beta"), (mean, "mean"), (var, "var")] {
                             if v.len() != out_c {
-                                return Err(bad(format!("{what} has {} values, the tensor has {out_c} channels", v.len())));
+                                return Err(bad(format!(
+                                    "{what} has {} values, the tensor has {out_c} channels",
+                                    v.len()
+                                )));
                             }
                             finite(v, what)?;
                         }

@@ -64,7 +64,8 @@ fn image_input_contract() {
     }
     assert_eq!(q.output().scale, 1.0 / 256.0);
     assert_eq!(q.output().zero_point, -128);
-    let q2 = quantize_with(&g, &w, &common::image_inputs(&g, 2, 3), &QuantizeOptions { input: InputQuant::Calibrated }).unwrap();
+    let q2 = quantize_with(&g, &w, &common::image_inputs(&g, 2, 3), &QuantizeOptions { input: InputQuant::Calibrated })
+        .unwrap();
     assert_ne!(q2.input().scale, 1.0 / 128.0);
 }
 

@@ -31,7 +31,12 @@ fn main() -> Result<()> {
     let batches: Vec<Vec<usize>> = (0..n).collect::<Vec<_>>().chunks(bs).map(|c| c.to_vec()).collect();
     if std::env::var("BENCH_VARIANTS").is_ok() {
         for (name, c) in [
-            ("sgd plain", cfg.clone().with_weight_decay(0.0).with_optimizer(OptimizerKind::Sgd { momentum: 0.0, nesterov: false })),
+            (
+                "sgd plain",
+                cfg.clone()
+                    .with_weight_decay(0.0)
+                    .with_optimizer(OptimizerKind::Sgd { momentum: 0.0, nesterov: false }),
+            ),
             ("sgd momentum", cfg.clone().with_weight_decay(0.0)),
             ("sgd momentum + wd", cfg.clone()),
         ] {
@@ -65,7 +70,11 @@ fn main() -> Result<()> {
         }
         secs = secs.min(t.elapsed().as_secs_f64());
     }
-    println!("{model}: train {:.0} images/s ({threads} threads, batch {bs}, {:.1} ms/step)", (steps * bs) as f64 / secs, 1e3 * secs / steps as f64);
+    println!(
+        "{model}: train {:.0} images/s ({threads} threads, batch {bs}, {:.1} ms/step)",
+        (steps * bs) as f64 / secs,
+        1e3 * secs / steps as f64
+    );
 
     // Phase breakdown of the same step written out by hand (plain SGD), interleaved with
     // Trainer::step so both see the same machine load; minimum per phase over the steps.

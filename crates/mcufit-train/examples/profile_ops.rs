@@ -7,10 +7,16 @@ use mcufit_ir::Padding;
 use mcufit_train::burn::tensor::{Device, Distribution, Tensor};
 use mcufit_train::ops;
 
-trait Rg { fn rg(self, ad: bool) -> Self; }
+trait Rg {
+    fn rg(self, ad: bool) -> Self;
+}
 impl<const D: usize> Rg for Tensor<D> {
     fn rg(self, ad: bool) -> Self {
-        if ad { self.require_grad() } else { self }
+        if ad {
+            self.require_grad()
+        } else {
+            self
+        }
     }
 }
 
@@ -50,11 +56,19 @@ fn main() {
                 let _ = y.into_data();
             }
         };
-        time(&format!("conv1 1->32 28x28 {tag}"), reps, || run(ops::conv2d(x1.clone(), w1.clone(), None, [1, 1], Padding::Same, 1)));
-        time(&format!("conv2 32->64 14x14 {tag}"), reps, || run(ops::conv2d(x2.clone(), w2.clone(), Some(b2.clone()), [1, 1], Padding::Same, 1)));
-        time(&format!("bn 64x14x14 {tag}"), reps, || run(ops::batch_norm_train(a2.clone(), g.clone(), g.clone(), 1e-3).0));
+        time(&format!("conv1 1->32 28x28 {tag}"), reps, || {
+            run(ops::conv2d(x1.clone(), w1.clone(), None, [1, 1], Padding::Same, 1))
+        });
+        time(&format!("conv2 32->64 14x14 {tag}"), reps, || {
+            run(ops::conv2d(x2.clone(), w2.clone(), Some(b2.clone()), [1, 1], Padding::Same, 1))
+        });
+        time(&format!("bn 64x14x14 {tag}"), reps, || {
+            run(ops::batch_norm_train(a2.clone(), g.clone(), g.clone(), 1e-3).0)
+        });
         time(&format!("relu 64x14x14 {tag}"), reps, || run(ops::relu(a2.clone())));
-        time(&format!("maxpool 64x14x14 {tag}"), reps, || run(ops::max_pool2d(a2.clone(), [2, 2], [2, 2], Padding::Valid)));
+        time(&format!("maxpool 64x14x14 {tag}"), reps, || {
+            run(ops::max_pool2d(a2.clone(), [2, 2], [2, 2], Padding::Valid))
+        });
         let f7 = rnd([64, 64, 7, 7]).rg(ad);
         time(&format!("flatten 64x7x7 {tag}"), reps, || run(ops::flatten_nhwc(f7.clone())));
         time(&format!("dense 3136->128 {tag}"), reps, || {

@@ -20,7 +20,13 @@ pub trait BatchSource {
     /// Like [`batch`](Self::batch) with training-time augmentation drawn from `seed` (the trainer
     /// derives it from the run seed, epoch and step, so augmentation is reproducible and
     /// resumable). Defaults to no augmentation.
-    fn batch_augmented(&self, indices: &[usize], seed: u64, images: &mut Vec<f32>, labels: &mut Vec<u32>) -> Result<()> {
+    fn batch_augmented(
+        &self,
+        indices: &[usize],
+        seed: u64,
+        images: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+    ) -> Result<()> {
         let _ = seed;
         self.batch(indices, images, labels)
     }
@@ -100,7 +106,13 @@ impl BatchSource for mcufit_data::Dataset {
     fn batch(&self, indices: &[usize], images: &mut Vec<f32>, labels: &mut Vec<u32>) -> Result<()> {
         mcufit_data::Dataset::batch(self, indices, images, labels).map_err(|e| TrainError::Data(e.to_string()))
     }
-    fn batch_augmented(&self, indices: &[usize], seed: u64, images: &mut Vec<f32>, labels: &mut Vec<u32>) -> Result<()> {
+    fn batch_augmented(
+        &self,
+        indices: &[usize],
+        seed: u64,
+        images: &mut Vec<f32>,
+        labels: &mut Vec<u32>,
+    ) -> Result<()> {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         mcufit_data::Dataset::batch_augmented(self, indices, &mut rng, images, labels)

@@ -78,20 +78,33 @@ pub fn evaluate(network: &Network, data: &dyn BatchSource, batch_size: usize) ->
             confusion[y][pred] += 1;
         }
     }
-    let examples = data.len();
-    let class_counts: Vec<usize> = confusion.iter().map(|r| r.iter().sum()).collect();
-    let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
-    let per_class_accuracy = (0..k)
-        .map(|c| if class_counts[c] == 0 { 0.0 } else { confusion[c][c] as f64 / class_counts[c] as f64 })
-        .collect();
-    Ok(EvalReport {
-        examples,
-        loss: loss_sum / examples as f64,
-        accuracy: correct as f64 / examples as f64,
-        per_class_accuracy,
-        class_counts,
-        confusion,
-    })
+    EvalReport::from_confusion(confusion, loss_sum)
+}
+
+impl EvalReport {
+    /// The report of a confusion matrix (`confusion[true][predicted]`) and the summed loss over
+    /// its examples: the one place accuracy, per-class accuracy and class counts are derived
+    /// (float evaluation here, the int8 reference's in `mcufit-pipeline`).
+    pub fn from_confusion(confusion: Vec<Vec<usize>>, loss_sum: f64) -> Result<EvalReport> {
+        let k = confusion.len();
+        let class_counts: Vec<usize> = confusion.iter().map(|r| r.iter().sum()).collect();
+        let examples: usize = class_counts.iter().sum();
+        if examples == 0 {
+            return Err(TrainError::Data("evaluation dataset is empty".into()));
+        }
+        let correct: usize = (0..k).map(|c| confusion[c].get(c).copied().unwrap_or(0)).sum();
+        let per_class_accuracy = (0..k)
+            .map(|c| if class_counts[c] == 0 { 0.0 } else { confusion[c][c] as f64 / class_counts[c] as f64 })
+            .collect();
+        Ok(EvalReport {
+            examples,
+            loss: loss_sum / examples as f64,
+            accuracy: correct as f64 / examples as f64,
+            per_class_accuracy,
+            class_counts,
+            confusion,
+        })
+    }
 }
 
 /// Index of the largest value (first one on ties; NaN never wins).

@@ -143,9 +143,7 @@ pub(crate) fn param<const D: usize>(t: Tensor<D>, id: Option<u64>, trainable: bo
 
 /// Reads any float tensor back to the host.
 pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| TrainError::Tensor(format!("{e:?}")))
+    t.into_data().try_into_vec_as::<f32>().map_err(|e| TrainError::Tensor(format!("{e:?}")))
 }
 
 impl Plan {
@@ -254,15 +252,18 @@ impl Network {
     /// BN running averages use momentum 0.1 (see [`Network::with_bn_momentum`]).
     pub fn new(graph: &Graph, device: &Device, seed: u64) -> Result<Network> {
         let plan = Plan::new(graph)?;
-        let layers = (0..graph.nodes.len())
-            .map(|id| init_layer(&plan.graph, &plan.shapes, id, seed, 0.1, device))
-            .collect();
+        let layers =
+            (0..graph.nodes.len()).map(|id| init_layer(&plan.graph, &plan.shapes, id, seed, 0.1, device)).collect();
         let masks = vec![None; plan.groups.groups.len()];
         Ok(Network { layers, masks, plan: Arc::new(plan) })
     }
 
     /// Assembles a network from already-built parts (used by the weights loader).
-    pub(crate) fn from_parts(graph: &Graph, layers: Vec<Layer>, masks: Vec<Option<Param<Tensor<1>>>>) -> Result<Network> {
+    pub(crate) fn from_parts(
+        graph: &Graph,
+        layers: Vec<Layer>,
+        masks: Vec<Option<Param<Tensor<1>>>>,
+    ) -> Result<Network> {
         let plan = Plan::new(graph)?;
         if layers.len() != graph.nodes.len() || masks.len() != plan.groups.groups.len() {
             return Err(TrainError::Weights("layer or mask count does not match the graph".into()));
@@ -361,7 +362,9 @@ impl Network {
             for (k, &i) in node.inputs.iter().enumerate() {
                 let last = plan.last_use[i] == id && !node.inputs[k + 1..].contains(&i);
                 let v = if last { vals[i].take() } else { vals[i].clone() };
-                args.push(v.ok_or_else(|| TrainError::Graph(format!("node '{}': input #{i} not available", node.name)))?);
+                args.push(
+                    v.ok_or_else(|| TrainError::Graph(format!("node '{}': input #{i} not available", node.name)))?,
+                );
             }
             let mut args = args.into_iter();
             let mut a = || args.next().ok_or_else(|| TrainError::Graph(format!("node '{}' lacks an input", node.name)));
@@ -476,10 +479,14 @@ impl Network {
     /// computed and the optimizer updates it). Replacing a mask keeps its parameter id so optimizer
     /// state carries over.
     pub fn set_group_mask(&mut self, g: GroupId, mask: Tensor<1>, learnable: bool) -> Result<()> {
-        let group = self.plan.groups.groups.get(g).ok_or_else(|| TrainError::Config(format!("no channel group {g}")))?;
+        let group =
+            self.plan.groups.groups.get(g).ok_or_else(|| TrainError::Config(format!("no channel group {g}")))?;
         let [len] = mask.dims();
         if len != group.size {
-            return Err(TrainError::Config(format!("mask for group {g} has {len} entries, the group has {}", group.size)));
+            return Err(TrainError::Config(format!(
+                "mask for group {g} has {len} entries, the group has {}",
+                group.size
+            )));
         }
         let id = self.masks[g].as_ref().map(|p| p.id.val());
         self.masks[g] = Some(param(mask, id, learnable));
@@ -503,10 +510,7 @@ impl Network {
     /// followed by a BN. Gammas are the live parameters (differentiable) — e.g. for an L1 sparsity
     /// term or for ranking channels.
     pub fn group_bn_gammas(&self, g: GroupId) -> Vec<(NodeId, Tensor<1>)> {
-        self.mask_nodes(g)
-            .iter()
-            .filter_map(|&n| self.layers[n].bn.as_ref().map(|bn| (n, bn.gamma.val())))
-            .collect()
+        self.mask_nodes(g).iter().filter_map(|&n| self.layers[n].bn.as_ref().map(|bn| (n, bn.gamma.val()))).collect()
     }
 
     /// The weights of group `g`'s producers (burn layout, see [`ProducerWeight`]).

@@ -69,7 +69,8 @@ pub fn conv2d_im2col(
     let [n, cin, h, w] = x.dims();
     let [o, _, kh, kw] = weight.dims();
     let [(pt, pb), (pl, pr)] = pads2(padding, [h, w], [kh, kw], stride);
-    let xp = if pt + pb + pl + pr > 0 { x.pad([(0, 0), (0, 0), (pt, pb), (pl, pr)], PadMode::Constant(0.0)) } else { x };
+    let xp =
+        if pt + pb + pl + pr > 0 { x.pad([(0, 0), (0, 0), (pt, pb), (pl, pr)], PadMode::Constant(0.0)) } else { x };
     let (hp, wp) = (h + pt + pb, w + pl + pr);
     let oh = (hp - kh) / stride[0] + 1;
     let ow = (wp - kw) / stride[1] + 1;

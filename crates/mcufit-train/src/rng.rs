@@ -17,7 +17,8 @@ impl SplitMix64 {
     /// Independent stream for `(seed, a, b)`, e.g. (seed, epoch, purpose): resuming at an epoch
     /// reproduces exactly the same stream as an uninterrupted run.
     pub fn derive(seed: u64, a: u64, b: u64) -> Self {
-        let mut r = SplitMix64::new(seed ^ a.wrapping_mul(0xA24B_AED4_963E_E407) ^ b.wrapping_mul(0x9FB2_1C65_1E98_DF25));
+        let mut r =
+            SplitMix64::new(seed ^ a.wrapping_mul(0xA24B_AED4_963E_E407) ^ b.wrapping_mul(0x9FB2_1C65_1E98_DF25));
         r.next_u64();
         r
     }

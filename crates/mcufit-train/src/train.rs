@@ -25,8 +25,15 @@ use crate::rng::SplitMix64;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerKind {
     /// SGD with (PyTorch-style, no dampening) momentum.
-    Sgd { momentum: f64, nesterov: bool },
-    Adam { beta1: f32, beta2: f32, eps: f32 },
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+    },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+    },
 }
 
 /// Learning-rate schedule, evaluated per step.
@@ -35,9 +42,15 @@ pub enum OptimizerKind {
 pub enum LrSchedule {
     Constant,
     /// Linear warm-up for `warmup_epochs`, then cosine decay from `lr` to `lr * min_ratio`.
-    Cosine { warmup_epochs: usize, min_ratio: f64 },
+    Cosine {
+        warmup_epochs: usize,
+        min_ratio: f64,
+    },
     /// `lr * gamma^(epoch / every)`.
-    Step { every: usize, gamma: f64 },
+    Step {
+        every: usize,
+        gamma: f64,
+    },
 }
 
 impl LrSchedule {
@@ -321,7 +334,8 @@ fn build_optimizer(network: &Network, config: &TrainConfig) -> ModuleOptimizer {
         .collect();
     match &config.optimizer {
         OptimizerKind::Sgd { momentum, nesterov } => {
-            let m = (*momentum > 0.0).then(|| MomentumConfig::new().with_momentum(*momentum).with_dampening(0.0).with_nesterov(*nesterov));
+            let m = (*momentum > 0.0)
+                .then(|| MomentumConfig::new().with_momentum(*momentum).with_dampening(0.0).with_nesterov(*nesterov));
             let plain = SgdConfig::new().with_momentum(m.clone()).init();
             match decay {
                 Some(d) => plain.with_group(
@@ -336,7 +350,9 @@ fn build_optimizer(network: &Network, config: &TrainConfig) -> ModuleOptimizer {
             let base = AdamConfig::new().with_beta_1(*beta1).with_beta_2(*beta2).with_epsilon(*eps);
             let plain = base.init();
             match decay {
-                Some(d) => plain.with_group(ParamGroup::from_ids(kernels), base.with_weight_decay(Some(d)).build(), None),
+                Some(d) => {
+                    plain.with_group(ParamGroup::from_ids(kernels), base.with_weight_decay(Some(d)).build(), None)
+                }
                 None => plain,
             }
         }
@@ -383,9 +399,8 @@ impl Trainer {
         // diverge from the uninterrupted run, so a missing file is an error.
         let opt_path = dir.join("optimizer.bpk");
         let optimizer = build_optimizer(t.network()?, &t.config);
-        t.optimizer = optimizer
-            .load(&opt_path)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", opt_path.display())))?;
+        t.optimizer =
+            optimizer.load(&opt_path).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", opt_path.display())))?;
         let sp = dir.join("state.json");
         let text = std::fs::read_to_string(&sp).map_err(|e| TrainError::io(&sp, e))?;
         t.state = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
@@ -700,7 +715,12 @@ pub fn train(graph: &Graph, splits: &Splits, config: &TrainConfig) -> Result<Tra
 }
 
 /// [`train`] with a hook (extra loss terms, per-step callbacks).
-pub fn train_with_hook(graph: &Graph, splits: &Splits, config: &TrainConfig, hook: &mut dyn TrainHook) -> Result<TrainReport> {
+pub fn train_with_hook(
+    graph: &Graph,
+    splits: &Splits,
+    config: &TrainConfig,
+    hook: &mut dyn TrainHook,
+) -> Result<TrainReport> {
     config.validate()?;
     set_threads(config.threads);
     let device = default_device();
@@ -723,6 +743,11 @@ pub fn train_with_hook(graph: &Graph, splits: &Splits, config: &TrainConfig, hoo
 }
 
 /// Fine-tunes an existing network (e.g. after pruning) with the given config and hook.
-pub fn train_network(network: Network, splits: &Splits, config: &TrainConfig, hook: &mut dyn TrainHook) -> Result<TrainReport> {
+pub fn train_network(
+    network: Network,
+    splits: &Splits,
+    config: &TrainConfig,
+    hook: &mut dyn TrainHook,
+) -> Result<TrainReport> {
     Trainer::new(network, config.clone())?.fit(splits, hook)
 }

@@ -289,14 +289,15 @@ impl Network {
                     need_bias(d.bias, d.units, &mut layer)?;
                 }
                 Op::BatchNorm(b) => {
-                    let bw = lw.and_then(|l| l.bn.as_ref()).ok_or_else(|| err("missing batch-norm parameters".into()))?;
+                    let bw =
+                        lw.and_then(|l| l.bn.as_ref()).ok_or_else(|| err("missing batch-norm parameters".into()))?;
                     let c = out.c;
                     for (what, v) in [("gamma", &bw.gamma), ("beta", &bw.beta), ("mean", &bw.mean), ("var", &bw.var)] {
                         if v.len() != c {
                             return Err(err(format!("bn {what} has {} values, expected {c}", v.len())));
                         }
                     }
-                    if bw.var.iter().any(|v| !(*v >= 0.0)) {
+                    if bw.var.iter().any(|v| v.is_nan() || *v < 0.0) {
                         return Err(err("bn running variance has negative or NaN entries".into()));
                     }
                     // Running stats are buffers, not optimizer targets: their ids need not persist.
@@ -317,7 +318,9 @@ impl Network {
                     }
                 }
             }
-            if lw.is_some_and(|l| l.kernel.is_some()) && !matches!(node.op, Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::Dense(_)) {
+            if lw.is_some_and(|l| l.kernel.is_some())
+                && !matches!(node.op, Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::Dense(_))
+            {
                 return Err(err("kernel given for an op without one".into()));
             }
             if lw.is_some_and(|l| l.bn.is_some()) && !matches!(node.op, Op::BatchNorm(_)) {
@@ -407,7 +410,6 @@ fn t1(v: Vec<f32>, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-
 // ---- safetensors -----------------------------------------------------------------------------
 
 /// Flattens weights into named tensors (see module docs for names).
@@ -463,7 +465,13 @@ pub fn tensors_to_weights(graph: &Graph, tensors: Vec<(String, TensorF32)>) -> R
                 let t = map.remove(&key).ok_or_else(|| TrainError::Weights(format!("missing tensor '{key}'")))?;
                 vec1(t, &key)
             };
-            lw.bn = Some(BnWeights { gamma: get("gamma")?, beta: get("beta")?, mean: get("mean")?, var: get("var")?, eps: b.eps });
+            lw.bn = Some(BnWeights {
+                gamma: get("gamma")?,
+                beta: get("beta")?,
+                mean: get("mean")?,
+                var: get("var")?,
+                eps: b.eps,
+            });
         }
         if lw != LayerWeights::default() {
             w.layers.insert(name.clone(), lw);
@@ -508,7 +516,10 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, TensorF32)], ids: &Has
     let ids: BTreeMap<&String, &u64> = ids.iter().collect();
     let mut meta = serde_json::Map::new();
     meta.insert("format".into(), "mcufit-weights-1".into());
-    meta.insert("param_ids".into(), serde_json::to_string(&ids).map_err(|e| TrainError::Weights(e.to_string()))?.into());
+    meta.insert(
+        "param_ids".into(),
+        serde_json::to_string(&ids).map_err(|e| TrainError::Weights(e.to_string()))?.into(),
+    );
     header.insert("__metadata__".into(), serde_json::Value::Object(meta));
     let mut h = serde_json::to_vec(&header).map_err(|e| TrainError::Weights(e.to_string()))?;
     // Pad the header so the data starts 8-byte aligned (the safetensors convention).
@@ -529,15 +540,24 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, TensorF32)], ids: &Has
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
+/// Named tensors, in file order (what [`read_safetensors`] returns alongside the ids).
+pub type NamedTensors = Vec<(String, TensorF32)>;
+
+/// Persistent parameter ids by tensor name (stored in the safetensors metadata).
+pub type ParamIds = HashMap<String, u64>;
+
 /// Reads a safetensors file of F32 tensors; returns the tensors (file order) and parameter ids.
-pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, TensorF32)>, HashMap<String, u64>)> {
+pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, ParamIds)> {
     let buf = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
     let bad = |m: String| TrainError::Weights(format!("{}: {m}", path.display()));
     if buf.len() < 8 {
         return Err(bad("too short for a safetensors file".into()));
     }
     let hlen = u64::from_le_bytes(buf[..8].try_into().map_err(|_| bad("header".into()))?) as usize;
-    let data_start = 8usize.checked_add(hlen).filter(|&e| e <= buf.len()).ok_or_else(|| bad("header length beyond end of file".into()))?;
+    let data_start = 8usize
+        .checked_add(hlen)
+        .filter(|&e| e <= buf.len())
+        .ok_or_else(|| bad("header length beyond end of file".into()))?;
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&buf[8..data_start]).map_err(|e| bad(format!("header is not JSON: {e}")))?;
     let data = &buf[data_start..];

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use mcufit_ir::Shape;
-use mcufit_quant::{Prepared, QOpKind, QuantizedModel};
+use mcufit_quant::{AddParams, ChannelRequant, PreparedOp, QuantizedModel, SoftmaxParams, Window};
 
 use crate::error::{ExportError, Result};
 use crate::plan::{plan_arena, ArenaPlan, PlanOptions};
@@ -72,7 +72,13 @@ fn ident(name: &str) -> String {
 /// with `cols = kh * kw * in_c`.
 pub fn interleave_pairs(filter: &[i8], rows: usize, cols: usize) -> Vec<i8> {
     let cp = cols.div_ceil(4) * 4;
-    let row = |r: usize, k: usize| -> i8 { if r < rows && k < cols { filter[r * cols + k] } else { 0 } };
+    let row = |r: usize, k: usize| -> i8 {
+        if r < rows && k < cols {
+            filter[r * cols + k]
+        } else {
+            0
+        }
+    };
     let mut out = Vec::with_capacity(rows.div_ceil(2) * 2 * cp);
     for r in (0..rows).step_by(2) {
         for k in (0..cp).step_by(4) {
@@ -156,7 +162,13 @@ pub fn depthwise_constants(
     for ch in 0..c {
         let taps = filter.iter().skip(ch).step_by(c).map(|&v| v as i64);
         let (sum, abs_w) = taps.fold((0i64, 0i64), |(s, a), v| (s + v, a + v.abs()));
-        per.push(shortcut(bias[ch] as i64 + input_offset as i64 * sum, abs_w, multiplier[ch], shift[ch], output_offset)?);
+        per.push(shortcut(
+            bias[ch] as i64 + input_offset as i64 * sum,
+            abs_w,
+            multiplier[ch],
+            shift[ch],
+            output_offset,
+        )?);
     }
     per.resize(c.div_ceil(4) * 4, [0; 4]);
     let mut out = Vec::with_capacity(per.len() * 4);
@@ -190,7 +202,13 @@ pub fn add_constants(left_shift: i32, multiplier: [i32; 3], shift: [i32; 3], out
 /// (zero-padded) and tap, the int32 words (2w0 | 2w2 << 16) and (2w1 | 2w3 << 16).
 pub fn depthwise_expanded(filter: &[i8], c: usize) -> Vec<i32> {
     let taps = filter.len().checked_div(c).unwrap_or(0);
-    let w = |t: usize, ch: usize| -> i32 { if ch < c { 2 * filter[t * c + ch] as i32 } else { 0 } };
+    let w = |t: usize, ch: usize| -> i32 {
+        if ch < c {
+            2 * filter[t * c + ch] as i32
+        } else {
+            0
+        }
+    };
     let pack = |lo: i32, hi: i32| ((lo as u32 & 0xFFFF) | ((hi as u32) << 16)) as i32;
     let mut out = Vec::with_capacity(c.div_ceil(4) * taps * 2);
     for g in 0..c.div_ceil(4) {
@@ -224,16 +242,27 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
         let op = &model.ops[i];
         let t = &model.tensors[i];
         let ks = op.kernel_shape;
-        let _ = writeln!(body, "    /* {} ({}) -> {} bytes at {:?} */", op.name, op.kind.name(), t.elements(), plan.offsets[i]);
+        let _ = writeln!(
+            body,
+            "    /* {} ({}) -> {} bytes at {:?} */",
+            op.name,
+            op.kind.name(),
+            t.elements(),
+            plan.offsets[i]
+        );
         let x = op.inputs.first().map(|&j| ptr(j)).unwrap_or_default();
         let xs = op.inputs.first().map(|&j| model.tensors[j].shape).unwrap_or(ks);
         let y = ptr(i);
-        match (&op.kind, &prepared[i]) {
-            (
-                QOpKind::Conv2d { weights: w, .. } | QOpKind::DepthwiseConv2d { weights: w, .. } | QOpKind::FullyConnected { weights: w, .. },
-                Prepared::Conv { multiplier, shift, input_offset, output_offset, act_min, act_max, pad_top, pad_left },
-            ) => {
-                let depthwise = matches!(op.kind, QOpKind::DepthwiseConv2d { .. });
+        let p = &prepared[i];
+        match p {
+            PreparedOp::Input => {
+                return Err(ExportError::Unsupported { op: op.name.clone(), msg: "the input must be op 0".into() });
+            }
+            PreparedOp::Conv2d { weights: w, requant, .. }
+            | PreparedOp::DepthwiseConv2d { weights: w, requant, .. }
+            | PreparedOp::FullyConnected { weights: w, requant } => {
+                let ChannelRequant { multiplier, shift, input_offset, output_offset, act_min, act_max } = requant;
+                let depthwise = matches!(p, PreparedOp::DepthwiseConv2d { .. });
                 // Conv and FC fold input_offset * sum(filter) into the bias; depthwise applies the
                 // offset per valid tap.
                 let channels = w.bias.len();
@@ -249,19 +278,26 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                     })
                     .collect();
                 if bias.iter().any(|&b| b < i32::MIN as i64 || b > i32::MAX as i64) {
-                    return Err(ExportError::Unsupported { op: op.name.clone(), msg: "folded bias overflows int32".into() });
+                    return Err(ExportError::Unsupported {
+                        op: op.name.clone(),
+                        msg: "folded bias overflows int32".into(),
+                    });
                 }
                 let id = format!("op{i}");
                 let d = &w.filter_dims;
                 // Convs with groups 1 (1x1 included) take the two-pixel im2col kernel when every
                 // channel's requantization fits its shortcut.
-                let dense_conv = matches!(op.kind, QOpKind::Conv2d { .. }) && d[3] == xs.c;
+                let dense_conv = matches!(p, PreparedOp::Conv2d { .. }) && d[3] == xs.c;
                 let k = if dense_conv { d[1] * d[2] * d[3] } else { 0 };
-                let pw = if dense_conv { pointwise_constants(&bias, multiplier, shift, &w.filter, k, *output_offset) } else { None };
-                if let (Some(pw), QOpKind::Conv2d { stride, .. }) = (&pw, &op.kind) {
-                    let kp = k.div_ceil(4) * 4;
-                    scratch_words = scratch_words.max(kp + if xs.c.is_multiple_of(4) { 0 } else { kp / 2 });
-                    const_bytes += array(&mut consts, "int8_t", &format!("{id}_w"), &interleave_pairs(&w.filter, d[0], k));
+                let pw = if dense_conv {
+                    pointwise_constants(&bias, multiplier, shift, &w.filter, k, *output_offset)
+                } else {
+                    None
+                };
+                if let (Some(pw), PreparedOp::Conv2d { window: Window { stride, pad_top, pad_left }, .. }) = (&pw, p) {
+                    scratch_words = scratch_words.max(conv_scratch_bytes(k, xs.c) / 4);
+                    const_bytes +=
+                        array(&mut consts, "int8_t", &format!("{id}_w"), &interleave_pairs(&w.filter, d[0], k));
                     const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_pw"), pw);
                     let _ = writeln!(consts, "static const mf_pw_params {id}_q = {{{id}_pw, {act_min}, {act_max}}};");
                     let _ = writeln!(
@@ -278,16 +314,19 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                     let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
                     continue;
                 }
-                let dw = match &op.kind {
-                    QOpKind::DepthwiseConv2d { .. } => {
+                let dw = match p {
+                    PreparedOp::DepthwiseConv2d { .. } => {
                         depthwise_constants(&w.bias, multiplier, shift, &w.filter, *input_offset, *output_offset)
                     }
                     _ => None,
                 };
-                if let (Some(dw), QOpKind::DepthwiseConv2d { stride, .. }) = (&dw, &op.kind) {
+                if let (Some(dw), PreparedOp::DepthwiseConv2d { window: Window { stride, pad_top, pad_left }, .. }) =
+                    (&dw, p)
+                {
                     let taps: Vec<usize> =
                         (0..d[1]).flat_map(|ky| (0..d[2]).map(move |kx| (ky * xs.w + kx) * xs.c)).collect();
-                    const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_wx"), &depthwise_expanded(&w.filter, xs.c));
+                    const_bytes +=
+                        4 * array(&mut consts, "int32_t", &format!("{id}_wx"), &depthwise_expanded(&w.filter, xs.c));
                     const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_taps"), &taps);
                     const_bytes += 4 * array(&mut consts, "int32_t", &format!("{id}_dw"), dw);
                     let _ = writeln!(consts, "static const mf_pw_params {id}_q = {{{id}_dw, {act_min}, {act_max}}};");
@@ -313,8 +352,8 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                     consts,
                     "static const mf_requant {id}_q = {{{id}_b, {id}_m, {id}_s, {input_offset}, {output_offset}, {act_min}, {act_max}}};"
                 );
-                match &op.kind {
-                    QOpKind::Conv2d { stride, .. } => {
+                match p {
+                    PreparedOp::Conv2d { window: Window { stride, pad_top, pad_left }, .. } => {
                         let _ = writeln!(
                             body,
                             "    mf_conv({x}, {}, {id}_w, {}, {}, {}, {}, {}, {pad_top}, {pad_left}, &{id}_q, {y}, {});",
@@ -327,7 +366,7 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                             shape_lit(ks)
                         );
                     }
-                    QOpKind::DepthwiseConv2d { stride, .. } => {
+                    PreparedOp::DepthwiseConv2d { window: Window { stride, pad_top, pad_left }, .. } => {
                         let _ = writeln!(
                             body,
                             "    mf_depthwise({x}, {}, {id}_w, {}, {}, {}, {}, {pad_top}, {pad_left}, &{id}_q, {y}, {});",
@@ -340,35 +379,39 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                         );
                     }
                     _ => {
-                        let _ = writeln!(body, "    mf_fully_connected({x}, {}, {id}_w, {}, &{id}_q, {y});", d[1], d[0]);
+                        let _ =
+                            writeln!(body, "    mf_fully_connected({x}, {}, {id}_w, {}, &{id}_q, {y});", d[1], d[0]);
                     }
                 }
             }
-            (
-                QOpKind::Add { .. },
-                Prepared::Add {
-                    input1_offset,
-                    input2_offset,
-                    left_shift,
-                    input1_multiplier,
-                    input1_shift,
-                    input2_multiplier,
-                    input2_shift,
-                    output_multiplier,
-                    output_shift,
-                    output_offset,
-                    act_min,
-                    act_max,
-                },
-            ) => {
-                if let Some(k) = add_constants(*left_shift, [*input1_multiplier, *input2_multiplier, *output_multiplier], [*input1_shift, *input2_shift, *output_shift], *output_offset) {
+            PreparedOp::Add(AddParams {
+                input1_offset,
+                input2_offset,
+                left_shift,
+                input1_multiplier,
+                input1_shift,
+                input2_multiplier,
+                input2_shift,
+                output_multiplier,
+                output_shift,
+                output_offset,
+                act_min,
+                act_max,
+            }) => {
+                if let Some(k) = add_constants(
+                    *left_shift,
+                    [*input1_multiplier, *input2_multiplier, *output_multiplier],
+                    [*input1_shift, *input2_shift, *output_shift],
+                    *output_offset,
+                ) {
                     let k: Vec<String> = k.iter().map(|v| v.to_string()).collect();
                     let _ = writeln!(
                         consts,
                         "static const mf_add_fast_params op{i}_p = {{{input1_offset}, {input2_offset}, {left_shift}, {{{}}}, {act_min}, {act_max}}};",
                         k.join(", ")
                     );
-                    let _ = writeln!(body, "    mf_add_fast({x}, {}, {}, &op{i}_p, {y});", ptr(op.inputs[1]), t.elements());
+                    let _ =
+                        writeln!(body, "    mf_add_fast({x}, {}, {}, &op{i}_p, {y});", ptr(op.inputs[1]), t.elements());
                     let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
                     continue;
                 }
@@ -378,7 +421,7 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                 );
                 let _ = writeln!(body, "    mf_add({x}, {}, {}, &op{i}_p, {y});", ptr(op.inputs[1]), t.elements());
             }
-            (QOpKind::Concat { .. }, Prepared::Clamp { act_min, act_max, .. }) => {
+            PreparedOp::Concat { act_min, act_max } => {
                 let mut off = 0;
                 for &j in &op.inputs {
                     let c = model.tensors[j].shape.c;
@@ -392,8 +435,9 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                     off += c;
                 }
             }
-            (QOpKind::MaxPool { pool, stride, .. } | QOpKind::AvgPool { pool, stride, .. }, Prepared::Clamp { act_min, act_max, pad_top, pad_left }) => {
-                let f = if matches!(op.kind, QOpKind::MaxPool { .. }) { "mf_max_pool" } else { "mf_avg_pool" };
+            PreparedOp::MaxPool { pool, window: Window { stride, pad_top, pad_left }, act_min, act_max }
+            | PreparedOp::AvgPool { pool, window: Window { stride, pad_top, pad_left }, act_min, act_max } => {
+                let f = if matches!(p, PreparedOp::MaxPool { .. }) { "mf_max_pool" } else { "mf_avg_pool" };
                 let _ = writeln!(
                     body,
                     "    {f}({x}, {}, {}, {}, {}, {}, {pad_top}, {pad_left}, {act_min}, {act_max}, {y}, {});",
@@ -405,19 +449,16 @@ pub fn generate_c(model: &QuantizedModel, order: &[usize], opts: CExportOptions)
                     shape_lit(ks)
                 );
             }
-            (QOpKind::Reshape, _) => {
+            PreparedOp::Reshape => {
                 let _ = writeln!(body, "    mf_copy({x}, {}, {y});", t.elements());
             }
-            (QOpKind::Softmax { .. }, Prepared::Softmax { input_multiplier, input_left_shift, diff_min }) => {
+            PreparedOp::Softmax(SoftmaxParams { input_multiplier, input_left_shift, diff_min }) => {
                 let _ = writeln!(
                     body,
                     "    mf_softmax({x}, {}, {}, {input_multiplier}, {input_left_shift}, {diff_min}, {y});",
                     ks.elements() / ks.c.max(1),
                     ks.c
                 );
-            }
-            (kind, _) => {
-                return Err(ExportError::Unsupported { op: op.name.clone(), msg: format!("no C kernel for {}", kind.name()) })
             }
         }
         let _ = writeln!(body, "    MCUFIT_OP_DONE({i});");
@@ -451,7 +492,8 @@ int mcufit_invoke(const int8_t *in, int8_t *out);\n\n#endif\n",
         oz = outp.zero_point,
     );
     let mut model_c = String::new();
-    let _ = writeln!(model_c, "/* Generated by mcufit for model '{}': {} ops. */", model.name.replace("*/", "* /"), n - 1);
+    let _ =
+        writeln!(model_c, "/* Generated by mcufit for model '{}': {} ops. */", model.name.replace("*/", "* /"), n - 1);
     model_c.push_str("#include \"mcufit_model.h\"\n#include \"mcufit_kernels.h\"\n\n");
     let _ = writeln!(
         model_c,
@@ -459,11 +501,8 @@ int mcufit_invoke(const int8_t *in, int8_t *out);\n\n#endif\n",
         plan.arena_bytes,
         if plan.optimal { "placement meets the bound" } else { "placement above the bound" }
     );
-    let _ = writeln!(
-        model_c,
-        "static union {{ int8_t b[{}]; int32_t align; }} mcufit_arena;\n",
-        plan.arena_bytes.max(1)
-    );
+    let _ =
+        writeln!(model_c, "static union {{ int8_t b[{}]; int32_t align; }} mcufit_arena;\n", plan.arena_bytes.max(1));
     model_c.push_str(
         "/* Profiling hook: MCUFIT_PROFILE builds call mcufit_prof(op) after every op. */\n\
 #ifdef MCUFIT_PROFILE\nvoid mcufit_prof(int op);\n#define MCUFIT_OP_DONE(op) mcufit_prof(op)\n\
@@ -491,7 +530,12 @@ pub fn export_c(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Path>) 
 }
 
 /// [`export_c`] with explicit planning options.
-pub fn export_c_with(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Path>, opts: CExportOptions) -> Result<(CSources, Vec<PathBuf>)> {
+pub fn export_c_with(
+    model: &QuantizedModel,
+    order: &[usize],
+    dir: impl AsRef<Path>,
+    opts: CExportOptions,
+) -> Result<(CSources, Vec<PathBuf>)> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir, e))?;
     let src = generate_c(model, order, opts)?;
@@ -502,6 +546,15 @@ pub fn export_c_with(model: &QuantizedModel, order: &[usize], dir: impl AsRef<Pa
         paths.push(p);
     }
     Ok((src, paths))
+}
+
+/// Bytes of the static im2col scratch one group-1 convolution needs in the C kernels: two pixels'
+/// receptive fields of `k = kh * kw * in_c` values, as int32 words padded to a multiple of 4, plus
+/// half again when `in_c` is not a multiple of 4 (the patch copy). The C export sizes
+/// `MCUFIT_SCRATCH_SIZE` as the largest over its convolutions; budgets use the same formula.
+pub fn conv_scratch_bytes(k: usize, in_c: usize) -> usize {
+    let kp = k.div_ceil(4) * 4;
+    4 * (kp + if in_c.is_multiple_of(4) { 0 } else { kp / 2 })
 }
 
 #[cfg(test)]

@@ -52,7 +52,9 @@ fn weights(m: &TflModel, filter: i32, bias: i32) -> Result<QWeights> {
     let (Some(f), Some(b)) = (m.tensors.get(filter as usize), m.tensors.get(bias as usize)) else {
         return err("operator without filter or bias tensor");
     };
-    let (Some(fd), Some(bd)) = (&f.data, &b.data) else { return err(format!("'{}' or '{}' has no data", f.name, b.name)) };
+    let (Some(fd), Some(bd)) = (&f.data, &b.data) else {
+        return err(format!("'{}' or '{}' has no data", f.name, b.name));
+    };
     let Some(q) = &f.quant else { return err(format!("filter '{}' is not quantized", f.name)) };
     if f.ttype != ttype::INT8 || b.ttype != ttype::INT32 || bd.len() % 4 != 0 {
         return err(format!("filter '{}' must be int8 and bias '{}' int32", f.name, b.name));
@@ -80,7 +82,8 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
     let it = tensor(input)?;
     let (scale, zero_point) = act_quant(it)?;
     let mut tensors = vec![QTensor { name: it.name.clone(), shape: shape_of(it)?, scale, zero_point }];
-    let mut ops = vec![QOp { name: it.name.clone(), kind: QOpKind::Input, inputs: vec![], kernel_shape: shape_of(it)? }];
+    let mut ops =
+        vec![QOp { name: it.name.clone(), kind: QOpKind::Input, inputs: vec![], kernel_shape: shape_of(it)? }];
     index_of[input as usize] = 0;
     for o in &m.operators {
         let [out] = o.outputs.as_slice() else { return err("operator with other than one output") };
@@ -89,12 +92,17 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
         let (scale, zero_point) = act_quant(ot)?;
         let inp = |k: usize| -> Result<usize> {
             match o.inputs.get(k) {
-                Some(&i) if i >= 0 && (i as usize) < index_of.len() && index_of[i as usize] != usize::MAX => Ok(index_of[i as usize]),
+                Some(&i) if i >= 0 && (i as usize) < index_of.len() && index_of[i as usize] != usize::MAX => {
+                    Ok(index_of[i as usize])
+                }
                 _ => err(format!("operator producing '{}' reads a tensor that is not computed before it", ot.name)),
             }
         };
         let (kind, inputs) = match (o.code, &o.options) {
-            (op::CONV_2D, TflOptions::Conv2D { padding: p, stride_w, stride_h, activation: a, dilation_w: 1, dilation_h: 1 }) => (
+            (
+                op::CONV_2D,
+                TflOptions::Conv2D { padding: p, stride_w, stride_h, activation: a, dilation_w: 1, dilation_h: 1 },
+            ) => (
                 QOpKind::Conv2d {
                     weights: weights(m, *o.inputs.get(1).unwrap_or(&-1), *o.inputs.get(2).unwrap_or(&-1))?,
                     stride: [*stride_h as usize, *stride_w as usize],
@@ -105,7 +113,15 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
             ),
             (
                 op::DEPTHWISE_CONV_2D,
-                TflOptions::DepthwiseConv2D { padding: p, stride_w, stride_h, activation: a, dilation_w: 1, dilation_h: 1, .. },
+                TflOptions::DepthwiseConv2D {
+                    padding: p,
+                    stride_w,
+                    stride_h,
+                    activation: a,
+                    dilation_w: 1,
+                    dilation_h: 1,
+                    ..
+                },
             ) => (
                 QOpKind::DepthwiseConv2d {
                     weights: weights(m, *o.inputs.get(1).unwrap_or(&-1), *o.inputs.get(2).unwrap_or(&-1))?,
@@ -115,14 +131,19 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
                 },
                 vec![inp(0)?],
             ),
-            (op::FULLY_CONNECTED, TflOptions::FullyConnected { activation: a, weights_format: 0, keep_num_dims: false }) => (
+            (
+                op::FULLY_CONNECTED,
+                TflOptions::FullyConnected { activation: a, weights_format: 0, keep_num_dims: false },
+            ) => (
                 QOpKind::FullyConnected {
                     weights: weights(m, *o.inputs.get(1).unwrap_or(&-1), *o.inputs.get(2).unwrap_or(&-1))?,
                     activation: activation(*a)?,
                 },
                 vec![inp(0)?],
             ),
-            (op::ADD, TflOptions::Add { activation: a }) => (QOpKind::Add { activation: activation(*a)? }, vec![inp(0)?, inp(1)?]),
+            (op::ADD, TflOptions::Add { activation: a }) => {
+                (QOpKind::Add { activation: activation(*a)? }, vec![inp(0)?, inp(1)?])
+            }
             (op::CONCATENATION, TflOptions::Concatenation { axis, activation: a }) => {
                 if *axis != 3 && *axis != -1 {
                     return err(format!("concatenation on axis {axis}"));
@@ -130,7 +151,10 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
                 let ins = (0..o.inputs.len()).map(inp).collect::<Result<Vec<_>>>()?;
                 (QOpKind::Concat { activation: activation(*a)? }, ins)
             }
-            (op::MAX_POOL_2D | op::AVERAGE_POOL_2D, TflOptions::Pool2D { padding: p, stride_w, stride_h, filter_w, filter_h, activation: a }) => {
+            (
+                op::MAX_POOL_2D | op::AVERAGE_POOL_2D,
+                TflOptions::Pool2D { padding: p, stride_w, stride_h, filter_w, filter_h, activation: a },
+            ) => {
                 let pool = [*filter_h as usize, *filter_w as usize];
                 let stride = [*stride_h as usize, *stride_w as usize];
                 let (padding, activation) = (padding(*p)?, activation(*a)?);

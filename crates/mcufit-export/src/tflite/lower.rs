@@ -72,7 +72,13 @@ impl<'a> Lowering<'a> {
             data: Some(dims.iter().flat_map(|d| d.to_le_bytes()).collect()),
             quant: None,
         });
-        let out = self.add_tensor(TflTensor { name, dims: dims.clone(), ttype: ttype::INT8, data: None, quant: act_quant(q) });
+        let out = self.add_tensor(TflTensor {
+            name,
+            dims: dims.clone(),
+            ttype: ttype::INT8,
+            data: None,
+            quant: act_quant(q),
+        });
         self.add_op(op::RESHAPE, 1, vec![from, shape_t], vec![out], TflOptions::Reshape { new_shape: dims });
         out
     }
@@ -274,7 +280,11 @@ fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<Lowering
                     4,
                     vec![x, f, b],
                     vec![y],
-                    TflOptions::FullyConnected { activation: act(*activation), weights_format: 0, keep_num_dims: false },
+                    TflOptions::FullyConnected {
+                        activation: act(*activation),
+                        weights_format: 0,
+                        keep_num_dims: false,
+                    },
                 );
                 l.raw[i] = y;
             }
@@ -289,13 +299,25 @@ fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<Lowering
                 let xs: Vec<i32> = qop.inputs.iter().map(|&j| l.input(j, Need::Nhwc)).collect();
                 if *activation == Activation::None {
                     let y = out_tensor(&mut l, dims4(ks), tname);
-                    l.add_op(op::CONCATENATION, 2, xs, vec![y], TflOptions::Concatenation { axis: 3, activation: schema::ACT_NONE });
+                    l.add_op(
+                        op::CONCATENATION,
+                        2,
+                        xs,
+                        vec![y],
+                        TflOptions::Concatenation { axis: 3, activation: schema::ACT_NONE },
+                    );
                     l.raw[i] = y;
                 } else {
                     // TFLM's CONCATENATION only accepts activation NONE: clamp with a 1x1 max pool.
                     let c = out_tensor(&mut l, dims4(ks), format!("{name}/concat"));
                     l.alias.push((c, i));
-                    l.add_op(op::CONCATENATION, 2, xs, vec![c], TflOptions::Concatenation { axis: 3, activation: schema::ACT_NONE });
+                    l.add_op(
+                        op::CONCATENATION,
+                        2,
+                        xs,
+                        vec![c],
+                        TflOptions::Concatenation { axis: 3, activation: schema::ACT_NONE },
+                    );
                     let y = out_tensor(&mut l, dims4(ks), tname);
                     l.add_op(
                         op::MAX_POOL_2D,
@@ -314,8 +336,10 @@ fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<Lowering
                     l.raw[i] = y;
                 }
             }
-            QOpKind::MaxPool { pool, stride, padding, activation } | QOpKind::AvgPool { pool, stride, padding, activation } => {
-                let code = if matches!(qop.kind, QOpKind::MaxPool { .. }) { op::MAX_POOL_2D } else { op::AVERAGE_POOL_2D };
+            QOpKind::MaxPool { pool, stride, padding, activation }
+            | QOpKind::AvgPool { pool, stride, padding, activation } => {
+                let code =
+                    if matches!(qop.kind, QOpKind::MaxPool { .. }) { op::MAX_POOL_2D } else { op::AVERAGE_POOL_2D };
                 let x = l.input(qop.inputs[0], Need::Nhwc);
                 let y = out_tensor(&mut l, dims4(ks), tname);
                 l.add_op(

@@ -41,15 +41,52 @@ impl TflTensor {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TflOptions {
     None,
-    Conv2D { padding: i8, stride_w: i32, stride_h: i32, activation: i8, dilation_w: i32, dilation_h: i32 },
-    DepthwiseConv2D { padding: i8, stride_w: i32, stride_h: i32, depth_multiplier: i32, activation: i8, dilation_w: i32, dilation_h: i32 },
-    Pool2D { padding: i8, stride_w: i32, stride_h: i32, filter_w: i32, filter_h: i32, activation: i8 },
-    FullyConnected { activation: i8, weights_format: i8, keep_num_dims: bool },
-    Softmax { beta: f32 },
-    Concatenation { axis: i32, activation: i8 },
-    Add { activation: i8 },
-    Reshape { new_shape: Vec<i32> },
-    Reducer { keep_dims: bool },
+    Conv2D {
+        padding: i8,
+        stride_w: i32,
+        stride_h: i32,
+        activation: i8,
+        dilation_w: i32,
+        dilation_h: i32,
+    },
+    DepthwiseConv2D {
+        padding: i8,
+        stride_w: i32,
+        stride_h: i32,
+        depth_multiplier: i32,
+        activation: i8,
+        dilation_w: i32,
+        dilation_h: i32,
+    },
+    Pool2D {
+        padding: i8,
+        stride_w: i32,
+        stride_h: i32,
+        filter_w: i32,
+        filter_h: i32,
+        activation: i8,
+    },
+    FullyConnected {
+        activation: i8,
+        weights_format: i8,
+        keep_num_dims: bool,
+    },
+    Softmax {
+        beta: f32,
+    },
+    Concatenation {
+        axis: i32,
+        activation: i8,
+    },
+    Add {
+        activation: i8,
+    },
+    Reshape {
+        new_shape: Vec<i32>,
+    },
+    Reducer {
+        keep_dims: bool,
+    },
     /// A union member mcufit does not interpret (its type index).
     Other(u8),
 }

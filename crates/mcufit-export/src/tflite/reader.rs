@@ -208,9 +208,10 @@ fn read_options(t: Option<Table>, kind: u8) -> Result<TflOptions> {
             keep_num_dims: t.bool(fc_opts::KEEP_NUM_DIMS)?,
         },
         opts::SOFTMAX => TflOptions::Softmax { beta: t.f32(softmax_opts::BETA, 0.0)? },
-        opts::CONCATENATION => {
-            TflOptions::Concatenation { axis: t.i32(concat_opts::AXIS, 0)?, activation: t.i8(concat_opts::ACTIVATION, 0)? }
-        }
+        opts::CONCATENATION => TflOptions::Concatenation {
+            axis: t.i32(concat_opts::AXIS, 0)?,
+            activation: t.i8(concat_opts::ACTIVATION, 0)?,
+        },
         opts::ADD => TflOptions::Add { activation: t.i8(add_opts::ACTIVATION, 0)? },
         opts::RESHAPE => TflOptions::Reshape { new_shape: t.i32s(reshape_opts::NEW_SHAPE)? },
         opts::REDUCER => TflOptions::Reducer { keep_dims: t.bool(0)? },

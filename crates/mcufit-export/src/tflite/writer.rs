@@ -43,7 +43,15 @@ fn options(fbb: &mut FlatBufferBuilder, o: &TflOptions) -> (u8, Option<Table>) {
             fbb.push_slot::<i32>(slot(conv_opts::DILATION_H), *dilation_h, 1);
             (opts::CONV_2D, fbb.end_table(s))
         }
-        TflOptions::DepthwiseConv2D { padding, stride_w, stride_h, depth_multiplier, activation, dilation_w, dilation_h } => {
+        TflOptions::DepthwiseConv2D {
+            padding,
+            stride_w,
+            stride_h,
+            depth_multiplier,
+            activation,
+            dilation_w,
+            dilation_h,
+        } => {
             let s = fbb.start_table();
             fbb.push_slot::<i8>(slot(dw_opts::PADDING), *padding, 0);
             fbb.push_slot::<i32>(slot(dw_opts::STRIDE_W), *stride_w, 0);
@@ -106,7 +114,10 @@ fn options(fbb: &mut FlatBufferBuilder, o: &TflOptions) -> (u8, Option<Table>) {
 pub fn write(m: &TflModel) -> Result<Vec<u8>> {
     use schema::*;
     let n_tensors = m.tensors.len() as i32;
-    let bad_index = |what: &str, i: i32| ExportError::Unsupported { op: what.into(), msg: format!("tensor index {i} out of range") };
+    let bad_index = |what: &str, i: i32| ExportError::Unsupported {
+        op: what.into(),
+        msg: format!("tensor index {i} out of range"),
+    };
     for op in &m.operators {
         if let Some(&i) = op.inputs.iter().chain(&op.outputs).find(|&&i| i < -1 || i >= n_tensors) {
             return Err(bad_index("operator", i));
@@ -116,7 +127,9 @@ pub fn write(m: &TflModel) -> Result<Vec<u8>> {
         return Err(bad_index("subgraph", i));
     }
     let codes = m.operator_codes();
-    let mut fbb = FlatBufferBuilder::with_capacity(1024 + m.tensors.iter().map(|t| t.data.as_ref().map_or(0, |d| d.len() + 32)).sum::<usize>());
+    let mut fbb = FlatBufferBuilder::with_capacity(
+        1024 + m.tensors.iter().map(|t| t.data.as_ref().map_or(0, |d| d.len() + 32)).sum::<usize>(),
+    );
 
     // Buffers: 0 is the empty sentinel; then one per constant tensor.
     let mut buffers: Vec<Table> = Vec::new();

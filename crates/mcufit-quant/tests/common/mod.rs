@@ -9,7 +9,14 @@ pub fn all_ops_net() -> Graph {
     let mut b = GraphBuilder::new("all-ops", Shape::new(12, 10, 3));
     let stem = b.conv_bn_relu(0, 8, 3, 1, Padding::Same);
     let g = b.add(
-        Op::Conv2d(Conv2d { filters: 8, kernel: [3, 3], stride: [2, 2], padding: Padding::Same, groups: 2, bias: true }),
+        Op::Conv2d(Conv2d {
+            filters: 8,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: Padding::Same,
+            groups: 2,
+            bias: true,
+        }),
         &[stem],
     );
     let g = b.add(Op::Relu6, &[g]); // 6x5x8
@@ -47,7 +54,8 @@ pub fn random_net(seed: u64) -> Graph {
     let h = 6 + r.below(10) as usize;
     let w = 6 + r.below(10) as usize;
     let c = 1 + r.below(4) as usize;
-    let mut n = Net { b: GraphBuilder::new(format!("rand-{seed}"), Shape::new(h, w, c)), shapes: vec![Shape::new(h, w, c)] };
+    let mut n =
+        Net { b: GraphBuilder::new(format!("rand-{seed}"), Shape::new(h, w, c)), shapes: vec![Shape::new(h, w, c)] };
     let mut x = 0;
     let blocks = 2 + r.below(3);
     for _ in 0..blocks {
@@ -58,7 +66,17 @@ pub fn random_net(seed: u64) -> Graph {
                 let f = 4 + r.below(12) as usize;
                 let k = if s.h >= 3 && s.w >= 3 { 1 + 2 * r.below(2) as usize } else { 1 };
                 let st = if s.h >= 4 && s.w >= 4 { 1 + r.below(2) as usize } else { 1 };
-                x = n.add(Op::Conv2d(Conv2d { filters: f, kernel: [k, k], stride: [st, st], padding: pad, groups: 1, bias: r.below(4) > 0 }), &[x]);
+                x = n.add(
+                    Op::Conv2d(Conv2d {
+                        filters: f,
+                        kernel: [k, k],
+                        stride: [st, st],
+                        padding: pad,
+                        groups: 1,
+                        bias: r.below(4) > 0,
+                    }),
+                    &[x],
+                );
                 if r.below(2) == 0 {
                     x = n.add(Op::BatchNorm(Default::default()), &[x]);
                 }
@@ -66,19 +84,57 @@ pub fn random_net(seed: u64) -> Graph {
             }
             2 => {
                 let k = if s.h >= 3 && s.w >= 3 { 3 } else { 1 };
-                let y = n.add(Op::DepthwiseConv2d(mcufit_ir::DepthwiseConv2d { kernel: [k, k], stride: [1, 1], padding: Padding::Same, bias: true }), &[x]);
+                let y = n.add(
+                    Op::DepthwiseConv2d(mcufit_ir::DepthwiseConv2d {
+                        kernel: [k, k],
+                        stride: [1, 1],
+                        padding: Padding::Same,
+                        bias: true,
+                    }),
+                    &[x],
+                );
                 let y = n.add(Op::BatchNorm(Default::default()), &[y]);
                 let y = n.add(Op::Relu, &[y]);
-                let y = n.add(Op::Conv2d(Conv2d { filters: s.c, kernel: [1, 1], stride: [1, 1], padding: Padding::Same, groups: 1, bias: true }), &[y]);
+                let y = n.add(
+                    Op::Conv2d(Conv2d {
+                        filters: s.c,
+                        kernel: [1, 1],
+                        stride: [1, 1],
+                        padding: Padding::Same,
+                        groups: 1,
+                        bias: true,
+                    }),
+                    &[y],
+                );
                 x = n.add(Op::Add, &[x, y]);
                 if r.below(2) == 0 {
                     x = n.add(Op::Relu, &[x]);
                 }
             }
             3 => {
-                let y = n.add(Op::Conv2d(Conv2d { filters: 4, kernel: [1, 1], stride: [1, 1], padding: Padding::Same, groups: 1, bias: true }), &[x]);
+                let y = n.add(
+                    Op::Conv2d(Conv2d {
+                        filters: 4,
+                        kernel: [1, 1],
+                        stride: [1, 1],
+                        padding: Padding::Same,
+                        groups: 1,
+                        bias: true,
+                    }),
+                    &[x],
+                );
                 let y = n.add(Op::Relu, &[y]);
-                let z = n.add(Op::Conv2d(Conv2d { filters: 3, kernel: [1, 1], stride: [1, 1], padding: Padding::Same, groups: 1, bias: true }), &[x]);
+                let z = n.add(
+                    Op::Conv2d(Conv2d {
+                        filters: 3,
+                        kernel: [1, 1],
+                        stride: [1, 1],
+                        padding: Padding::Same,
+                        groups: 1,
+                        bias: true,
+                    }),
+                    &[x],
+                );
                 x = n.add(Op::Concat, &[y, z]);
             }
             _ => {

@@ -1,0 +1,168 @@
+//! The training stages: train a model into a model directory, compress one to a budget.
+//! Each returns a typed record that is also written as the directory's `report.json`.
+
+use std::time::Instant;
+
+use mcufit_data::Splits;
+use mcufit_ir::Graph;
+use mcufit_prune::{CompressConfig, CompressReport, LayerChannels, PruneLog};
+use mcufit_train::{evaluate, EpochStats, Network, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::budget::Budget;
+use crate::error::{PipelineError, Result};
+use crate::modeldir::{DataRecord, ModelDir, REPORT_JSON};
+
+/// What training measured (`report.json` of a trained model directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainRecord {
+    pub model: String,
+    pub data: DataRecord,
+    pub train_examples: usize,
+    pub val_examples: usize,
+    pub test_examples: usize,
+    pub epochs: usize,
+    pub train_seconds: f64,
+    pub best_epoch: Option<usize>,
+    pub val_accuracy: Option<f64>,
+    pub history: Vec<EpochStats>,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+}
+
+/// Refuses to write over a directory that holds another model unless `resume` continues it.
+pub fn check_out_dir(dir: &ModelDir, record: &DataRecord, resume: bool) -> Result<()> {
+    if let Some(prev) = dir.data_record()? {
+        if resume && prev != *record {
+            return Err(PipelineError::Config(format!(
+                "--resume: {} was trained on '{}' (split seed {}), not '{}' (seed {})",
+                dir.path().display(),
+                prev.spec,
+                prev.seed,
+                record.spec,
+                record.seed
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Trains `graph` on `splits` into `dir` (checkpoints in `dir/last`, `dir/best`; `config.resume`
+/// continues from them), evaluates the best network on the test split, writes the model,
+/// `data.json` and `report.json`.
+pub fn train(
+    graph: &Graph,
+    splits: &Splits,
+    config: &TrainConfig,
+    dir: &ModelDir,
+    record: &DataRecord,
+) -> Result<(Network, TrainRecord)> {
+    check_out_dir(dir, record, config.resume)?;
+    dir.create()?;
+    dir.write_data_record(record)?;
+    let config = config.clone().with_out_dir(Some(dir.path().display().to_string()));
+    let start = Instant::now();
+    let report =
+        mcufit_train::train(graph, &mcufit_train::Splits { train: &splits.train, val: Some(&splits.val) }, &config)?;
+    let train_seconds = start.elapsed().as_secs_f64();
+    dir.save_network(&report.network)?;
+    let test = evaluate(&report.network, &splits.test, 256)?;
+    let rec = TrainRecord {
+        model: graph.name.clone(),
+        data: record.clone(),
+        train_examples: splits.train.len(),
+        val_examples: splits.val.len(),
+        test_examples: splits.test.len(),
+        epochs: config.epochs,
+        train_seconds,
+        best_epoch: report.summary.best_epoch,
+        val_accuracy: report.summary.best_accuracy,
+        history: report.summary.history.clone(),
+        test_accuracy: test.accuracy,
+        test_loss: test.loss,
+    };
+    dir.write_json(REPORT_JSON, &rec)?;
+    Ok((report.network, rec))
+}
+
+/// What compression did, in the form the fit report keeps (`CompressReport` has the full detail in
+/// the compressed model's `report.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompressRecord {
+    /// (warm-up, pruning, fine-tune) epochs.
+    pub epochs: (usize, usize, usize),
+    pub val_accuracy_before: Option<f64>,
+    pub test_accuracy_before: Option<f64>,
+    pub val_accuracy: f64,
+    pub test_accuracy: f64,
+    pub channels: Vec<LayerChannels>,
+    pub history: Vec<EpochStats>,
+    pub log: Vec<PruneLog>,
+    pub steps_per_epoch: u64,
+    pub seconds: f64,
+}
+
+impl From<&CompressReport> for CompressRecord {
+    fn from(r: &CompressReport) -> Self {
+        CompressRecord {
+            epochs: r.epochs,
+            val_accuracy_before: r.accuracy_before.map(|a| a.val),
+            test_accuracy_before: r.accuracy_before.map(|a| a.test),
+            val_accuracy: r.accuracy_after.val,
+            test_accuracy: r.accuracy_after.test,
+            channels: r.channels.clone(),
+            history: r.history.clone(),
+            log: r.log.clone(),
+            steps_per_epoch: r.steps_per_epoch,
+            seconds: r.times.total,
+        }
+    }
+}
+
+/// Compresses `graph` (from the trained `from` directory, or from scratch) to `budget` into `dir`.
+/// The pruner works to [`Budget::prune_budget`] of the unpruned model's footprint, so the result
+/// fits the totals (RAM, flash) as well as the bounds on the peak and weights.
+pub fn compress(
+    graph: &Graph,
+    splits: &Splits,
+    budget: &Budget,
+    mut config: CompressConfig,
+    dir: &ModelDir,
+    record: &DataRecord,
+) -> Result<CompressReport> {
+    check_out_dir(dir, record, config.resume)?;
+    let start = crate::budget::Footprint::of_graph(graph, budget)?;
+    config.budget = budget.prune_budget(&start)?;
+    config.board = budget.board.clone();
+    config.out_dir = Some(dir.path().to_path_buf());
+    let model = mcufit_cost::CostModel::new(graph, config.cost_options)?;
+    mcufit_prune::check_feasible(&model, &config.budget, budget.board.as_ref())?;
+    dir.create()?;
+    dir.write_data_record(record)?;
+    Ok(mcufit_prune::compress(graph, splits, &config)?)
+}
+
+/// Runs a width baseline at the same budget as [`compress`]: `Uniform` scales every prunable group
+/// by one factor and trains from scratch; `L1` removes the smallest-L1 filters of the trained `from`
+/// model in one shot and fine-tunes. Writes the model and `report.json` into `dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn baseline(
+    kind: mcufit_prune::baselines::BaselineKind,
+    graph: &Graph,
+    splits: &Splits,
+    budget: &Budget,
+    from: Option<&Network>,
+    config: &TrainConfig,
+    distill: Option<(f64, f64)>,
+    dir: &ModelDir,
+    record: &DataRecord,
+) -> Result<mcufit_prune::baselines::BaselineReport> {
+    let start = crate::budget::Footprint::of_graph(graph, budget)?;
+    let pb = budget.prune_budget(&start)?;
+    let (report, net) =
+        mcufit_prune::baselines::run_baseline(kind, graph, splits, from, &pb, budget.board.as_ref(), config, distill)?;
+    dir.save_network(&net)?;
+    dir.write_data_record(record)?;
+    dir.write_json(REPORT_JSON, &report)?;
+    Ok(report)
+}
