@@ -166,3 +166,14 @@ pub fn say_adjustments(adj: &mcufit_pipeline::Adjustments) {
         eprintln!("note: {l}");
     }
 }
+
+/// The data a model directory is evaluated on: by default what its `data.json` records.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DirData {
+    /// Data spec (default: the one the model was trained on, from its data.json).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Split seed (default: the training seed from data.json, so the test side is the same).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}

@@ -11,7 +11,7 @@ use mcufit_pipeline::budget::{human_bytes, human_count};
 use mcufit_pipeline::deploy::{VerifyOptions, VerifyReport, DEFAULT_CALIBRATION};
 use mcufit_pipeline::tasks::{export_dir, ExportReport, Format};
 
-use crate::args::BudgetArgs;
+use crate::args::{BudgetArgs, DirData};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum FormatArg {
@@ -48,12 +48,8 @@ pub struct ExportCmd {
     /// Inputs run on the Cortex-M4 under QEMU (they are compiled into the image).
     #[arg(long, default_value_t = 10)]
     pub m4_inputs: usize,
-    /// Data spec (default: the one in the model directory's data.json).
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Split seed (default: the training seed from data.json).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub data: DirData,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -75,8 +71,8 @@ pub fn run(args: &ExportCmd) -> Result<ExitCode> {
         args.verify.then_some(VerifyOptions { inputs: args.verify_inputs.max(1), m4_inputs: args.m4_inputs.max(1) });
     let r = export_dir(
         &args.model_dir,
-        args.data.as_deref(),
-        args.seed,
+        args.data.data.as_deref(),
+        args.data.seed,
         format,
         &args.out,
         &budget,

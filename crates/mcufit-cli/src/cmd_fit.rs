@@ -37,6 +37,9 @@ pub struct FitCmd {
     /// more for small data sets).
     #[arg(long, value_name = "BASE,PRUNE,FINETUNE")]
     pub epochs: Option<String>,
+    /// Continue the fit in --out (a plain rerun does the same; --resume also insists there is one).
+    #[arg(long)]
+    pub resume: bool,
     /// Skip the TFLM / host C / Cortex-M4 verification.
     #[arg(long)]
     pub no_verify: bool,
@@ -84,6 +87,9 @@ fn parse_epochs(t: &str) -> Result<Recipe> {
 
 pub fn run(args: &FitCmd) -> Result<ExitCode> {
     let budget = args.budget.spec().resolve()?;
+    if args.resume && !(args.out.join(FIT_JSON).is_file() || args.out.join("base").is_dir()) {
+        anyhow::bail!("--resume: {} holds no fit to continue", args.out.display());
+    }
     let opts = FitOptions {
         recipe: args.epochs.as_deref().map(parse_epochs).transpose()?,
         time_budget: args.time_budget.as_deref().map(parse_duration).transpose()?,

@@ -9,7 +9,7 @@ use mcufit_pipeline::tasks::{eval_dir, EvalOutcome};
 use mcufit_pipeline::{stages, DataRecord, ModelDir};
 use serde_json::json;
 
-use crate::args::{say_adjustments, TrainArgs};
+use crate::args::{say_adjustments, DirData, TrainArgs};
 
 #[derive(Args, Debug)]
 pub struct TrainCmd {
@@ -66,12 +66,8 @@ pub fn train(args: &TrainCmd) -> Result<ExitCode> {
 pub struct EvalCmd {
     /// A model directory written by train, compress or fit.
     pub model_dir: PathBuf,
-    /// Data spec (default: the one the model was trained on, from its data.json).
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Split seed (default: the training seed from data.json, so the test side is the same).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub data: DirData,
     #[arg(long)]
     pub json: bool,
     /// Also quantize to int8 (as `mcufit export` does) and report the int8 reference
@@ -84,7 +80,7 @@ pub struct EvalCmd {
 }
 
 pub fn eval(args: &EvalCmd) -> Result<ExitCode> {
-    let r = eval_dir(&args.model_dir, args.data.as_deref(), args.seed, args.int8, args.calibration)?;
+    let r = eval_dir(&args.model_dir, args.data.data.as_deref(), args.data.seed, args.int8, args.calibration)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&eval_json(&r))?);
     } else {

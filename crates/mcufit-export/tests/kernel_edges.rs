@@ -12,7 +12,7 @@ use mcufit_export::verify::{self, Tools, QEMU_MAX};
 use mcufit_export::{default_order, generate_c, CExportOptions};
 use mcufit_ir::{Conv2d, DepthwiseConv2d, Graph, GraphBuilder, Op, Padding, Shape};
 use mcufit_quant::rng::SplitMix64;
-use mcufit_quant::{quantize, FloatWeights, QOpKind, QuantizedModel};
+use mcufit_quant::{quantize, random_weights, QOpKind, QuantizedModel};
 
 /// One conv-like op on an input, optionally followed by ReLU.
 fn net(name: &str, input: Shape, op: Op, relu: bool) -> Graph {
@@ -47,7 +47,7 @@ fn dw(k: usize, s: usize, padding: Padding) -> Op {
 /// thins the filters of low-shift channels (so their outputs do not all saturate) and, with
 /// `zero_point`, moves the output zero point (a narrower ReLU range: the general clamp path).
 fn forced(g: &Graph, seed: u64, shifts: &[i32], zero_point: Option<i32>) -> QuantizedModel {
-    let w = FloatWeights::random(g, seed).unwrap();
+    let w = random_weights(g, seed).unwrap();
     let mut q = quantize(g, &w, &common::image_inputs(g, 8, seed + 1)).unwrap();
     if let Some(zp) = zero_point {
         q.tensors[1].zero_point = zp;

@@ -7,10 +7,10 @@ mod common;
 
 use mcufit_cost::{CostModel, CostOptions};
 use mcufit_ir::{zoo, Graph};
-use mcufit_quant::{quantize, FloatWeights, QuantizedModel};
+use mcufit_quant::{quantize, random_weights, QuantizedModel};
 
 fn quantized(g: &Graph) -> QuantizedModel {
-    let w = FloatWeights::random(g, 5).unwrap();
+    let w = random_weights(g, 5).unwrap();
     quantize(g, &w, &common::image_inputs(g, 2, 6)).unwrap()
 }
 

@@ -5,12 +5,12 @@ mod common;
 
 use mcufit_export::tflite::{self, schema};
 use mcufit_export::{default_order, export_tflite, plan_arena, ExportError, PlanOptions};
-use mcufit_quant::{quantize, FloatWeights, QuantizedModel};
+use mcufit_quant::{quantize, random_weights, QuantizedModel};
 use proptest::prelude::*;
 
 fn all_ops() -> (QuantizedModel, Vec<Vec<i8>>) {
     let g = common::all_ops_net();
-    let w = FloatWeights::random(&g, 21).unwrap();
+    let w = random_weights(&g, 21).unwrap();
     let q = quantize(&g, &w, &common::image_inputs(&g, 8, 2)).unwrap();
     let xs = common::image_inputs(&g, 16, 3).iter().map(|x| q.quantize_input(x)).collect();
     (q, xs)
@@ -20,7 +20,7 @@ fn all_ops() -> (QuantizedModel, Vec<Vec<i8>>) {
 fn round_trip_is_structurally_identical_and_computes_the_same() {
     for seed in [0u64, 1, 2, 3] {
         let g = if seed == 0 { common::all_ops_net() } else { common::random_net(seed * 17) };
-        let w = FloatWeights::random(&g, seed).unwrap();
+        let w = random_weights(&g, seed).unwrap();
         let q = quantize(&g, &w, &common::image_inputs(&g, 4, seed)).unwrap();
         let lowered = tflite::lower(&q, &default_order(&q)).unwrap();
         let bytes = tflite::write(&lowered).unwrap();
@@ -46,7 +46,7 @@ fn round_trip_is_structurally_identical_and_computes_the_same() {
 fn operators_follow_the_given_order() {
     // branchy: after the stem, the two branches of the residual block can run in either order.
     let g = mcufit_ir::zoo::get("branchy-net").unwrap();
-    let w = FloatWeights::random(&g, 4).unwrap();
+    let w = random_weights(&g, 4).unwrap();
     let q = quantize(&g, &w, &common::image_inputs(&g, 2, 4)).unwrap();
     let order = default_order(&q);
     // Find two adjacent independent ops and swap them.
@@ -84,7 +84,7 @@ fn zoo_models_plan_to_their_peak() {
     // Structure only: one calibration sample is enough to build the int8 model.
     for name in ["ds-cnn", "resnet-8", "branchy-net", "mnist-cnn", "mnist-wide"] {
         let g = mcufit_ir::zoo::get(name).unwrap();
-        let w = FloatWeights::random(&g, 1).unwrap();
+        let w = random_weights(&g, 1).unwrap();
         let q = quantize(&g, &w, &common::image_inputs(&g, 1, 1)).unwrap();
         for opts in [PlanOptions::default(), PlanOptions { count_input: true, in_place_add: true }] {
             let p = plan_arena(&q, &default_order(&q), opts).unwrap();
@@ -164,7 +164,7 @@ fn offline_plan_places_every_activation_without_overlap() {
     let mut cases = vec![common::all_ops_net(), mcufit_ir::zoo::get("branchy-net").unwrap()];
     cases.extend((0..6).map(|s| common::random_net(500 + s)));
     for (k, g) in cases.iter().enumerate() {
-        let w = FloatWeights::random(g, k as u64).unwrap();
+        let w = random_weights(g, k as u64).unwrap();
         let q = quantize(g, &w, &common::image_inputs(g, 2, k as u64)).unwrap();
         let order = default_order(&q);
         for opts in [PlanOptions::default(), PlanOptions { count_input: true, in_place_add: true }] {

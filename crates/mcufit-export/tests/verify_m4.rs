@@ -8,7 +8,7 @@ mod support;
 use mcufit_export::verify::{self, BoardMemory, Tools, QEMU_MAX};
 use mcufit_export::{default_order, generate_c, CExportOptions, ExportError, PlanOptions};
 use mcufit_ir::{Graph, GraphBuilder, Op, Padding, Shape};
-use mcufit_quant::{quantize, FloatWeights, QuantizedModel};
+use mcufit_quant::{quantize, random_weights, QuantizedModel};
 
 fn tools() -> bool {
     support::tools(Tools::Arm)
@@ -27,7 +27,7 @@ pub fn pointwise_net() -> Graph {
 }
 
 fn model(g: &Graph, seed: u64) -> QuantizedModel {
-    let w = FloatWeights::random(g, seed).unwrap();
+    let w = random_weights(g, seed).unwrap();
     quantize(g, &w, &common::image_inputs(g, 8, seed + 1)).unwrap()
 }
 

@@ -11,10 +11,10 @@ use mcufit_export::{
     default_order, export_tflite, export_tflite_with, generate_c, plan_arena, CExportOptions, PlanOptions,
 };
 use mcufit_ir::{Graph, GraphBuilder, Padding, Shape};
-use mcufit_quant::{quantize, quantize_with, FloatWeights, InputQuant, QuantizeOptions, QuantizedModel};
+use mcufit_quant::{quantize, quantize_with, random_weights, InputQuant, QuantizeOptions, QuantizedModel};
 
 fn model(g: &Graph, seed: u64, input: InputQuant) -> QuantizedModel {
-    let w = FloatWeights::random(g, seed).unwrap();
+    let w = random_weights(g, seed).unwrap();
     quantize_with(g, &w, &common::image_inputs(g, 16, seed + 100), &QuantizeOptions { input }).unwrap()
 }
 
@@ -146,7 +146,7 @@ fn host_gcc_c_export_matches_reference() {
 #[test]
 fn quantize_default_is_image() {
     let g = kws_like();
-    let w = FloatWeights::random(&g, 1).unwrap();
+    let w = random_weights(&g, 1).unwrap();
     let q = quantize(&g, &w, &common::image_inputs(&g, 2, 1)).unwrap();
     assert_eq!(q.input().zero_point, 0);
 }

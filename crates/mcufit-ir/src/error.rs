@@ -11,6 +11,9 @@ pub enum IrError {
     Node { node: String, msg: String },
     #[error("graph: {0}")]
     Graph(String),
+    /// Weights that do not fit the graph (not tied to one node; node errors are [`IrError::Node`]).
+    #[error("weights: {0}")]
+    Weights(String),
     #[error("unknown zoo model '{name}'; available: {available}")]
     UnknownZoo { name: String, available: String },
     #[error("{path}: {source}")]

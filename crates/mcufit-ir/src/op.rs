@@ -279,6 +279,28 @@ impl Op {
         self.macs_at(output.spatial() as u64, in_c as u64, output.c as u64)
     }
 
+    /// The kernel's shape in TFLite layout for an op reading `input`: conv2d OHWI
+    /// `[filters, kh, kw, in_c / groups]`, depthwise `[1, kh, kw, c]`, dense `[units, n]` (`n` = the
+    /// flat input's length, NHWC order); `None` for ops without a kernel.
+    pub fn kernel_shape(&self, input: Shape) -> Option<Vec<usize>> {
+        match self {
+            Op::Conv2d(c) => Some(vec![c.filters, c.kernel[0], c.kernel[1], input.c / c.groups.max(1)]),
+            Op::DepthwiseConv2d(d) => Some(vec![1, d.kernel[0], d.kernel[1], input.c]),
+            Op::Dense(d) => Some(vec![d.units, input.elements()]),
+            _ => None,
+        }
+    }
+
+    /// True for a conv, depthwise conv or dense layer with a bias.
+    pub fn has_bias(&self) -> bool {
+        match self {
+            Op::Conv2d(c) => c.bias,
+            Op::DepthwiseConv2d(d) => d.bias,
+            Op::Dense(d) => d.bias,
+            _ => false,
+        }
+    }
+
     /// True for ops that carry weights (and so create new output channels, except depthwise).
     pub fn has_weights(&self) -> bool {
         matches!(self, Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::Dense(_) | Op::BatchNorm(_))

@@ -17,8 +17,9 @@ use mcufit_cost::{CostModel, CostOptions, MemoryOptions};
 use mcufit_data::{Dataset, InputEncoding, Splits};
 use mcufit_export::verify::{self, Agreement, BoardMemory, Runtime, Tools};
 use mcufit_export::{CExportOptions, CSources, ExportError, PlanOptions};
-use mcufit_quant::{FloatWeights, InputQuant, NodeWeights, QuantizeOptions, QuantizedModel};
-use mcufit_train::{evaluate, EvalReport, Network, Weights};
+use mcufit_ir::Weights;
+use mcufit_quant::{InputQuant, QuantizeOptions, QuantizedModel};
+use mcufit_train::{evaluate, EvalReport, Network};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{Budget, Footprint, Target};
@@ -26,43 +27,14 @@ use crate::error::{Context, PipelineError, Result};
 
 // ---- trained weights → quantizer ---------------------------------------------------------------
 
-/// Converts trained weights in deployment form (channel masks folded, see
-/// [`Network::export_weights`]) into the quantizer's [`FloatWeights`]. Both use TFLite layouts
-/// (conv OHWI, depthwise `[1, kh, kw, c]`, dense `[units, in]` in NHWC-flatten order), so this
-/// only re-labels; the result is checked against `graph`'s shapes.
-pub fn to_float_weights(graph: &mcufit_ir::Graph, w: &Weights) -> Result<FloatWeights> {
-    if !w.masks.is_empty() {
-        return Err(PipelineError::Config(format!(
-            "the weights still carry {} channel-group masks; fold them first (Network::export_weights)",
-            w.masks.len()
-        )));
-    }
-    let mut out = FloatWeights::new();
-    for (name, lw) in &w.layers {
-        let nw = match (&lw.kernel, &lw.bn) {
-            (Some(k), None) => NodeWeights::Kernel { kernel: k.data.clone(), bias: lw.bias.clone() },
-            (None, Some(bn)) if lw.bias.is_none() => NodeWeights::BatchNorm {
-                gamma: bn.gamma.clone(),
-                beta: bn.beta.clone(),
-                mean: bn.mean.clone(),
-                var: bn.var.clone(),
-            },
-            _ => {
-                return Err(PipelineError::Config(format!(
-                    "layer '{name}' has an unexpected combination of kernel / bias / batch-norm parameters"
-                )))
-            }
-        };
-        out.nodes.insert(name.clone(), nw);
-    }
-    out.check(graph).context(|| format!("the trained weights do not match model '{}'", graph.name))?;
-    Ok(out)
-}
-
-/// The float weights of a trained network as the quantizer needs them (masks folded).
-pub fn network_float_weights(net: &Network) -> Result<FloatWeights> {
+/// The weights of a trained network as the quantizer and the float reference take them: channel
+/// masks folded ([`Network::export_weights`]), checked against the graph
+/// ([`Weights::check_deployable`]).
+pub fn deployed_weights(net: &Network) -> Result<Weights> {
     let w = net.export_weights().context(|| "cannot read the network's weights".to_string())?;
-    to_float_weights(net.graph(), &w)
+    w.check_deployable(net.graph())
+        .context(|| format!("the trained weights do not match model '{}'", net.graph().name))?;
+    Ok(w)
 }
 
 // ---- data, calibration, quantization -----------------------------------------------------------
@@ -105,7 +77,7 @@ pub fn quantize(net: &Network, train: &Dataset, n: usize) -> Result<QuantizedMod
     if n == 0 {
         return Err(PipelineError::Config("calibration needs at least 1 sample".into()));
     }
-    let weights = network_float_weights(net)?;
+    let weights = deployed_weights(net)?;
     let (calib, _) = samples(train, &spread(train.len(), n))?;
     let opts = QuantizeOptions { input: input_quant(train)? };
     mcufit_quant::quantize_with(net.graph(), &weights, &calib, &opts)

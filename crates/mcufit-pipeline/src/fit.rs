@@ -148,24 +148,7 @@ pub struct StepRecord {
     pub detail: String,
 }
 
-/// Live memory at each step of the chosen operator order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MemoryStep {
-    pub op: String,
-    pub live_bytes: f64,
-}
-
-/// One layer of the delivered model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LayerRecord {
-    pub name: String,
-    pub kind: String,
-    pub output: String,
-    pub channels_before: Option<usize>,
-    pub channels_after: usize,
-    pub params: u64,
-    pub macs: u64,
-}
+pub use mcufit_report::{LayerRow, MemoryStep};
 
 /// Everything a fit measured (`DIR/fit.json`); `report.html` is drawn from it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,7 +166,7 @@ pub struct FitReport {
     pub after: Footprint,
     pub fit: FitCheck,
     pub accuracy: Option<Accuracies>,
-    pub layers: Vec<LayerRecord>,
+    pub layers: Vec<LayerRow>,
     pub memory: Vec<MemoryStep>,
     pub tflite: Option<PathBuf>,
     pub tflite_bytes: Option<usize>,
@@ -551,7 +534,7 @@ pub fn fit(
 }
 
 /// The delivered model's layers (deployed form: BN and ReLU folded), with channels before pruning.
-fn layers(before: &Graph, after: &Graph, compress: Option<&CompressRecord>) -> Result<Vec<LayerRecord>> {
+fn layers(before: &Graph, after: &Graph, compress: Option<&CompressRecord>) -> Result<Vec<LayerRow>> {
     let cm = mcufit_cost::CostModel::new(after, Default::default())?;
     let usage = cm.usage(&cm.sizes(), None);
     let _ = before;
@@ -561,7 +544,7 @@ fn layers(before: &Graph, after: &Graph, compress: Option<&CompressRecord>) -> R
         .filter(|o| o.kind != "input")
         .map(|o| {
             let ch = compress.and_then(|c| c.channels.iter().find(|l| l.layer == o.name));
-            LayerRecord {
+            LayerRow {
                 name: o.name.clone(),
                 kind: o.kind.to_string(),
                 output: o.shape.to_string(),

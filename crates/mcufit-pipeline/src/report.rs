@@ -1,8 +1,8 @@
 //! From a fit's figures to the HTML report's data ([`mcufit_report::ReportData`]).
 
 use mcufit_report::{
-    Confusion, Curve, KeyValue, LayerRow, Marker, MemoryStep as RMemoryStep, MemoryTimeline, OpProfile, ReportData,
-    ResourceRow, Series, StepRow, Term as RTerm,
+    Confusion, Curve, KeyValue, Marker, MemoryTimeline, OpProfile, ReportData, ResourceRow, Series, StepRow,
+    Term as RTerm,
 };
 
 use crate::budget::{human_bytes, human_count, FitCheck};
@@ -147,21 +147,9 @@ pub fn from_fit(r: &FitReport) -> ReportData {
         data: req.data.clone(),
         summary,
         resources: resource_rows(&r.fit, &before_check),
-        layers: r
-            .layers
-            .iter()
-            .map(|l| LayerRow {
-                name: l.name.clone(),
-                kind: l.kind.clone(),
-                output: l.output.clone(),
-                channels_before: l.channels_before,
-                channels_after: l.channels_after,
-                params: l.params,
-                macs: l.macs,
-            })
-            .collect(),
+        layers: r.layers.clone(),
         memory: (!r.memory.is_empty()).then(|| MemoryTimeline {
-            steps: r.memory.iter().map(|m| RMemoryStep { op: m.op.clone(), live_bytes: m.live_bytes }).collect(),
+            steps: r.memory.clone(),
             peak_bytes: r.memory.iter().map(|m| m.live_bytes).fold(0.0, f64::max),
             limit_bytes: budget.peak.map(|p| p as f64).or_else(|| {
                 budget.ram.map(|ram| ram.saturating_sub(r.after.scratch + r.after.stack + r.after.runtime_ram) as f64)

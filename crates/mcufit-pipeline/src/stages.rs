@@ -139,7 +139,13 @@ pub fn compress(
     mcufit_prune::check_feasible(&model, &config.budget, budget.board.as_ref())?;
     dir.create()?;
     dir.write_data_record(record)?;
-    Ok(mcufit_prune::compress(graph, splits, &config)?)
+    let report = mcufit_prune::compress(graph, splits, &config)?;
+    let net = report.network.as_ref().ok_or_else(|| PipelineError::Config("compress returned no network".into()))?;
+    dir.save_network(net)?;
+    dir.write_bytes("summary.txt", mcufit_prune::summary(&report).as_bytes())?;
+    // Written last: its presence marks a finished compress.
+    dir.write_json(REPORT_JSON, &report)?;
+    Ok(report)
 }
 
 /// Runs a width baseline at the same budget as [`compress`]: `Uniform` scales every prunable group

@@ -1,13 +1,13 @@
 //! The trained-weights → quantizer bridge against burn: eval-mode logits of the training network
-//! and the float reference on the converted weights agree, on built-in and real data.
+//! and the float reference on the network's deployed weights agree, on built-in and real data.
 
 use std::path::{Path, PathBuf};
 
 use mcufit_ir::Graph;
-use mcufit_pipeline::deploy::{network_float_weights, samples, to_float_weights};
-use mcufit_quant::{FloatWeights, NodeWeights};
+use mcufit_pipeline::deploy::{deployed_weights, samples};
+use mcufit_quant::random_weights;
 use mcufit_train::burn::tensor::Tensor;
-use mcufit_train::{default_device, BnWeights, LayerWeights, Mode, Network, TensorF32, Weights};
+use mcufit_train::{default_device, Mode, Network};
 
 /// The real-data directory beside the repository (or /work/shared), if present.
 fn shared_datasets() -> Option<PathBuf> {
@@ -15,48 +15,16 @@ fn shared_datasets() -> Option<PathBuf> {
     [root.join("../shared/datasets"), PathBuf::from("/work/shared/datasets")].into_iter().find(|p| p.is_dir())
 }
 
-/// Trained-layout weights from the quantizer's random ones (random BN statistics too, so BN
-/// folding is exercised), as the training crate would hold them.
-fn train_weights(g: &Graph, seed: u64) -> Weights {
-    let fw = FloatWeights::random(g, seed).unwrap();
-    let shapes = g.shapes().unwrap();
-    let mut w = Weights::default();
-    for (id, node) in g.nodes.iter().enumerate() {
-        let in_s = node.inputs.first().map(|&i| shapes[i]).unwrap_or(shapes[id]);
-        match (fw.get(&node.name), &node.op) {
-            (Some(NodeWeights::Kernel { kernel, bias }), op) => {
-                let shape = match op {
-                    mcufit_ir::Op::Conv2d(c) => vec![c.filters, c.kernel[0], c.kernel[1], in_s.c / c.groups],
-                    mcufit_ir::Op::DepthwiseConv2d(d) => vec![1, d.kernel[0], d.kernel[1], in_s.c],
-                    mcufit_ir::Op::Dense(d) => vec![d.units, in_s.elements()],
-                    _ => unreachable!(),
-                };
-                let kernel = Some(TensorF32::new(shape, kernel.clone()).unwrap());
-                w.layers.insert(node.name.clone(), LayerWeights { kernel, bias: bias.clone(), bn: None });
-            }
-            (Some(NodeWeights::BatchNorm { gamma, beta, mean, var }), mcufit_ir::Op::BatchNorm(b)) => {
-                let bn = BnWeights {
-                    gamma: gamma.clone(),
-                    beta: beta.clone(),
-                    mean: mean.clone(),
-                    var: var.clone(),
-                    eps: b.eps,
-                };
-                w.layers.insert(node.name.clone(), LayerWeights { kernel: None, bias: None, bn: Some(bn) });
-            }
-            _ => {}
-        }
-    }
-    w
-}
-
-/// burn eval-mode logits vs mcufit-quant's float reference on the converted weights, on real
+/// burn eval-mode logits vs mcufit-quant's float reference on the network's weights, on real
 /// inputs: catches OHWI / depthwise / NHWC-flatten / SAME-padding layout mistakes.
 fn check_bridge(g: &Graph, spec: &str, n: usize) {
-    let w = train_weights(g, 11);
+    // Random weights with random BN statistics too, so BN folding is exercised.
+    let w = random_weights(g, 11).unwrap();
     let device = default_device();
     let net = Network::from_weights(g, &w, &device).unwrap();
-    let fw = network_float_weights(&net).unwrap();
+    let fw = deployed_weights(&net).unwrap();
+    // The network hands back exactly the weights it was built from (no masks to fold).
+    assert_eq!(fw, w);
     let s = g.input_shape();
     let opts =
         mcufit_data::LoadOptions { seed: 1, target_shape: Some([s.h, s.w, s.c]), limit: Some(n), ..Default::default() };
@@ -118,14 +86,21 @@ fn bridge_matches_burn_on_real_speech_and_mnist() {
 #[test]
 fn masks_must_be_folded_and_shapes_must_match() {
     let g = mcufit_ir::zoo::mnist_cnn().unwrap();
-    let mut w = train_weights(&g, 3);
-    assert!(to_float_weights(&g, &w).is_ok());
-    w.masks.insert(0, vec![1.0; 4]);
-    assert!(to_float_weights(&g, &w).unwrap_err().to_string().contains("masks"));
+    let mut w = random_weights(&g, 3).unwrap();
+    assert!(w.check_deployable(&g).is_ok());
+    let groups = g.channel_groups().unwrap();
+    w.masks.insert(0, vec![1.0; groups.groups[0].size]);
+    assert!(w.check(&g).is_ok());
+    assert!(w.check_deployable(&g).unwrap_err().to_string().contains("masks"));
+    // A network carrying a mask: deployed_weights folds it away.
+    let net = Network::from_weights(&g, &w, &default_device()).unwrap();
+    assert!(deployed_weights(&net).unwrap().masks.is_empty());
     w.masks.clear();
-    let k = w.layers.values_mut().find_map(|l| l.kernel.as_mut()).unwrap();
+    let (name, k) = w.nodes.iter_mut().find_map(|(n, l)| Some((n.clone(), l.kernel.as_mut()?))).unwrap();
     k.data.pop();
     k.shape = vec![k.data.len()];
-    let e = to_float_weights(&g, &w).unwrap_err();
-    assert!(format!("{e:#}").contains("values"), "{e:#}");
+    let e = w.check(&g).unwrap_err().to_string();
+    assert!(e.contains(&name) && e.contains("kernel shape"), "{e}");
+    let e = Network::from_weights(&g, &w, &default_device()).unwrap_err().to_string();
+    assert!(e.contains(&name), "{e}");
 }

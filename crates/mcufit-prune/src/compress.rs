@@ -33,7 +33,8 @@ pub struct CompressConfig {
     pub train: TrainConfig,
     /// A trained model directory to start from (model.json + weights); its graph must be `graph`.
     pub from: Option<PathBuf>,
-    /// Where the pruned model, `report.json`, `summary.txt` and checkpoints go.
+    /// Where the checkpoints go (`OUT/checkpoints/{prune,pruned,finetune}`); the pruned model itself is
+    /// returned in the report for the caller to save.
     pub out_dir: Option<PathBuf>,
     /// Continue an interrupted run from `out_dir/checkpoints`.
     pub resume: bool,
@@ -804,14 +805,7 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         resumed_at_epoch,
         network: Some(network),
     };
-    if let Some(o) = &config.out_dir {
-        if let Some(n) = &report.network {
-            n.save(o)?;
-        }
-        let text = serde_json::to_string_pretty(&report).map_err(|e| PruneError::Config(e.to_string()))?;
-        write(&o.join("report.json"), &text)?;
-        write(&o.join("summary.txt"), &summary(&report))?;
-    }
+    // The caller writes the model directory (`mcufit-pipeline`'s `ModelDir`, its one writer).
     Ok(report)
 }
 

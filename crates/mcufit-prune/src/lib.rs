@@ -13,11 +13,14 @@
 //! - [`masks`]: the training-time channel masks on burn (straight-through, salience-ordered).
 //! - [`baselines`]: uniform width scaling and L1-norm magnitude pruning at the same budget.
 //! - [`compress()`]: the whole `mcufit compress` pipeline and its output directory.
+//! - [`depth`]: depth pruning: the cut table, auxiliary heads trained on a frozen trunk, the
+//!   choice of cut under a budget ([`depth_prune`]).
 
 pub mod baselines;
 pub mod budget;
 mod compress;
 pub use compress::summary;
+pub mod depth;
 mod error;
 pub mod masks;
 pub mod removal;
@@ -25,6 +28,9 @@ pub mod resource;
 
 pub use budget::{check_feasible, minimal_sizes, ResourceFigure, ResourceRange};
 pub use compress::{compress, Accuracy, CompressConfig, CompressReport, LayerChannels, PhaseTimes, PruneLog};
+pub use depth::{
+    depth_prune, train_heads, train_heads_separately, CutFit, CutRow, CutTable, DepthConfig, DepthReport, TrainedHead,
+};
 pub use error::{PruneError, Result, Shortfall};
 pub use masks::{Salience, WidthGate};
 pub use removal::{remove_channels, zero_channels, RemovalReport};

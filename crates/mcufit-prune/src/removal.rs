@@ -15,10 +15,7 @@
 //! value still depends on the input is an error, as is a constant that reaches a padded
 //! convolution unevenly (border pixels see fewer taps, so no bias can stand in for it).
 
-use std::collections::BTreeMap;
-
-use mcufit_ir::{ChannelGroups, Graph, NodeId, Op, Padding, Shape};
-use mcufit_train::{LayerWeights, TensorF32, Weights};
+use mcufit_ir::{ChannelGroups, Graph, NodeId, NodeWeights, Op, Padding, Shape, TensorF32, Weights};
 use serde::Serialize;
 
 use crate::error::{PruneError, Result};
@@ -95,6 +92,7 @@ pub fn mask_site(graph: &Graph, producer: NodeId) -> NodeId {
 /// keep sets drop (BN γ = β = 0, or the producer's filter rows and bias). Its outputs equal those
 /// of the network with 0/1 masks; [`remove_channels`] then slices it without changing them.
 pub fn zero_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) -> Result<Weights> {
+    weights.check(graph)?;
     let groups = graph.channel_groups()?;
     check_keep(&groups, keep)?;
     let mut w = weights.clone();
@@ -107,7 +105,7 @@ pub fn zero_channels(graph: &Graph, weights: &Weights, keep: &[Vec<usize>]) -> R
         for &p in &g.producers {
             let site = mask_site(graph, p);
             let name = &graph.nodes[site].name;
-            let lw = w.layers.get_mut(name).ok_or_else(|| PruneError::Removal(format!("no weights for '{name}'")))?;
+            let lw = w.nodes.get_mut(name).ok_or_else(|| PruneError::Removal(format!("no weights for '{name}'")))?;
             if let Some(bn) = &mut lw.bn {
                 for &i in &dropped {
                     bn.gamma[i] = 0.0;
@@ -185,8 +183,8 @@ fn err(node: &str, m: String) -> PruneError {
     PruneError::Removal(format!("node '{node}': {m}"))
 }
 
-fn take(layers: &BTreeMap<String, LayerWeights>, name: &str) -> Result<LayerWeights> {
-    layers.get(name).cloned().ok_or_else(|| err(name, "no weights".into()))
+fn take(weights: &Weights, name: &str) -> Result<NodeWeights> {
+    weights.get(name).cloned().ok_or_else(|| err(name, "no weights".into()))
 }
 
 /// Removes every channel the keep sets drop; returns the smaller graph (same node names), its
@@ -202,6 +200,8 @@ pub fn remove_channels(
             "the weights carry unfolded channel masks; fold them first (Network::export_weights)".into(),
         ));
     }
+    // Every kernel has the shape the graph implies (indexing below relies on it).
+    weights.check(graph)?;
     let groups = graph.channel_groups()?;
     check_keep(&groups, keep)?;
     let sizes: Vec<usize> = keep.iter().map(Vec::len).collect();
@@ -230,12 +230,9 @@ pub fn remove_channels(
             Op::Conv2d(c) => {
                 let x = input.ok_or_else(|| err(name, "no input".into()))?;
                 let (xs, ys) = (cx.shapes[x], cx.shapes[id]);
-                let lw = take(&weights.layers, name)?;
+                let lw = take(weights, name)?;
                 let k = lw.kernel.as_ref().ok_or_else(|| err(name, "no kernel".into()))?;
                 let (o, kh, kw, i) = (c.filters, c.kernel[0], c.kernel[1], xs.c / c.groups);
-                if k.shape != [o, kh, kw, i] {
-                    return Err(err(name, format!("kernel shape {:?}, expected {:?}", k.shape, [o, kh, kw, i])));
-                }
                 let mut bias = lw.bias.clone();
                 let removed_in = if c.groups == 1 { cx.removed_axis(x) } else { Vec::new() };
                 let taps = (|| {
@@ -302,9 +299,9 @@ pub fn remove_channels(
                     })
                     .collect();
                 let nb = bias.map(|b| ko.iter().map(|&oc| b[oc]).collect());
-                out.layers.insert(
+                out.nodes.insert(
                     name.into(),
-                    LayerWeights {
+                    NodeWeights {
                         kernel: Some(TensorF32::new(vec![ko.len(), kh, kw, ki.len()], data)?),
                         bias: nb,
                         bn: None,
@@ -315,12 +312,9 @@ pub fn remove_channels(
             Op::DepthwiseConv2d(d) => {
                 let x = input.ok_or_else(|| err(name, "no input".into()))?;
                 let (xs, ys) = (cx.shapes[x], cx.shapes[id]);
-                let lw = take(&weights.layers, name)?;
+                let lw = take(weights, name)?;
                 let k = lw.kernel.as_ref().ok_or_else(|| err(name, "no kernel".into()))?;
                 let (kh, kw, c) = (d.kernel[0], d.kernel[1], xs.c);
-                if k.shape != [1, kh, kw, c] {
-                    return Err(err(name, format!("kernel shape {:?}, expected {:?}", k.shape, [1, kh, kw, c])));
-                }
                 let taps = (|| {
                     Some((
                         uniform_taps(xs.h, kh, d.stride[0], d.padding, ys.h)?,
@@ -357,21 +351,18 @@ pub fn remove_channels(
                     data.extend(kc.iter().map(|&ch| k.data[t * c + ch]));
                 }
                 let nb = lw.bias.as_ref().map(|b| kc.iter().map(|&ch| b[ch]).collect());
-                out.layers.insert(
+                out.nodes.insert(
                     name.into(),
-                    LayerWeights { kernel: Some(TensorF32::new(vec![1, kh, kw, kc.len()], data)?), bias: nb, bn: None },
+                    NodeWeights { kernel: Some(TensorF32::new(vec![1, kh, kw, kc.len()], data)?), bias: nb, bn: None },
                 );
                 vals
             }
             Op::Dense(dn) => {
                 let x = input.ok_or_else(|| err(name, "no input".into()))?;
                 let n_in = cx.shapes[x].elements();
-                let lw = take(&weights.layers, name)?;
+                let lw = take(weights, name)?;
                 let k = lw.kernel.as_ref().ok_or_else(|| err(name, "no kernel".into()))?;
                 let u = dn.units;
-                if k.shape != [u, n_in] {
-                    return Err(err(name, format!("kernel shape {:?}, expected {:?}", k.shape, [u, n_in])));
-                }
                 let mut bias = lw.bias.clone();
                 for j in cx.removed_axis(x) {
                     match cx.val_at(x, j) {
@@ -408,14 +399,14 @@ pub fn remove_channels(
                     })
                     .collect();
                 let nb = bias.map(|b| ko.iter().map(|&r| b[r]).collect());
-                out.layers.insert(
+                out.nodes.insert(
                     name.into(),
-                    LayerWeights { kernel: Some(TensorF32::new(vec![ko.len(), ki.len()], data)?), bias: nb, bn: None },
+                    NodeWeights { kernel: Some(TensorF32::new(vec![ko.len(), ki.len()], data)?), bias: nb, bn: None },
                 );
                 vals
             }
             Op::BatchNorm(_) => {
-                let lw = take(&weights.layers, name)?;
+                let lw = take(weights, name)?;
                 let bn = lw.bn.as_ref().ok_or_else(|| err(name, "no batch-norm parameters".into()))?;
                 let iv = in_vals(&cx);
                 let vals = iv
@@ -437,7 +428,7 @@ pub fn remove_channels(
                 nbn.beta = pick(&bn.beta);
                 nbn.mean = pick(&bn.mean);
                 nbn.var = pick(&bn.var);
-                out.layers.insert(name.into(), LayerWeights { kernel: None, bias: None, bn: Some(nbn) });
+                out.nodes.insert(name.into(), NodeWeights { kernel: None, bias: None, bn: Some(nbn) });
                 vals
             }
             Op::Relu => in_vals(&cx).into_iter().map(|v| map_const(v, |x| x.max(0.0))).collect(),

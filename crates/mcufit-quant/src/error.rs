@@ -9,8 +9,6 @@ pub enum QuantError {
     Ir(#[from] mcufit_ir::IrError),
     #[error("node '{node}': no weights given")]
     MissingWeights { node: String },
-    #[error("node '{node}': bad weights: {msg}")]
-    BadWeights { node: String, msg: String },
     #[error("node '{node}': {msg}")]
     Unsupported { node: String, msg: String },
     #[error("calibration: {0}")]

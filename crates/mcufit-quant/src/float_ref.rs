@@ -1,10 +1,9 @@
 //! Float (f32) reference interpreter over the IR graph, node by node, unfused. Used for
 //! calibration and as the accuracy reference for the int8 interpreter.
 
-use mcufit_ir::{Graph, Op, Padding, Shape};
+use mcufit_ir::{Graph, Op, Padding, Shape, Weights};
 
 use crate::error::{QuantError, Result};
-use crate::weights::{FloatWeights, NodeWeights};
 
 /// Spatial geometry shared by conv and pooling: TF padding semantics (top/left = total / 2).
 #[derive(Debug, Clone, Copy)]
@@ -172,7 +171,8 @@ pub(crate) fn softmax_f32(x: &[f32], depth: usize) -> Vec<f32> {
 }
 
 /// Runs the float network on one NHWC input; returns every node's output, in node order.
-pub fn run_float_all(graph: &Graph, weights: &FloatWeights, input: &[f32]) -> Result<Vec<Vec<f32>>> {
+/// `weights` are taken as they are (check them first with [`Weights::check_deployable`]).
+pub fn run_float_all(graph: &Graph, weights: &Weights, input: &[f32]) -> Result<Vec<Vec<f32>>> {
     let shapes = graph.shapes()?;
     let in_shape = graph.input_shape();
     if input.len() != in_shape.elements() {
@@ -184,9 +184,9 @@ pub fn run_float_all(graph: &Graph, weights: &FloatWeights, input: &[f32]) -> Re
         let x = |k: usize| -> &[f32] { &vals[node.inputs[k]] };
         let xs = node.inputs.first().map(|&i| shapes[i]).unwrap_or(ys);
         let kernel = || -> Result<(&[f32], Option<&[f32]>)> {
-            match weights.get(&node.name) {
-                Some(NodeWeights::Kernel { kernel, bias }) => Ok((kernel.as_slice(), bias.as_deref())),
-                _ => Err(QuantError::MissingWeights { node: node.name.clone() }),
+            match weights.kernel(&node.name) {
+                Some(k) => Ok((&k.data, weights.bias(&node.name))),
+                None => Err(QuantError::MissingWeights { node: node.name.clone() }),
             }
         };
         let out = match &node.op {
@@ -203,18 +203,18 @@ pub fn run_float_all(graph: &Graph, weights: &FloatWeights, input: &[f32]) -> Re
                 let (k, b) = kernel()?;
                 dense_f32(x(0), k, b, d.units)
             }
-            Op::BatchNorm(bn) => match weights.get(&node.name) {
-                Some(NodeWeights::BatchNorm { gamma, beta, mean, var }) => {
+            Op::BatchNorm(bn) => match weights.bn(&node.name) {
+                Some(w) => {
                     let c = ys.c;
                     x(0).iter()
                         .enumerate()
                         .map(|(i, &v)| {
                             let ch = i % c;
-                            (v - mean[ch]) * gamma[ch] / (var[ch] + bn.eps).sqrt() + beta[ch]
+                            (v - w.mean[ch]) * w.gamma[ch] / (w.var[ch] + bn.eps).sqrt() + w.beta[ch]
                         })
                         .collect()
                 }
-                _ => return Err(QuantError::MissingWeights { node: node.name.clone() }),
+                None => return Err(QuantError::MissingWeights { node: node.name.clone() }),
             },
             Op::Relu => x(0).iter().map(|&v| v.max(0.0)).collect(),
             Op::Relu6 => x(0).iter().map(|&v| v.clamp(0.0, 6.0)).collect(),
@@ -256,7 +256,7 @@ pub fn run_float_all(graph: &Graph, weights: &FloatWeights, input: &[f32]) -> Re
 }
 
 /// Runs the float network and returns the output node's value.
-pub fn run_float(graph: &Graph, weights: &FloatWeights, input: &[f32]) -> Result<Vec<f32>> {
+pub fn run_float(graph: &Graph, weights: &Weights, input: &[f32]) -> Result<Vec<f32>> {
     let mut all = run_float_all(graph, weights, input)?;
     Ok(all.pop().unwrap_or_default())
 }

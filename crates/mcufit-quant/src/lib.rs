@@ -10,6 +10,7 @@
 //!   and `RoundingDivideByPOT`, TFLM's `QuantizeMultiplier`, ADD with left shift 20, AVERAGE_POOL
 //!   rounding, int8 SOFTMAX in gemmlowp fixed point).
 //! - [`run_float`]: the float reference, used for calibration.
+//! - [`random_weights`]: random [`mcufit_ir::Weights`] for testing before any training.
 
 pub mod error;
 pub mod fixedpoint;
@@ -18,7 +19,6 @@ mod kernels;
 pub mod model;
 pub mod quantize;
 pub mod rng;
-pub mod weights;
 
 pub use error::{QuantError, Result};
 pub use float_ref::{run_float, run_float_all};
@@ -28,4 +28,4 @@ pub use model::{
     QuantizedModel, SoftmaxParams, Window,
 };
 pub use quantize::{quantize, quantize_with, InputQuant, QuantizeOptions};
-pub use weights::{FloatWeights, NodeWeights};
+pub use rng::random_weights;

@@ -1,11 +1,10 @@
 //! Post-training quantization in the TFLite int8 scheme, on the IR's fused view.
 
-use mcufit_ir::{Activation, FusedGraph, Graph, Op, Padding, Shape};
+use mcufit_ir::{Activation, FusedGraph, Graph, Op, Padding, Shape, TensorF32, Weights};
 
 use crate::error::{QuantError, Result};
 use crate::float_ref::run_float_all;
 use crate::model::{QOp, QOpKind, QTensor, QWeights, QuantizedModel};
-use crate::weights::{FloatWeights, NodeWeights};
 
 /// How the network input is quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -24,7 +23,7 @@ pub struct QuantizeOptions {
 }
 
 /// Quantizes with image input (scale 1/128, zero point 0). See [`quantize_with`].
-pub fn quantize(graph: &Graph, weights: &FloatWeights, calibration: &[Vec<f32>]) -> Result<QuantizedModel> {
+pub fn quantize(graph: &Graph, weights: &Weights, calibration: &[Vec<f32>]) -> Result<QuantizedModel> {
     quantize_with(graph, weights, calibration, &QuantizeOptions::default())
 }
 
@@ -83,14 +82,15 @@ impl UnionFind {
 }
 
 /// Quantizes `graph` with `weights`: BN folding and activation fusion follow `Graph::fused`,
-/// activations are calibrated with min/max over `calibration` (float NHWC inputs).
+/// activations are calibrated with min/max over `calibration` (float NHWC inputs). `weights` must
+/// pass [`Weights::check_deployable`] (channel-group masks folded, every value finite).
 pub fn quantize_with(
     graph: &Graph,
-    weights: &FloatWeights,
+    weights: &Weights,
     calibration: &[Vec<f32>],
     opts: &QuantizeOptions,
 ) -> Result<QuantizedModel> {
-    weights.check(graph)?;
+    weights.check_deployable(graph)?;
     if calibration.is_empty() {
         return Err(QuantError::Calibration("no calibration samples".into()));
     }
@@ -173,20 +173,17 @@ pub fn quantize_with(
             Op::Input { .. } => QOpKind::Input,
             Op::Conv2d(c) => {
                 let (k, b) = kernel_of(weights, &anchor.name)?;
-                let dims = vec![c.filters, c.kernel[0], c.kernel[1], in_shape.c / c.groups];
-                let w = quantize_weights(k, b, &dims, 0, bn.as_ref(), in_scale);
+                let w = quantize_weights(&k.data, b, &k.shape, 0, bn.as_ref(), in_scale);
                 QOpKind::Conv2d { weights: w, stride: c.stride, padding: c.padding, activation: act }
             }
             Op::DepthwiseConv2d(d) => {
                 let (k, b) = kernel_of(weights, &anchor.name)?;
-                let dims = vec![1, d.kernel[0], d.kernel[1], in_shape.c];
-                let w = quantize_weights(k, b, &dims, 3, bn.as_ref(), in_scale);
+                let w = quantize_weights(&k.data, b, &k.shape, 3, bn.as_ref(), in_scale);
                 QOpKind::DepthwiseConv2d { weights: w, stride: d.stride, padding: d.padding, activation: act }
             }
-            Op::Dense(d) => {
+            Op::Dense(_) => {
                 let (k, b) = kernel_of(weights, &anchor.name)?;
-                let dims = vec![d.units, in_shape.elements()];
-                let w = quantize_weights(k, b, &dims, 0, bn.as_ref(), in_scale);
+                let w = quantize_weights(&k.data, b, &k.shape, 0, bn.as_ref(), in_scale);
                 QOpKind::FullyConnected { weights: w, activation: act }
             }
             Op::BatchNorm(_) => {
@@ -236,28 +233,23 @@ pub fn quantize_with(
     Ok(model)
 }
 
-fn kernel_of<'a>(weights: &'a FloatWeights, name: &str) -> Result<(&'a [f32], Option<&'a [f32]>)> {
-    match weights.get(name) {
-        Some(NodeWeights::Kernel { kernel, bias }) => Ok((kernel, bias.as_deref())),
-        _ => Err(QuantError::MissingWeights { node: name.into() }),
-    }
+/// A kernel (its shape checked against the graph's by [`Weights::check`]) and its bias.
+fn kernel_of<'a>(weights: &'a Weights, name: &str) -> Result<(&'a TensorF32, Option<&'a [f32]>)> {
+    let k = weights.kernel(name).ok_or_else(|| QuantError::MissingWeights { node: name.into() })?;
+    Ok((k, weights.bias(name)))
 }
 
 /// Batch norm as a per-channel affine map `y = x * scale + shift`.
-fn bn_fold(graph: &Graph, weights: &FloatWeights, node: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+fn bn_fold(graph: &Graph, weights: &Weights, node: usize) -> Result<(Vec<f32>, Vec<f32>)> {
     let n = &graph.nodes[node];
     let eps = match &n.op {
         Op::BatchNorm(b) => b.eps,
         _ => return Err(QuantError::Model(format!("'{}' is not a batch norm", n.name))),
     };
-    match weights.get(&n.name) {
-        Some(NodeWeights::BatchNorm { gamma, beta, mean, var }) => {
-            let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (v + eps).sqrt()).collect();
-            let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-            Ok((scale, shift))
-        }
-        _ => Err(QuantError::MissingWeights { node: n.name.clone() }),
-    }
+    let w = weights.bn(&n.name).ok_or_else(|| QuantError::MissingWeights { node: n.name.clone() })?;
+    let scale: Vec<f32> = w.gamma.iter().zip(&w.var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    let shift = w.beta.iter().zip(&w.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    Ok((scale, shift))
 }
 
 /// Folds an optional batch norm into a kernel and quantizes it per output channel.

@@ -1,7 +1,7 @@
 mod common;
 
 use mcufit_quant::fixedpoint as fp;
-use mcufit_quant::{quantize, quantize_with, run_float, FloatWeights, InputQuant, QuantizeOptions};
+use mcufit_quant::{quantize, quantize_with, random_weights, run_float, InputQuant, QuantizeOptions};
 use proptest::prelude::*;
 
 /// Dequantized int8 output vs float output on random nets: within a tolerance relative to the
@@ -15,7 +15,7 @@ fn int8_vs_float(g: &mcufit_ir::Graph, seed: u64) -> (f32, f32) {
 /// range min/max calibration saw, and int8 then clips: the proptest below found random nets
 /// whose logits exceed the calibrated maximum by 20 % on fresh random inputs.)
 fn int8_vs_float_on(g: &mcufit_ir::Graph, seed: u64, on_calibration: bool) -> (f32, f32) {
-    let w = FloatWeights::random(g, seed).unwrap();
+    let w = random_weights(g, seed).unwrap();
     let calib = common::image_inputs(g, 16, seed ^ 1);
     let q = quantize(g, &w, &calib).unwrap();
     let test = if on_calibration { calib[..8].to_vec() } else { common::image_inputs(g, 8, seed ^ 2) };
@@ -54,7 +54,7 @@ fn int8_tracks_float_on_random_nets() {
 #[test]
 fn image_input_contract() {
     let g = common::all_ops_net();
-    let w = FloatWeights::random(&g, 1).unwrap();
+    let w = random_weights(&g, 1).unwrap();
     let q = quantize(&g, &w, &common::image_inputs(&g, 2, 3)).unwrap();
     assert_eq!(q.input().scale, 1.0 / 128.0);
     assert_eq!(q.input().zero_point, 0);
@@ -72,7 +72,7 @@ fn image_input_contract() {
 #[test]
 fn malformed_inputs_fail_cleanly() {
     let g = common::all_ops_net();
-    let w = FloatWeights::random(&g, 1).unwrap();
+    let w = random_weights(&g, 1).unwrap();
     assert!(quantize(&g, &w, &[]).is_err());
     assert!(quantize(&g, &w, &[vec![0.0; 5]]).is_err());
     let mut bad = w.clone();

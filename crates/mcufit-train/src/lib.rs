@@ -38,8 +38,7 @@ pub use train::{
     StepContext, StepStats, TrainConfig, TrainHook, TrainReport, TrainState, TrainSummary, Trainer,
 };
 pub use weights::{
-    read_safetensors, tensors_to_weights, weights_to_tensors, write_safetensors, BnWeights, LayerWeights, NamedTensors,
-    ParamIds, TensorF32, Weights,
+    read_safetensors, tensors_to_weights, weights_to_tensors, write_safetensors, NamedTensors, ParamIds,
 };
 
 /// Re-export of the burn version this crate is built on, so callers use matching types.

@@ -426,6 +426,13 @@ impl Trainer {
         self.network.map(|n| n.valid()).ok_or_else(|| TrainError::Checkpoint("network lost".into()))
     }
 
+    /// Sets the epoch length (optimisation steps) the LR schedule assumes, for callers that drive
+    /// [`Trainer::step`] in their own loop instead of [`Trainer::train_epoch`] / [`Trainer::fit`]
+    /// (which set it from the data), e.g. several heads fed by one frozen trunk.
+    pub fn set_steps_per_epoch(&mut self, steps: u64) {
+        self.steps_per_epoch = steps.max(1);
+    }
+
     /// Current learning rate, from the schedule.
     pub fn lr(&self) -> f64 {
         let total = self.steps_per_epoch * self.config.epochs as u64;

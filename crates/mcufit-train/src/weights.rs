@@ -1,11 +1,5 @@
-//! Backend-free weights and the on-disk model directory.
-//!
-//! ## `Weights` layouts (TFLite conventions, all row-major f32)
-//! - conv2d kernel: `[out_c, kh, kw, in_c / groups]` (OHWI)
-//! - depthwise kernel: `[1, kh, kw, c]`
-//! - dense kernel: `[units, in]`, `in` indexed in NHWC-flatten order (h, w, c)
-//! - bias: `[out_c]`
-//! - batch norm: `gamma`, `beta`, `mean`, `var` (running, unbiased variance), each `[c]`, and `eps`
+//! burn network ⇄ the backend-free [`Weights`] (mcufit-ir; TFLite layouts, documented there),
+//! and the on-disk model directory.
 //!
 //! ## Model directory
 //! `model.json` is the IR graph (mcufit-ir's model file) and `weights.safetensors` holds the
@@ -20,58 +14,11 @@ use std::path::Path;
 
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
-use mcufit_ir::{Graph, Op};
+use mcufit_ir::{BnWeights, Graph, NodeWeights, Op, TensorF32, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::network::{param, to_vec, Bn, Layer, Network};
-
-/// A dense f32 tensor with its shape (row-major).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TensorF32 {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-impl TensorF32 {
-    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        if shape.iter().product::<usize>() != data.len() {
-            return Err(TrainError::Weights(format!("shape {shape:?} does not hold {} values", data.len())));
-        }
-        Ok(TensorF32 { shape, data })
-    }
-}
-
-/// Batch-norm parameters of one node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BnWeights {
-    pub gamma: Vec<f32>,
-    pub beta: Vec<f32>,
-    pub mean: Vec<f32>,
-    pub var: Vec<f32>,
-    pub eps: f32,
-}
-
-/// The parameters of one IR node (see the module docs for layouts).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct LayerWeights {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<TensorF32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bias: Option<Vec<f32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bn: Option<BnWeights>,
-}
-
-/// All weights of a network, keyed by IR node name; `masks` by channel-group id.
-/// [`Network::export_weights`] folds masks into the layers (deployment form, `masks` empty);
-/// [`Network::to_weights`] keeps them separate (training form).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Weights {
-    pub layers: BTreeMap<String, LayerWeights>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub masks: BTreeMap<usize, Vec<f32>>,
-}
 
 // ---- layout conversions ----------------------------------------------------------------------
 
@@ -120,12 +67,12 @@ fn dims4(t: &Tensor<4>) -> [usize; 4] {
 }
 
 impl Network {
-    /// Training form: raw layer weights plus masks, in the documented TFLite layouts.
+    /// Training form: raw node weights plus masks, in TFLite layouts.
     pub fn to_weights(&self) -> Result<Weights> {
-        let mut layers = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
         for (id, node) in self.graph().nodes.iter().enumerate() {
             let l = &self.layers[id];
-            let mut lw = LayerWeights::default();
+            let mut lw = NodeWeights::default();
             if let Some(k) = &l.kernel {
                 let t = k.val();
                 let d = dims4(&t);
@@ -154,8 +101,8 @@ impl Network {
                     eps: bn.eps as f32,
                 });
             }
-            if lw != LayerWeights::default() {
-                layers.insert(node.name.clone(), lw);
+            if !lw.is_empty() {
+                nodes.insert(node.name.clone(), lw);
             }
         }
         let mut masks = BTreeMap::new();
@@ -164,7 +111,7 @@ impl Network {
                 masks.insert(g, to_vec(m.val())?);
             }
         }
-        Ok(Weights { layers, masks })
+        Ok(Weights { nodes, masks })
     }
 
     /// Deployment form for the quantizer/exporter: masks folded into the layer that produces the
@@ -176,7 +123,7 @@ impl Network {
             for &site in self.mask_nodes(g) {
                 let name = &self.graph().nodes[site].name;
                 let lw = w
-                    .layers
+                    .nodes
                     .get_mut(name)
                     .ok_or_else(|| TrainError::Weights(format!("mask site '{name}' has no weights")))?;
                 if let Some(bn) = &mut lw.bn {
@@ -212,61 +159,23 @@ impl Network {
         ids: &HashMap<String, u64>,
     ) -> Result<Network> {
         graph.validate()?;
-        let shapes = graph.shapes()?;
-        let groups = graph.channel_groups()?;
-        let ngroups = groups.groups.len();
-        for name in weights.layers.keys() {
-            if graph.find(name).is_none() {
-                return Err(TrainError::Weights(format!("weights for '{name}', which is not a node of the graph")));
-            }
-        }
-        let id_of = |k: &str| ids.get(k).copied();
+        weights.check(graph).map_err(|e| TrainError::Weights(e.to_string()))?;
+        let ngroups = graph.channel_groups()?.groups.len();
+        let id_of = |k: String| ids.get(&k).copied();
+        // Shapes are checked: the kernels' own shapes are the graph's.
         let mut layers = Vec::with_capacity(graph.nodes.len());
-        for (id, node) in graph.nodes.iter().enumerate() {
+        for node in &graph.nodes {
             let name = &node.name;
-            let err = |m: String| TrainError::Weights(format!("node '{name}': {m}"));
-            let lw = weights.layers.get(name);
-            let in_c = node.inputs.first().map(|&i| shapes[i]).unwrap_or(shapes[0]);
-            let out = shapes[id];
             let mut layer = Layer { kernel: None, weight: None, bias: None, bn: None };
-            let need_bias = |bias: bool, n: usize, layer: &mut Layer| -> Result<()> {
-                match (bias, lw.and_then(|l| l.bias.as_ref())) {
-                    (true, Some(b)) if b.len() == n => {
-                        let key = format!("{name}.bias");
-                        layer.bias = Some(param(t1(b.clone(), device), id_of(&key), true));
-                        Ok(())
-                    }
-                    (true, Some(b)) => Err(err(format!("bias has {} values, expected {n}", b.len()))),
-                    (true, None) => Err(err("missing bias".into())),
-                    (false, Some(_)) => Err(err("has a bias but the op has bias=false".into())),
-                    (false, None) => Ok(()),
+            match (&node.op, weights.kernel(name)) {
+                (Op::Conv2d(_), Some(k)) => {
+                    let d = [k.shape[0], k.shape[1], k.shape[2], k.shape[3]];
+                    let t = TensorData::new(ohwi_to_oihw(&k.data, d), [d[0], d[3], d[1], d[2]]);
+                    layer.kernel = Some(param(Tensor::from_data(t, device), id_of(format!("{name}.kernel")), true));
                 }
-            };
-            let kernel = || -> Result<&TensorF32> {
-                lw.and_then(|l| l.kernel.as_ref()).ok_or_else(|| err("missing kernel".into()))
-            };
-            let check = |k: &TensorF32, want: Vec<usize>| -> Result<()> {
-                if k.shape != want || k.data.len() != want.iter().product::<usize>() {
-                    return Err(err(format!("kernel shape {:?}, expected {want:?}", k.shape)));
-                }
-                Ok(())
-            };
-            match &node.op {
-                Op::Conv2d(c) => {
-                    let k = kernel()?;
-                    let want = [c.filters, c.kernel[0], c.kernel[1], in_c.c / c.groups];
-                    check(k, want.to_vec())?;
-                    let data = ohwi_to_oihw(&k.data, want);
-                    let t = Tensor::from_data(TensorData::new(data, [want[0], want[3], want[1], want[2]]), device);
-                    layer.kernel = Some(param(t, id_of(&format!("{name}.kernel")), true));
-                    need_bias(c.bias, c.filters, &mut layer)?;
-                }
-                Op::DepthwiseConv2d(d) => {
-                    let k = kernel()?;
-                    let want = vec![1, d.kernel[0], d.kernel[1], in_c.c];
-                    check(k, want)?;
+                (Op::DepthwiseConv2d(_), Some(k)) => {
                     // [1, kh, kw, c] → [c, 1, kh, kw]
-                    let (kh, kw, c) = (d.kernel[0], d.kernel[1], in_c.c);
+                    let (kh, kw, c) = (k.shape[1], k.shape[2], k.shape[3]);
                     let mut data = vec![0f32; k.data.len()];
                     for y in 0..kh {
                         for x in 0..kw {
@@ -276,71 +185,35 @@ impl Network {
                         }
                     }
                     let t = Tensor::from_data(TensorData::new(data, [c, 1, kh, kw]), device);
-                    layer.kernel = Some(param(t, id_of(&format!("{name}.kernel")), true));
-                    need_bias(d.bias, c, &mut layer)?;
+                    layer.kernel = Some(param(t, id_of(format!("{name}.kernel")), true));
                 }
-                Op::Dense(d) => {
-                    let k = kernel()?;
-                    let n_in = in_c.elements();
-                    check(k, vec![d.units, n_in])?;
-                    let data = transpose(&k.data, d.units, n_in);
-                    let t = Tensor::from_data(TensorData::new(data, [n_in, d.units]), device);
-                    layer.weight = Some(param(t, id_of(&format!("{name}.kernel")), true));
-                    need_bias(d.bias, d.units, &mut layer)?;
+                (Op::Dense(_), Some(k)) => {
+                    let (units, n_in) = (k.shape[0], k.shape[1]);
+                    let t = Tensor::from_data(TensorData::new(transpose(&k.data, units, n_in), [n_in, units]), device);
+                    layer.weight = Some(param(t, id_of(format!("{name}.kernel")), true));
                 }
-                Op::BatchNorm(b) => {
-                    let bw =
-                        lw.and_then(|l| l.bn.as_ref()).ok_or_else(|| err("missing batch-norm parameters".into()))?;
-                    let c = out.c;
-                    for (what, v) in [("gamma", &bw.gamma), ("beta", &bw.beta), ("mean", &bw.mean), ("var", &bw.var)] {
-                        if v.len() != c {
-                            return Err(err(format!("bn {what} has {} values, expected {c}", v.len())));
-                        }
-                    }
-                    if bw.var.iter().any(|v| v.is_nan() || *v < 0.0) {
-                        return Err(err("bn running variance has negative or NaN entries".into()));
-                    }
-                    // Running stats are buffers, not optimizer targets: their ids need not persist.
-                    let rs = |v: &Vec<f32>, _key: String| RunningState::new(t1(v.clone(), device));
-                    layer.bn = Some(Bn {
-                        gamma: param(t1(bw.gamma.clone(), device), id_of(&format!("{name}.bn.gamma")), true),
-                        beta: param(t1(bw.beta.clone(), device), id_of(&format!("{name}.bn.beta")), true),
-                        running_mean: rs(&bw.mean, format!("{name}.bn.mean")),
-                        running_var: rs(&bw.var, format!("{name}.bn.var")),
-                        // The graph owns eps (it is what the exporter folds with).
-                        eps: b.eps as f64,
-                        momentum: 0.1,
-                    });
-                }
-                _ => {
-                    if lw.is_some_and(|l| *l != LayerWeights::default()) {
-                        return Err(err(format!("op {} has no weights", node.op.kind())));
-                    }
-                }
+                _ => {}
             }
-            if lw.is_some_and(|l| l.kernel.is_some())
-                && !matches!(node.op, Op::Conv2d(_) | Op::DepthwiseConv2d(_) | Op::Dense(_))
-            {
-                return Err(err("kernel given for an op without one".into()));
+            if let Some(b) = weights.bias(name) {
+                layer.bias = Some(param(t1(b.to_vec(), device), id_of(format!("{name}.bias")), true));
             }
-            if lw.is_some_and(|l| l.bn.is_some()) && !matches!(node.op, Op::BatchNorm(_)) {
-                return Err(err("bn parameters given for a non-bn op".into()));
+            if let (Op::BatchNorm(b), Some(bw)) = (&node.op, weights.bn(name)) {
+                // Running stats are buffers, not optimizer targets: their ids need not persist.
+                layer.bn = Some(Bn {
+                    gamma: param(t1(bw.gamma.clone(), device), id_of(format!("{name}.bn.gamma")), true),
+                    beta: param(t1(bw.beta.clone(), device), id_of(format!("{name}.bn.beta")), true),
+                    running_mean: RunningState::new(t1(bw.mean.clone(), device)),
+                    running_var: RunningState::new(t1(bw.var.clone(), device)),
+                    eps: b.eps as f64,
+                    momentum: 0.1,
+                });
             }
             layers.push(layer);
         }
         let mut masks: Vec<Option<Param<Tensor<1>>>> = vec![None; ngroups];
         for (&g, m) in &weights.masks {
-            let size = groups
-                .groups
-                .get(g)
-                .map(|gr| gr.size)
-                .ok_or_else(|| TrainError::Weights(format!("mask for channel group {g}, which does not exist")))?;
-            if m.len() != size {
-                return Err(TrainError::Weights(format!("mask {g} has {} values, the group has {size}", m.len())));
-            }
-            let key = format!("mask.{g}");
             // A reloaded mask is frozen; pruning code re-enables learning explicitly.
-            masks[g] = Some(param(t1(m.clone(), device), id_of(&key), false));
+            masks[g] = Some(param(t1(m.clone(), device), id_of(format!("mask.{g}")), false));
         }
         Network::from_parts(graph, layers, masks)
     }
@@ -415,21 +288,21 @@ fn t1(v: Vec<f32>, device: &Device) -> Tensor<1> {
 /// Flattens weights into named tensors (see module docs for names).
 pub fn weights_to_tensors(w: &Weights) -> Vec<(String, TensorF32)> {
     let mut out = Vec::new();
-    for (name, lw) in &w.layers {
+    for (name, lw) in &w.nodes {
         if let Some(k) = &lw.kernel {
             out.push((format!("{name}.kernel"), k.clone()));
         }
         if let Some(b) = &lw.bias {
-            out.push((format!("{name}.bias"), TensorF32 { shape: vec![b.len()], data: b.clone() }));
+            out.push((format!("{name}.bias"), TensorF32::vector(b.clone())));
         }
         if let Some(bn) = &lw.bn {
             for (what, v) in [("gamma", &bn.gamma), ("beta", &bn.beta), ("mean", &bn.mean), ("var", &bn.var)] {
-                out.push((format!("{name}.bn.{what}"), TensorF32 { shape: vec![v.len()], data: v.clone() }));
+                out.push((format!("{name}.bn.{what}"), TensorF32::vector(v.clone())));
             }
         }
     }
     for (g, m) in &w.masks {
-        out.push((format!("mask.{g}"), TensorF32 { shape: vec![m.len()], data: m.clone() }));
+        out.push((format!("mask.{g}"), TensorF32::vector(m.clone())));
     }
     out
 }
@@ -452,7 +325,7 @@ pub fn tensors_to_weights(graph: &Graph, tensors: Vec<(String, TensorF32)>) -> R
     };
     for node in &graph.nodes {
         let name = &node.name;
-        let mut lw = LayerWeights::default();
+        let mut lw = NodeWeights::default();
         if let Some(k) = map.remove(&format!("{name}.kernel")) {
             lw.kernel = Some(k);
         }
@@ -473,8 +346,8 @@ pub fn tensors_to_weights(graph: &Graph, tensors: Vec<(String, TensorF32)>) -> R
                 eps: b.eps,
             });
         }
-        if lw != LayerWeights::default() {
-            w.layers.insert(name.clone(), lw);
+        if !lw.is_empty() {
+            w.nodes.insert(name.clone(), lw);
         }
     }
     let mut rest: Vec<String> = Vec::new();

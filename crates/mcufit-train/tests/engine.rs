@@ -356,14 +356,14 @@ fn forward_matches_naive_reference() {
     let mut w = net.to_weights().unwrap();
     let cname = &g.nodes[1].name;
     let dname = &g.nodes[4].name;
-    w.layers.get_mut(cname).unwrap().bias = Some(vec![0.1, -0.2, 0.3]);
-    w.layers.get_mut(dname).unwrap().bias = Some(vec![0.5, -0.5, 0.25, 0.0]);
+    w.nodes.get_mut(cname).unwrap().bias = Some(vec![0.1, -0.2, 0.3]);
+    w.nodes.get_mut(dname).unwrap().bias = Some(vec![0.5, -0.5, 0.25, 0.0]);
     net = Network::from_weights(&g, &w, &dev()).unwrap();
     let w = net.export_weights().unwrap();
-    let ck = w.layers[cname].kernel.clone().unwrap(); // OHWI [3, 3, 3, 2]
-    let cb = w.layers[cname].bias.clone().unwrap();
-    let dk = w.layers[dname].kernel.clone().unwrap(); // [4, 27]
-    let db = w.layers[dname].bias.clone().unwrap();
+    let ck = w.nodes[cname].kernel.clone().unwrap(); // OHWI [3, 3, 3, 2]
+    let cb = w.nodes[cname].bias.clone().unwrap();
+    let dk = w.nodes[dname].kernel.clone().unwrap(); // [4, 27]
+    let db = w.nodes[dname].bias.clone().unwrap();
     assert_eq!(ck.shape, vec![3, 3, 3, 2]);
     assert_eq!(dk.shape, vec![4, 27]);
 
@@ -449,10 +449,10 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(matches!(net.forward(wrong), Err(TrainError::Data(_))));
     assert!(net.input_from_nhwc(&[0.0; 5], 1, &dev()).is_err());
     let mut w = net.to_weights().unwrap();
-    w.layers.get_mut(&g.nodes[1].name).unwrap().bias = Some(vec![0.0; 2]);
+    w.nodes.get_mut(&g.nodes[1].name).unwrap().bias = Some(vec![0.0; 2]);
     assert!(matches!(Network::from_weights(&g, &w, &dev()), Err(TrainError::Weights(_))));
     let mut w = net.to_weights().unwrap();
-    w.layers.insert("nope".into(), LayerWeights::default());
+    w.nodes.insert("nope".into(), mcufit_ir::NodeWeights::default());
     assert!(Network::from_weights(&g, &w, &dev()).is_err());
     let mut n2 = net.clone();
     assert!(n2.set_group_mask(0, t1(&[1.0; 7], &dev()), false).is_err());
@@ -547,7 +547,7 @@ fn save_load_round_trip_and_bn_fusion() {
     assert_eq!(host(a.clone()), host(b), "reloaded network differs");
     assert_eq!(net.to_weights().unwrap(), back.to_weights().unwrap());
     // BN statistics are trained values, not the init ones.
-    let bn = &net.to_weights().unwrap().layers[&g.nodes[2].name];
+    let bn = &net.to_weights().unwrap().nodes[&g.nodes[2].name];
     assert!(bn.bn.as_ref().unwrap().mean.iter().any(|m| m.abs() > 1e-4));
     // Folding BN into the convs gives the same outputs.
     let fused = net.fuse_bn().unwrap();
@@ -594,8 +594,8 @@ fn resume_matches_uninterrupted_run() {
     }
     let la = Network::load(da.join("last"), &dev()).unwrap().to_weights().unwrap();
     let lb = Network::load(db.join("last"), &dev()).unwrap().to_weights().unwrap();
-    for (name, wa) in &la.layers {
-        let wb = &lb.layers[name];
+    for (name, wa) in &la.nodes {
+        let wb = &lb.nodes[name];
         let (ka, kb) = (wa.kernel.as_ref().map(|k| &k.data), wb.kernel.as_ref().map(|k| &k.data));
         if let (Some(ka), Some(kb)) = (ka, kb) {
             for (p, q) in ka.iter().zip(kb) {
@@ -665,7 +665,7 @@ fn group_masks_gate_channels_and_learn() {
     // Export folds the zero mask into BN gamma/beta.
     let ew = net.export_weights().unwrap();
     assert!(ew.masks.is_empty());
-    assert!(ew.layers[&g.nodes[conv2 + 1].name].bn.as_ref().unwrap().gamma.iter().all(|v| *v == 0.0));
+    assert!(ew.nodes[&g.nodes[conv2 + 1].name].bn.as_ref().unwrap().gamma.iter().all(|v| *v == 0.0));
 
     // A learnable mask with an L1 extra loss shrinks during training.
     struct L1(usize);
