@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use mcufit_pipeline::budget::{human, human_bytes, human_count};
+use mcufit_pipeline::config::HeadSpec;
 use mcufit_pipeline::tasks::{analyze, AnalyzeOptions};
 use mcufit_pipeline::FitCheck;
 
@@ -22,6 +23,10 @@ pub struct AnalyzeArgs {
     /// Do not count the network input tensor in peak memory (when it lives in its own buffer).
     #[arg(long)]
     pub exclude_input: bool,
+    /// Also list the depth-pruning cut points with this head on each (ds:32,16, gap, conv:C): every
+    /// truncated model's params, bytes, MACs and peak.
+    #[arg(long, value_name = "HEAD", num_args = 0..=1, default_missing_value = "ds:32,16")]
+    pub cuts: Option<String>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -36,6 +41,16 @@ pub fn run(args: &AnalyzeArgs) -> Result<ExitCode> {
         AnalyzeOptions { in_place_add: args.in_place_add, exclude_input: args.exclude_input },
     )?;
     let code = if a.fit.fits { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    if let Some(head) = &args.cuts {
+        let head: HeadSpec = head.parse().map_err(|e| anyhow::anyhow!("--cuts: {e}"))?;
+        let table = mcufit_pipeline::tasks::cut_table(&graph, &head, &budget)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&table)?);
+        } else {
+            print!("{}", table.summary());
+        }
+        return Ok(code);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&a)?);
         return Ok(code);

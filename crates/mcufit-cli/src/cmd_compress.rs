@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use mcufit_pipeline::config::BaselineKind;
-use mcufit_pipeline::config::{compress_summary as summary, CompressConfig, Salience};
+use mcufit_pipeline::config::{compress_summary as summary, CompressConfig, DepthConfig, HeadSpec, Salience};
 use mcufit_pipeline::{stages, DataRecord, ModelDir};
 
 use crate::args::{say_adjustments, BudgetArgs, TrainArgs};
@@ -29,6 +29,13 @@ pub enum Method {
     Uniform,
     /// Baseline: smallest-L1 filters of the --from model removed in one shot, then fine-tuned.
     L1,
+    /// Depth pruning: cut the --from model after a block, put a small head on it (--head), train the
+    /// heads with the trunk frozen, keep the best cut (validation) that fits.
+    Depth,
+    /// Depth pruning where a cut that width pruning can bring under the budget is a candidate too;
+    /// the chosen cut is then width-pruned to the budget.
+    #[value(name = "depth+width")]
+    DepthWidth,
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +72,9 @@ pub struct CompressCmd {
     /// Softmax temperature of the teacher's predictions.
     #[arg(long, default_value_t = 1.0)]
     pub distill_temperature: f64,
+    /// Auxiliary head for depth pruning: ds:32,16 (default), gap, or conv:C.
+    #[arg(long, default_value = "ds:32,16")]
+    pub head: String,
     /// Print report.json instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -98,9 +108,40 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         anyhow::bail!("{} already holds a model; give another --out, or --resume to continue", out.path().display());
     }
     let train = args.train.config()?;
+    if matches!(args.method, Method::Depth | Method::DepthWidth) {
+        let head: HeadSpec = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
+        let Some(from) = &from_dir else {
+            anyhow::bail!("--method depth needs --from: the trained model whose cuts get heads");
+        };
+        let base = from.load_network()?;
+        let mut cfg = DepthConfig::new(Default::default(), train.clone());
+        cfg.head = head;
+        cfg.width = args.method == Method::DepthWidth;
+        cfg.finetune_epochs = args.finetune_epochs.unwrap_or(0);
+        let width_train = (args.method == Method::DepthWidth).then_some(train);
+        let r = stages::depth(&graph, &splits, &budget, &base, cfg, width_train, &out, &record)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r.depth)?);
+        } else {
+            print!("{}", r.depth.table.summary());
+            if let Some(w) = &r.width {
+                print!("{}", summary(w));
+            }
+            println!(
+                "delivered: validation {:.2} %, test {:.2} %; model in {}",
+                100.0 * r.val_accuracy,
+                100.0 * r.test_accuracy,
+                out.path().display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.method != Method::Width {
         let base = from_dir.as_ref().map(|d| d.load_network()).transpose()?;
         let kind = if args.method == Method::Uniform { BaselineKind::Uniform } else { BaselineKind::L1 };
+        if kind == BaselineKind::L1 && base.is_none() {
+            anyhow::bail!("--method l1 needs --from: the trained model whose filters it removes");
+        }
         let distill = (args.distill > 0.0).then_some((args.distill, args.distill_temperature));
         let r = stages::baseline(kind, &graph, &splits, &budget, base.as_ref(), &train, distill, &out, &record)?;
         if args.json {

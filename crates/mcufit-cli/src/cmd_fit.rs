@@ -8,9 +8,17 @@ use clap::Args;
 use mcufit_pipeline::budget::{human_bytes, human_count};
 use mcufit_pipeline::deploy::VerifyOptions;
 use mcufit_pipeline::fit::{FIT_JSON, REPORT_HTML};
-use mcufit_pipeline::{Event, FitOptions, FitReport, FitRequest, ModelDir, Recipe};
+use mcufit_pipeline::{Event, FitOptions, FitReport, FitRequest, Method, ModelDir, Recipe};
 
 use crate::args::BudgetArgs;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum MethodArg {
+    Width,
+    Depth,
+    #[value(name = "depth+width")]
+    DepthWidth,
+}
 
 #[derive(Args, Debug)]
 pub struct FitCmd {
@@ -27,6 +35,13 @@ pub struct FitCmd {
     /// Start from this trained model directory instead of training a base.
     #[arg(long)]
     pub from: Option<PathBuf>,
+    /// How to make the model fit: width (channel pruning while training), depth (cut after a block,
+    /// small head, trunk frozen), or depth+width (the chosen cut width-pruned to the budget).
+    #[arg(long, value_enum, default_value_t = MethodArg::Width)]
+    pub method: MethodArg,
+    /// The auxiliary head of depth pruning: ds:32,16, gap, or conv:C.
+    #[arg(long, default_value = "ds:32,16")]
+    pub head: String,
     /// Seed of the split, weights, shuffling and augmentation.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -100,12 +115,20 @@ pub fn run(args: &FitCmd) -> Result<ExitCode> {
     };
     let load = mcufit_pipeline::config::LoadOptions { seed: args.seed, limit: args.limit, ..Default::default() };
     let (graph, splits, adj) = mcufit_pipeline::load_model_for_data(&args.model, &args.data, &load)?;
+    let head = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
+    let method = match args.method {
+        MethodArg::Width => Method::Width,
+        MethodArg::Depth => Method::Depth,
+        MethodArg::DepthWidth => Method::DepthWidth,
+    };
     let request = FitRequest {
         model: args.model.clone(),
         data: args.data.clone(),
         seed: args.seed,
         budget,
         from: args.from.clone(),
+        method,
+        head,
     };
     let mut events = |e: Event| match e {
         Event::Step { step, detail } => eprintln!("== {step}: {detail}"),

@@ -245,3 +245,37 @@ fn fit_runs_every_step_and_report_rewrites_the_html() {
     assert!(!bad.exists());
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn depth_pruning_picks_a_cut_and_refuses_bad_requests_cleanly() {
+    let dir = std::env::temp_dir().join(format!("mcufit-cli-depth-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let base = dir.join("base");
+    let o = mcufit(&["train", "zoo:mnist-ds", "--epochs", "3", "--threads", "2", "--out", base.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.join("depth");
+    let args = |method: &'static str, head: &'static str, size: &'static str, out: &std::path::Path| {
+        let mut v =
+            vec!["compress", "zoo:mnist-ds", "--method", method, "--head", head, "--size", size, "--epochs", "2"];
+        v.extend(["--threads", "2", "--from", base.to_str().unwrap(), "--out"]);
+        v.push(out.to_str().unwrap());
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| Command::new(env!("CARGO_BIN_EXE_mcufit")).args(&a).output().unwrap();
+    let o = run(args("depth", "ds:32,16", "9000", &out));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(text.contains("◀ chosen"), "{text}");
+    // The delivered model is the chosen cut with its head, within the weight budget.
+    let a = mcufit(&["analyze", out.to_str().unwrap(), "--size", "9000", "--json"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(std::fs::read_to_string(out.join("cuts.txt")).unwrap().contains("◀ chosen"));
+
+    let bad = run(args("depth", "ds:32,x", "9000", &dir.join("bad-head")));
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("ds:32,x") && !dir.join("bad-head").exists(), "{}", stderr(&bad));
+    let tiny = run(args("depth", "gap", "100", &dir.join("tiny")));
+    assert_eq!(tiny.status.code(), Some(1), "{}", stderr(&tiny));
+    assert!(!dir.join("tiny").exists(), "an impossible budget wrote {:?}", dir.join("tiny"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -97,6 +97,20 @@ impl Recipe {
     }
 }
 
+/// How the model is made to fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Differentiable structured (channel) pruning while training.
+    #[default]
+    Width,
+    /// Cut the trained model after a block and put a small head on it (trunk frozen).
+    Depth,
+    /// Depth pruning, then width pruning of the chosen cut to the budget.
+    #[serde(rename = "depth+width")]
+    DepthWidth,
+}
+
 /// What the user asked for (stored in `DIR/fit.json`: a rerun must ask for the same).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitRequest {
@@ -107,6 +121,11 @@ pub struct FitRequest {
     pub budget: Budget,
     /// A trained model directory to start from instead of training a base.
     pub from: Option<PathBuf>,
+    #[serde(default)]
+    pub method: Method,
+    /// The auxiliary head of depth pruning.
+    #[serde(default)]
+    pub head: mcufit_ir::HeadSpec,
 }
 
 /// Everything [`fit`] can be told besides the request.
@@ -160,6 +179,9 @@ pub struct FitReport {
     pub class_names: Vec<String>,
     pub base: Option<TrainRecord>,
     pub compress: Option<CompressRecord>,
+    /// Depth pruning's cut table (every cut's resources and accuracies, the chosen row marked).
+    #[serde(default)]
+    pub cuts: Option<mcufit_prune::CutTable>,
     /// The unpruned model's footprint.
     pub before: Footprint,
     /// The delivered model's footprint (measured from the Cortex-M link when the tools are there).
@@ -345,6 +367,7 @@ pub fn fit(
     };
 
     // ---- 2. compress
+    let mut cuts: Option<mcufit_prune::CutTable> = None;
     let (net, compress_rec): (Network, Option<CompressRecord>) = if base_fits {
         let note = "the trained model already fits the budget: nothing to prune".to_string();
         events(Event::Step { step: "compress".into(), detail: note.clone() });
@@ -353,8 +376,10 @@ pub fn fit(
     } else {
         let cd = compressed_dir(out);
         let prev: Option<FitReport> = dir.read_json(FIT_JSON)?;
+        let prev_cuts = prev.as_ref().and_then(|p| p.cuts.clone());
         match prev.and_then(|p| p.compress) {
             Some(rec) if cd.has_model() && cd.join(REPORT_JSON).exists() => {
+                cuts = prev_cuts;
                 events(Event::Step {
                     step: "compress".into(),
                     detail: "reusing the pruned model of an earlier run".into(),
@@ -366,6 +391,60 @@ pub fn fit(
                     detail: format!("test {:.2} %", 100.0 * rec.test_accuracy),
                 });
                 (cd.load_network()?, Some(rec))
+            }
+            _ if request.method != Method::Width => {
+                let head_epochs = recipe.prune_epochs + recipe.finetune_epochs;
+                events(Event::Step {
+                    step: "compress".into(),
+                    detail: format!(
+                        "depth pruning: a {} head on every cut, {head_epochs} epochs, trunk frozen",
+                        request.head
+                    ),
+                });
+                let mut cfg = mcufit_prune::DepthConfig::new(
+                    prune_budget,
+                    train_config(&recipe, head_epochs, request.seed, opts),
+                );
+                cfg.head = request.head.clone();
+                cfg.width = request.method == Method::DepthWidth;
+                let width_train = cfg.width.then(|| {
+                    let mut t = train_config(&recipe, recipe.prune_epochs + recipe.finetune_epochs, request.seed, opts);
+                    t.lr *= 0.5;
+                    t
+                });
+                let t = Instant::now();
+                let d = stages::depth(graph, splits, budget, &base_net, cfg, width_train, &cd, &record)?;
+                let seconds = t.elapsed().as_secs_f64();
+                let rec = match &d.width {
+                    Some(w) => CompressRecord { seconds, ..CompressRecord::from(w) },
+                    None => CompressRecord {
+                        epochs: (0, 0, head_epochs),
+                        val_accuracy_before: None,
+                        test_accuracy_before: None,
+                        val_accuracy: d.val_accuracy,
+                        test_accuracy: d.test_accuracy,
+                        channels: Vec::new(),
+                        history: Vec::new(),
+                        log: Vec::new(),
+                        steps_per_epoch: 0,
+                        seconds,
+                    },
+                };
+                let row = &d.depth.table.rows[d.depth.chosen];
+                steps.push(StepRecord {
+                    step: "compress".into(),
+                    status: "done".into(),
+                    seconds: Some(seconds),
+                    detail: format!(
+                        "cut after '{}' + {} head{}; test {:.2} %",
+                        row.cut.name,
+                        request.head,
+                        if d.width.is_some() { ", width-pruned" } else { "" },
+                        100.0 * rec.test_accuracy
+                    ),
+                });
+                cuts = Some(d.depth.table.clone());
+                (d.network, Some(rec))
             }
             _ => {
                 events(Event::Step {
@@ -513,6 +592,7 @@ pub fn fit(
         class_names: splits.test.class_names().to_vec(),
         base: base_rec,
         compress: compress_rec.clone(),
+        cuts,
         before,
         after,
         fit: check,

@@ -29,7 +29,7 @@ pub mod tasks;
 pub use budget::{Budget, BudgetSpec, FitCheck, FitRow, Footprint, Target};
 pub use data::{load_for, load_with, Adjustments, DEFAULT_DATA};
 pub use error::{Context, PipelineError, Result};
-pub use fit::{fit, Event, FitOptions, FitReport, FitRequest, Recipe};
+pub use fit::{fit, Event, FitOptions, FitReport, FitRequest, Method, Recipe};
 pub use modeldir::{DataRecord, ModelDir};
 
 use mcufit_data::{LoadOptions, Splits, NATIVE_CHANNELS};
@@ -70,7 +70,8 @@ pub fn load_model_for_data(model: &str, spec: &str, opts: &LoadOptions) -> Resul
 pub mod config {
     pub use mcufit_data::LoadOptions;
     pub use mcufit_ir::zoo;
+    pub use mcufit_ir::HeadSpec;
     pub use mcufit_prune::baselines::BaselineKind;
-    pub use mcufit_prune::{summary as compress_summary, CompressConfig, Salience};
+    pub use mcufit_prune::{summary as compress_summary, CompressConfig, DepthConfig, Salience};
     pub use mcufit_train::{LrSchedule, OptimizerKind, TrainConfig};
 }

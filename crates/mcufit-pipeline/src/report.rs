@@ -56,6 +56,11 @@ pub fn from_fit(r: &FitReport) -> ReportData {
             },
         ));
     }
+    if let Some(t) = &r.cuts {
+        if let Some(row) = t.rows.iter().find(|row| row.chosen) {
+            summary.push(kv("depth cut", format!("after {} + {}", row.cut.name, t.head)));
+        }
+    }
     summary.push(kv("wall time", format!("{:.0} s", r.seconds)));
 
     // Training curves: the base run, then the compress run after it.
@@ -134,6 +139,20 @@ pub fn from_fit(r: &FitReport) -> ReportData {
     }
 
     let mut notes = r.adjustments.clone();
+    if let Some(t) = &r.cuts {
+        for row in &t.rows {
+            notes.push(format!(
+                "cut after {} ({}): {:.0} params, {} MACs, peak {}, validation {}{}",
+                row.cut.name,
+                row.cut.shape,
+                row.cost.params,
+                human_count(row.cost.macs),
+                human_bytes(row.cost.peak_memory),
+                row.val_accuracy.map_or("-".to_string(), |a| format!("{:.2} %", 100.0 * a)),
+                if row.chosen { " (chosen)" } else { "" }
+            ));
+        }
+    }
     notes.extend(r.notes.iter().cloned());
     if !r.fit.measured {
         notes.push("code and runtime terms are the target's estimates (no Cortex-M link was made)".into());

@@ -172,3 +172,87 @@ pub fn baseline(
     dir.write_json(REPORT_JSON, &report)?;
     Ok(report)
 }
+
+/// What [`depth`] did: the depth report and, for depth + width, the width pruning after it.
+#[derive(Debug)]
+pub struct DepthOutcome {
+    pub depth: mcufit_prune::DepthReport,
+    /// The width pruning of the chosen cut (depth + width, when the cut does not fit as it is).
+    pub width: Option<CompressReport>,
+    /// The delivered network (in `dir`).
+    pub network: Network,
+    pub val_accuracy: f64,
+    pub test_accuracy: f64,
+}
+
+/// Depth pruning (De Leon & Atienza): every cut point of the trained `base` gets `config.head`, the
+/// heads train with the trunk frozen (one trunk pass per batch feeds them all), and the cut with the
+/// best validation accuracy among those that fit is kept. With `width` (depth + width), a cut that
+/// width pruning can bring under the budget is a candidate too, and the chosen network is then
+/// compressed to the budget (`compress_train`: its schedule). Writes the delivered model,
+/// `cuts.txt` (the cut table) and `report.json` (the depth report) into `dir`; the chosen truncated
+/// network before width pruning goes to `dir/depth`.
+#[allow(clippy::too_many_arguments)]
+pub fn depth(
+    graph: &Graph,
+    splits: &Splits,
+    budget: &Budget,
+    base: &Network,
+    mut config: mcufit_prune::DepthConfig,
+    compress_train: Option<TrainConfig>,
+    dir: &ModelDir,
+    record: &DataRecord,
+) -> Result<DepthOutcome> {
+    if base.graph() != graph {
+        return Err(PipelineError::Config(
+            "depth pruning starts from a trained model of the architecture given".into(),
+        ));
+    }
+    let start = crate::budget::Footprint::of_graph(graph, budget)?;
+    config.budget = budget.prune_budget(&start)?;
+    config.board = budget.board.clone();
+    // An impossible budget fails here, before anything is written, naming the smallest reachable figure.
+    mcufit_prune::CutTable::new(
+        graph,
+        &config.head,
+        base.num_classes(),
+        &config.budget,
+        config.board.as_ref(),
+        config.cost_options,
+    )?
+    .check_feasible(config.width)?;
+    dir.create()?;
+    dir.write_data_record(record)?;
+    config.train.out_dir = Some(dir.path().display().to_string());
+    let report = mcufit_prune::depth_prune(base, splits, &config)?;
+    let chosen =
+        report.network.clone().ok_or_else(|| PipelineError::Config("depth pruning returned no network".into()))?;
+    dir.write_bytes("cuts.txt", report.table.summary().as_bytes())?;
+    let row = &report.table.rows[report.chosen];
+    let needs_width = !row.cost.fits(&config.budget);
+    let (network, width, val, test) = if needs_width {
+        let Some(train) = compress_train else {
+            return Err(PipelineError::DoesNotFit(format!(
+                "no cut fits the budget as it is (the best, '{}', needs width pruning: use depth+width)",
+                row.cut.name
+            )));
+        };
+        let dd = ModelDir::new(dir.join("depth"));
+        dd.save_network(&chosen)?;
+        dd.write_data_record(record)?;
+        let small = chosen.graph().clone();
+        let mut cfg = CompressConfig::new(Default::default(), train);
+        cfg.from = Some(dd.path().to_path_buf());
+        cfg.warmup_epochs = Some(0);
+        cfg.resume = dir.join("width").join("checkpoints").is_dir();
+        let c = compress(&small, splits, budget, cfg, &ModelDir::new(dir.path().join("width")), record)?;
+        let net = c.network.clone().ok_or_else(|| PipelineError::Config("compress returned no network".into()))?;
+        let (v, t) = (c.accuracy_after.val, c.accuracy_after.test);
+        (net, Some(c), v, t)
+    } else {
+        (chosen, None, report.accuracy.val, report.accuracy.test)
+    };
+    dir.save_network(&network)?;
+    dir.write_json(REPORT_JSON, &report)?;
+    Ok(DepthOutcome { depth: report, width, network, val_accuracy: val, test_accuracy: test })
+}

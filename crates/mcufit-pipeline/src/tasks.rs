@@ -86,6 +86,24 @@ pub fn analyze(graph: &Graph, budget: &Budget, opts: AnalyzeOptions) -> Result<A
     })
 }
 
+/// The depth-pruning cut points of `graph` with `head` on each, priced by the exact cost model, against
+/// the pruner's form of `budget` (unbounded when it bounds nothing).
+pub fn cut_table(graph: &Graph, head: &mcufit_ir::HeadSpec, budget: &Budget) -> Result<mcufit_prune::CutTable> {
+    let pb = if budget.is_bounded() {
+        budget.prune_budget(&Footprint::of_graph(graph, budget)?)?
+    } else {
+        mcufit_cost::Budget::default()
+    };
+    Ok(mcufit_prune::CutTable::new(
+        graph,
+        head,
+        graph.num_outputs(),
+        &pb,
+        budget.board.as_ref(),
+        CostOptions::default(),
+    )?)
+}
+
 /// A trained model directory, its data (the recorded spec and split seed unless overridden) and
 /// the network.
 pub struct LoadedDir {

@@ -15,7 +15,15 @@ fn tmp(tag: &str) -> PathBuf {
 }
 
 fn request(model: &str, spec: BudgetSpec) -> FitRequest {
-    FitRequest { model: model.into(), data: "digits".into(), seed: 3, budget: spec.resolve().unwrap(), from: None }
+    FitRequest {
+        model: model.into(),
+        data: "digits".into(),
+        seed: 3,
+        budget: spec.resolve().unwrap(),
+        from: None,
+        method: Default::default(),
+        head: Default::default(),
+    }
 }
 
 fn options() -> FitOptions {
@@ -99,4 +107,22 @@ fn an_impossible_budget_fails_before_anything_is_written() {
     let e = run(&req, &out).unwrap_err();
     assert!(e.is_does_not_fit() && e.to_string().contains("stack"), "{e}");
     assert!(!out.exists());
+}
+
+#[test]
+fn depth_and_depth_plus_width_fits_keep_the_cut_table() {
+    for method in [mcufit_pipeline::Method::Depth, mcufit_pipeline::Method::DepthWidth] {
+        let out = tmp(&format!("{method:?}"));
+        let mut req = request("zoo:mnist-ds", BudgetSpec { size: Some("9000".into()), ..Default::default() });
+        req.method = method;
+        let (r, _) = run(&req, &out).unwrap();
+        assert!(r.fit.fits, "{method:?}: {:?}", r.fit.failures());
+        let table = r.cuts.as_ref().expect("the cut table is kept");
+        assert_eq!(table.rows.iter().filter(|row| row.chosen).count(), 1);
+        assert!(table.rows.iter().all(|row| row.val_accuracy.is_some()), "every cut's head was trained");
+        assert!(r.after.weights <= 9000);
+        let html = std::fs::read_to_string(out.join(REPORT_HTML)).unwrap();
+        assert!(html.contains("depth cut"), "{method:?}");
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 }
