@@ -62,12 +62,19 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    let json = std::env::args().any(|a| a == "--json");
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
             let misfit = e.downcast_ref::<mcufit_pipeline::PipelineError>().is_some_and(|p| p.is_does_not_fit());
+            if json {
+                // Under --json the error is JSON too, on stdout where the caller reads the result.
+                let kind = if misfit { "does_not_fit" } else { "error" };
+                println!("{}", serde_json::json!({"error": format!("{e:#}"), "kind": kind}));
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(if misfit { 1 } else { 2 })
         }
     }

@@ -279,3 +279,22 @@ fn depth_pruning_picks_a_cut_and_refuses_bad_requests_cleanly() {
     assert!(!dir.join("tiny").exists(), "an impossible budget wrote {:?}", dir.join("tiny"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn errors_under_json_are_json_with_the_same_exit_codes() {
+    let o = mcufit(&["analyze", "zoo:lenet-9000", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "error");
+    assert!(v["error"].as_str().unwrap().contains("unknown zoo model"), "{v}");
+    let o = mcufit(&["compress", "zoo:mnist-wide", "--peak", "500", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "does_not_fit");
+    // Sizes take G units; an absurd figure is refused, not capped.
+    assert!(mcufit(&["analyze", "zoo:ds-cnn", "--ram", "1GiB"]).status.success());
+    let o = mcufit(&["analyze", "zoo:ds-cnn", "--ram", "99999999999999999999"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = mcufit(&["analyze", "zoo:ds-cnn", "--ram", "-5"]);
+    assert!(stderr(&o).contains("cannot parse size '-5'"), "{}", stderr(&o));
+}

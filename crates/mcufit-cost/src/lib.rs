@@ -36,7 +36,9 @@ pub enum CostError {
     UnknownBoard { name: String, known: String },
     #[error("board file {path}: {msg}")]
     BoardFile { path: String, msg: String },
-    #[error("cannot parse size '{0}': use bytes (65536) or a unit (64KiB, 1MiB, 64KB, 2MB)")]
+    #[error(
+        "cannot parse size '{0}': use whole bytes (65536) or a unit (64KiB, 1MiB, 64KB, 2MB, 1GiB), at most 8 PiB"
+    )]
     Size(String),
     #[error("cannot parse count '{0}': use a number (5000000) or a suffix (5M, 500k)")]
     Count(String),
@@ -44,7 +46,7 @@ pub enum CostError {
 
 pub type Result<T, E = CostError> = std::result::Result<T, E>;
 
-/// Parses a byte size: `65536`, `64KiB`, `64K`, `1MiB`, `1.5MB` (KB/MB are decimal, KiB/K binary).
+/// Parses a byte size: `65536`, `64KiB`, `64K`, `1MiB`, `1.5MB`, `1GiB` (KB/MB/GB are decimal, KiB/K/MiB/GiB binary).
 pub fn parse_size(text: &str) -> Result<u64> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
@@ -56,10 +58,13 @@ pub fn parse_size(text: &str) -> Result<u64> {
         "kb" => 1000.0,
         "m" | "mib" => 1024.0 * 1024.0,
         "mb" => 1e6,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "gb" => 1e9,
         _ => return Err(CostError::Size(text.into())),
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || bytes < 0.0 || bytes.fract() != 0.0 {
+    // Exact integers only, and no more than 2^53 B (8 PiB): a larger figure is a typo, not a memory.
+    if !bytes.is_finite() || bytes < 0.0 || bytes.fract() != 0.0 || bytes > (1u64 << 53) as f64 {
         return Err(CostError::Size(text.into()));
     }
     Ok(bytes as u64)
@@ -79,7 +84,7 @@ pub fn parse_count(text: &str) -> Result<u64> {
         _ => return Err(CostError::Count(text.into())),
     };
     let v = value * mult;
-    if !v.is_finite() || v < 0.0 || v.fract() != 0.0 {
+    if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > (1u64 << 53) as f64 {
         return Err(CostError::Count(text.into()));
     }
     Ok(v as u64)
@@ -96,7 +101,9 @@ mod tests {
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
         assert_eq!(parse_size("1.5KiB").unwrap(), 1536);
-        for bad in ["", "abc", "12XB", "-5", "1.3B", "KiB"] {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        for bad in ["", "abc", "12XB", "-5", "1.3B", "KiB", "99999999999999999999", "inf", "1e3"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_count("5M").unwrap(), 5_000_000);

@@ -144,7 +144,9 @@ impl Graph {
 
     /// Parses and validates a JSON model file.
     pub fn from_json(text: &str) -> Result<Self> {
-        let file: ModelFile = serde_json::from_str(text).map_err(|e| IrError::Parse(e.to_string()))?;
+        let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| IrError::Parse(e.to_string()))?;
+        let file: ModelFile = serde_json::from_value(raw.clone()).map_err(|e| IrError::Parse(e.to_string()))?;
+        check_known_fields(&raw, &file)?;
         if file.format != MODEL_FORMAT {
             return Err(IrError::Format(format!("\"format\" is '{}', expected '{MODEL_FORMAT}'", file.format)));
         }
@@ -186,6 +188,40 @@ impl Graph {
             other => other,
         })
     }
+}
+
+/// Refuses a field the format does not have (a typo such as `"strides"` would otherwise be ignored and
+/// its default used): every key of the file and of each node must be one the parsed value writes back.
+/// (`#[serde(deny_unknown_fields)]` cannot be used: a node's op fields are flattened into it.)
+fn check_known_fields(raw: &serde_json::Value, file: &ModelFile) -> Result<()> {
+    const TOP: [&str; 4] = ["format", "version", "name", "nodes"];
+    if let Some(obj) = raw.as_object() {
+        if let Some(k) = obj.keys().find(|k| !TOP.contains(&k.as_str())) {
+            return Err(IrError::Format(format!("unknown field '{k}' (a model file has {})", TOP.join(", "))));
+        }
+    }
+    let raw_nodes = raw.get("nodes").and_then(|n| n.as_array()).map(Vec::as_slice).unwrap_or_default();
+    for (rn, node) in raw_nodes.iter().zip(&file.nodes) {
+        let known = serde_json::to_value(node).map_err(|e| IrError::Parse(e.to_string()))?;
+        let (Some(rn), Some(known)) = (rn.as_object(), known.as_object()) else { continue };
+        let mut fields: Vec<&str> = known.keys().map(String::as_str).filter(|k| *k != "name" && *k != "op").collect();
+        if !fields.contains(&"inputs") {
+            fields.push("inputs");
+        }
+        if let Some(k) = rn.keys().find(|k| !known.contains_key(*k) && k.as_str() != "inputs") {
+            fields.sort_unstable();
+            return Err(IrError::node(
+                &node.name,
+                format!(
+                    "unknown field '{k}' for a{} '{}' node (its fields: {})",
+                    if known["op"].as_str().is_some_and(|o| o.starts_with(['a', 'i'])) { "n" } else { "" },
+                    known["op"].as_str().unwrap_or("?"),
+                    fields.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]

@@ -147,3 +147,19 @@ fn bad_model_files_give_clear_errors() {
     expect_err(unknown_op, "lstm");
     assert!(matches!(zoo::get("nope"), Err(IrError::UnknownZoo { .. })));
 }
+
+#[test]
+fn a_misspelt_model_field_is_refused_with_its_name() {
+    let text = r#"{"format":"mcufit-model","version":1,"name":"x","nodes":[
+        {"name":"input","op":"input","shape":[8,8,1]},
+        {"name":"c","op":"conv2d","inputs":["input"],"filters":4,"kernel":[3,3],"strides":[2,2]}]}"#;
+    let e = mcufit_ir::Graph::from_json(text).unwrap_err().to_string();
+    assert!(e.contains("unknown field 'strides'") && e.contains("'c'") && e.contains("stride"), "{e}");
+    let top = r#"{"format":"mcufit-model","version":1,"name":"x","nodez":[]}"#;
+    assert!(mcufit_ir::Graph::from_json(top).is_err());
+    // Every zoo model's file still loads (its fields are all known).
+    for name in mcufit_ir::zoo::names() {
+        let g = mcufit_ir::zoo::get(name).unwrap();
+        assert_eq!(mcufit_ir::Graph::from_json(&g.to_json()).unwrap(), g);
+    }
+}
