@@ -11,5 +11,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --release -- -D warnings
+if [ "${MCUFIT_FUZZ_SMOKE:-0}" = 1 ]; then
+  # Opt-in: building the instrumented harnesses costs about 5 min on 2 cores before its 70 s of fuzzing.
+  echo "== fuzz smoke: every parser 10 s (scripts/fuzz.sh)"
+  bash scripts/fuzz.sh 10
+fi
 echo "== cargo test"
 cargo test --workspace --release --no-fail-fast "$@"

@@ -79,8 +79,16 @@ pub fn run(args: &AnalyzeArgs) -> Result<ExitCode> {
     println!("params        {:>12}   ({:.0})", human_count(a.params), a.params);
     println!("weights       {:>12}   int8 weights + int32 biases", human_bytes(a.model_bytes));
     println!("MACs          {:>12}   ({:.0})", human_count(a.macs), a.macs);
+    let exact = if a.peak_memory_exact {
+        "exact".to_string()
+    } else {
+        format!(
+            "upper bound, within {} of the lower bound",
+            human_bytes((a.peak_memory_bytes - a.peak_memory_lower_bound).max(0.0))
+        )
+    };
     println!(
-        "peak memory   {:>12}   at '{}' (input {}, in-place add {})",
+        "peak memory   {:>12}   ({exact}) at '{}' (input {}, in-place add {})",
         human_bytes(a.peak_memory_bytes),
         a.layers[a.peak_step].cost.name,
         if args.exclude_input { "excluded" } else { "counted" },

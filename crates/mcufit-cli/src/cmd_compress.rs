@@ -174,11 +174,12 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         SalienceArg::Taylor => Salience::Taylor,
     };
     let report = stages::compress(&graph, &splits, &budget, config, &out, &record)?;
+    let page = stages::write_compress_report(&graph, &report, &splits, &budget, &record, &out)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", summary(&report));
-        println!("pruned model, report.json and summary.txt in {}", out.path().display());
+        println!("pruned model, report.json and summary.txt in {}; report: {}", out.path().display(), page.display());
     }
     Ok(ExitCode::SUCCESS)
 }

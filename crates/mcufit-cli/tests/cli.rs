@@ -126,6 +126,9 @@ fn compress_writes_a_model_that_fits_and_reloads() {
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert!(report["accuracy_after"].is_object());
+    // compress writes the same HTML report as fit (with the pruned model's int8 accuracy).
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("int8 test accuracy"));
     // The exact cost model agrees that the saved (physically smaller) model fits.
     let a = mcufit(&["analyze", out.to_str().unwrap(), "--peak", "4KiB", "--size", "12KiB", "--json"]);
     assert!(a.status.success(), "{}", stderr(&a));
@@ -297,4 +300,69 @@ fn errors_under_json_are_json_with_the_same_exit_codes() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = mcufit(&["analyze", "zoo:ds-cnn", "--ram", "-5"]);
     assert!(stderr(&o).contains("cannot parse size '-5'"), "{}", stderr(&o));
+}
+
+/// Absurd sizes are refused before anything is allocated: exit 2, the figure in the message, no
+/// panic, quickly (a billion filters used to abort train/compress on a 36 GB allocation, u64::MAX
+/// filters panicked with "capacity overflow", and analyze printed 10^22 MiB and exited 0).
+#[test]
+fn absurd_model_sizes_are_refused_before_allocation() {
+    let dir = std::env::temp_dir().join(format!("mcufit-cli-absurd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = |name: &str, hw: u64, filters: &str| {
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"format":"mcufit-model","version":1,"name":"{name}","nodes":[
+                {{"name":"input","op":"input","shape":[{hw},{hw},1]}},
+                {{"name":"wide","op":"conv2d","inputs":["input"],"filters":{filters},"kernel":[3,3],"padding":"same"}},
+                {{"name":"gap","op":"global_avg_pool","inputs":["wide"]}},
+                {{"name":"fc","op":"dense","inputs":["gap"],"units":10}},
+                {{"name":"out","op":"softmax","inputs":["fc"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let billion = model("billion-filters", 8, "1000000000");
+    let huge_input = model("huge-input", 100_000, "8");
+    let max_filters = model("max-filters", 8, &u64::MAX.to_string());
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["train", &billion, "--epochs", "1"],
+            vec!["too large to train", "20000000010 parameters", "over the limit of"],
+        ),
+        (vec!["compress", &billion, "--peak", "4KiB"], vec!["too large to train", "over the limit of"]),
+        (vec!["train", &huge_input, "--epochs", "1"], vec!["too large to train", "80000000000 elements"]),
+        (vec!["compress", &huge_input, "--peak", "4KiB"], vec!["too large to train"]),
+        (vec!["analyze", &billion], vec!["20000000010 parameters", "microcontroller"]),
+        (vec!["analyze", &huge_input], vec!["90000000000 B", "microcontroller"]),
+        (vec!["analyze", &max_filters], vec!["node 'wide'", "too large"]),
+        (vec!["train", &max_filters, "--epochs", "1"], vec!["node 'wide'", "too large"]),
+        (vec!["compress", &max_filters, "--peak", "4KiB"], vec!["node 'wide'", "too large"]),
+    ];
+    for (args, needles) in cases {
+        let t = std::time::Instant::now();
+        let o = mcufit(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: '{err}' lacks '{needle}'");
+        }
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(t.elapsed().as_secs_f64() < 5.0, "{args:?} took {:?}", t.elapsed());
+    }
+}
+
+/// The peak line says whether the order search was exact.
+#[test]
+fn analyze_says_the_peak_is_exact() {
+    let o = mcufit(&["analyze", "zoo:resnet-8"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.lines().any(|l| l.starts_with("peak memory") && l.contains("(exact)")), "{out}");
+    let o = mcufit(&["analyze", "zoo:resnet-8", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["peak_memory_exact"], true);
+    assert_eq!(v["peak_memory_lower_bound"], v["peak_memory_bytes"]);
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use mcufit_cost::{CostModel, CostOptions, MemoryOptions};
+use mcufit_cost::{CostModel, CostOptions, MemoryOptions, SearchLimits};
 use mcufit_ir::{zoo, Graph, GraphBuilder, Op, Padding, Shape};
 
 /// 60 kernels: an inception-like chain of blocks, each with 3 parallel branches of 1-3 convs
@@ -38,11 +38,24 @@ fn branchy_60() -> Graph {
     b.build().unwrap()
 }
 
+/// A stem conv, `n` parallel 1x1 convs of various widths, their concat and a classifier: `2^n`
+/// downsets, past the exact search's limit from about 16 branches on.
+fn wide(n: usize) -> Graph {
+    let mut b = GraphBuilder::new(format!("wide-{n}"), Shape::new(16, 16, 3));
+    let stem = b.conv(0, 16, 3, 1, Padding::Same);
+    let branches: Vec<usize> = (0..n).map(|i| b.conv(stem, 4 + (i * 7) % 29, 1, 1, Padding::Same)).collect();
+    let c = b.add(Op::Concat, &branches);
+    let g = b.add(Op::GlobalAvgPool, &[c]);
+    b.dense(g, 10);
+    b.build().unwrap()
+}
+
 fn main() {
     let mut models: Vec<Graph> = zoo::names().iter().map(|n| zoo::get(n).unwrap()).collect();
     models.push(branchy_60());
+    models.extend([12, 20, 24, 40].map(wide));
     println!(
-        "{:<18} {:>5} {:>8} {:>12} {:>12} {:>14}",
+        "{:<18} {:>5} {:>8} {:>12} {:>12} {:>14}  exact / gap to lower bound",
         "model", "ops", "states", "peak (B)", "in-place (B)", "time / solve"
     );
     for g in &models {
@@ -64,14 +77,21 @@ fn main() {
         };
         m.options.memory = MemoryOptions { in_place_add: true, ..m.options.memory };
         let inplace = m.memory_plan(&sizes).peak;
+        let searched = plan.states < SearchLimits::default().max_states;
+        let exact = match (plan.exact, searched) {
+            (true, true) => "exact (search finished)".to_string(),
+            (true, false) => "exact (bounded search: order meets the lower bound)".to_string(),
+            (false, _) => format!("upper bound, gap {:.0} B", plan.gap()),
+        };
         println!(
-            "{:<18} {:>5} {:>8} {:>12.0} {:>12.0} {:>11.3} ms",
+            "{:<18} {:>5} {:>8} {:>12.0} {:>12.0} {:>11.3} ms  {exact} (lower bound {:.0})",
             g.name,
             m.fused.ops.len(),
             plan.states,
             plan.peak,
             inplace,
-            elapsed * 1e3
+            elapsed * 1e3,
+            plan.lower_bound,
         );
     }
 }

@@ -97,8 +97,13 @@ impl Boards {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| CostError::BoardFile { path: path.display().to_string(), msg: e.to_string() })?;
+        Self::with_text(&text, &path.display().to_string())
+    }
+
+    /// Built-in boards plus the boards file `text` (`origin` names it in errors), as [`Boards::with_file`].
+    pub fn with_text(text: &str, origin: &str) -> Result<Self> {
         let mut b = Self::builtin();
-        b.merge_text(&text, &path.display().to_string())?;
+        b.merge_text(text, origin)?;
         Ok(b)
     }
 

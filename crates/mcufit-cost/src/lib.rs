@@ -23,7 +23,7 @@ pub mod memory;
 mod model;
 
 pub use boards::{Board, Boards, CycleModel};
-pub use memory::{MemoryOptions, MemoryPlan};
+pub use memory::{MemoryOptions, MemoryPlan, SearchLimits};
 pub use model::{Budget, CostModel, CostOptions, OpCost, Resource, Usage};
 
 use thiserror::Error;

@@ -12,6 +12,16 @@
 //! sequence (every zoo model), so it is fast on real networks. With `in_place_add`, an add whose
 //! input dies at that add writes its output into that input's buffer (as CMSIS-NN/TFLM allow),
 //! so the output costs nothing extra.
+//!
+//! **Bounded.** `k` branches that run side by side give `2^k` downsets, so the exact search is
+//! exponential in the width of the graph. [`MemoryProblem::min_peak`] runs it up to
+//! [`SearchLimits::max_states`] memoised states (deterministic: no clock is read) and, past that,
+//! falls back to a beam search over downsets ([`SearchLimits::beam_width`] states kept per step,
+//! ranked by the peak so far, then the bytes left live) for an order, and to
+//! [`MemoryProblem::lower_bound`], a proven lower bound on the minimum peak. The plan then says
+//! `exact: false` and its peak is an upper bound within `peak - lower_bound` of the optimum
+//! (`exact: true` again when the order meets the lower bound). Where the exact search finishes,
+//! the result is the one it always gave.
 
 use std::collections::HashMap;
 
@@ -59,6 +69,40 @@ pub struct MemoryPlan {
     pub peak_step: usize,
     /// Search states (downsets) the exact search memoised; 0 for a plan of a given order.
     pub states: usize,
+    /// True when `peak` is the minimum over all orders (the exact search finished, or the order
+    /// found meets `lower_bound`). False for a plan of a given order ([`MemoryProblem::evaluate`])
+    /// and for a bounded search's order: its peak is then an upper bound on the minimum.
+    pub exact: bool,
+    /// A proven lower bound on the minimum peak: `peak` itself when `exact`, 0 for a plan of a
+    /// given order (not computed there).
+    pub lower_bound: f64,
+}
+
+impl MemoryPlan {
+    /// How far the peak may be above the minimum peak: 0 when exact.
+    pub fn gap(&self) -> f64 {
+        if self.exact {
+            0.0
+        } else {
+            (self.peak - self.lower_bound).max(0.0)
+        }
+    }
+}
+
+/// Limits of [`MemoryProblem::min_peak_within`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// States the exact search may memoise before it gives up (each costs O(ops²) time and a few
+    /// words of memory; 50,000 take well under a second on 50-op graphs).
+    pub max_states: usize,
+    /// States the fallback beam search keeps per step.
+    pub beam_width: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        SearchLimits { max_states: 50_000, beam_width: 128 }
+    }
 }
 
 type Set = Box<[u64]>;
@@ -159,30 +203,177 @@ impl MemoryProblem {
             in_place_of,
             peak_step,
             states: 0,
+            exact: false,
+            lower_bound: 0.0,
         })
     }
 
-    /// The exact minimum peak over all topological orders, with an order that attains it.
+    /// The minimum peak over all topological orders, with an order that attains it, under the
+    /// default [`SearchLimits`]: exact unless the graph has too many parallel branches (see the
+    /// module docs and [`MemoryPlan::exact`]).
     pub fn min_peak(&self) -> MemoryPlan {
+        self.min_peak_within(SearchLimits::default())
+    }
+
+    /// [`MemoryProblem::min_peak`] under the given limits.
+    pub fn min_peak_within(&self, limits: SearchLimits) -> MemoryPlan {
         let mut memo: HashMap<Set, (f64, usize)> = HashMap::new();
         let start = self.empty();
-        self.best(&start, &mut memo);
-        let mut order = Vec::with_capacity(self.n());
-        let mut s = start;
-        while order.len() < self.n() {
-            let (_, v) = memo[&s];
-            order.push(v);
-            s = with(&s, v);
+        if self.best(&start, &mut memo, limits.max_states).is_some() {
+            let mut order = Vec::with_capacity(self.n());
+            let mut s = start;
+            while order.len() < self.n() {
+                let (_, v) = memo[&s];
+                order.push(v);
+                s = with(&s, v);
+            }
+            let mut plan = self.evaluate(&order).expect("the search only builds valid orders");
+            plan.states = memo.len();
+            plan.exact = true;
+            plan.lower_bound = plan.peak;
+            return plan;
         }
-        let mut plan = self.evaluate(&order).expect("the search only builds valid orders");
-        plan.states = memo.len();
+        let states = memo.len();
+        drop(memo);
+        let order = self.beam_order(limits.beam_width.max(1));
+        let mut plan = self.evaluate(&order).expect("the beam search only builds valid orders");
+        let lower = self.lower_bound();
+        plan.states = states;
+        // The bound and the peak sum the same bytes in different orders: never report a bound
+        // above the peak (rounding), and an order that meets the bound is optimal.
+        plan.exact = plan.peak <= lower;
+        plan.lower_bound = lower.min(plan.peak);
         plan
     }
 
-    /// Best peak to finish from `done`; memoises (peak, first op to run).
-    fn best(&self, done: &Set, memo: &mut HashMap<Set, (f64, usize)>) -> f64 {
+    /// A lower bound on the peak of every order. While `v` runs, every ancestor `u` of `v` is
+    /// finished and, if it has a reader that is `v` or a descendant of `v`, that reader is not: `u`
+    /// is resident. So the peak of any order is at least, for every `v`, the bytes of those `u` plus
+    /// `v`'s output (left out where `v` might write in place over an input).
+    pub fn lower_bound(&self) -> f64 {
+        let n = self.n();
+        let words = n.div_ceil(64);
+        // A topological order (the ops are meant to be in one; do not rely on it).
+        let mut indegree: Vec<usize> = (0..n).map(|v| self.inputs[v].iter().filter(|&&u| u < n).count()).collect();
+        let mut topo: Vec<usize> = (0..n).filter(|&v| indegree[v] == 0).collect();
+        let mut i = 0;
+        while i < topo.len() {
+            let u = topo[i];
+            i += 1;
+            for &c in &self.consumers[u] {
+                let k = self.inputs[c].iter().filter(|&&x| x == u).count();
+                indegree[c] -= k;
+                if indegree[c] == 0 {
+                    topo.push(c);
+                }
+            }
+        }
+        let mut anc = vec![vec![0u64; words]; n];
+        for &v in &topo {
+            let mut a = vec![0u64; words];
+            for &u in &self.inputs[v] {
+                for (x, y) in a.iter_mut().zip(&anc[u]) {
+                    *x |= y;
+                }
+                a[u / 64] |= 1 << (u % 64);
+            }
+            anc[v] = a;
+        }
+        let mut desc = vec![vec![0u64; words]; n];
+        for &v in topo.iter().rev() {
+            let mut d = vec![0u64; words];
+            for &c in &self.consumers[v] {
+                for (x, y) in d.iter_mut().zip(&desc[c]) {
+                    *x |= y;
+                }
+                d[c / 64] |= 1 << (c % 64);
+            }
+            desc[v] = d;
+        }
+        let mut bound = 0.0f64;
+        for v in 0..n {
+            let mut bytes = 0.0;
+            for u in 0..n {
+                if has(&anc[v], u) && self.counts(u) && self.consumers[u].iter().any(|&c| c == v || has(&desc[v], c)) {
+                    bytes += self.bytes[u];
+                }
+            }
+            let may_reuse = self.options.in_place_add
+                && self.in_place[v]
+                && self.inputs[v].iter().any(|&u| self.counts(u) && self.bytes[u] >= self.bytes[v]);
+            if self.counts(v) && !may_reuse {
+                bytes += self.bytes[v];
+            }
+            bound = bound.max(bytes);
+        }
+        bound
+    }
+
+    /// A good order found by a beam search over downsets: from each kept state, every ready op;
+    /// states reached twice keep the better; the `width` best by (peak so far, bytes left live) go on.
+    fn beam_order(&self, width: usize) -> Vec<usize> {
+        struct Node {
+            done: Set,
+            order: Vec<usize>,
+            peak: f64,
+            live: f64,
+        }
+        let n = self.n();
+        let mut beam = vec![Node { done: self.empty(), order: Vec::new(), peak: 0.0, live: 0.0 }];
+        for _ in 0..n {
+            let mut next: HashMap<Set, Node> = HashMap::new();
+            for s in &beam {
+                for v in 0..n {
+                    if !self.ready(&s.done, v) {
+                        continue;
+                    }
+                    let (here, ..) = self.step(&s.done, v);
+                    let done = with(&s.done, v);
+                    let mut live = s.live;
+                    if self.counts(v) && !self.consumers[v].is_empty() {
+                        live += self.bytes[v];
+                    }
+                    let mut freed: Vec<usize> = Vec::new();
+                    for &u in &self.inputs[v] {
+                        if !freed.contains(&u) && self.counts(u) && self.consumers[u].iter().all(|&c| has(&done, c)) {
+                            freed.push(u);
+                            live -= self.bytes[u];
+                        }
+                    }
+                    let peak = s.peak.max(here);
+                    let better = |o: &Node| (peak, live) < (o.peak, o.live);
+                    match next.get(&done) {
+                        Some(o) if !better(o) => {}
+                        _ => {
+                            let mut order = s.order.clone();
+                            order.push(v);
+                            next.insert(done.clone(), Node { done, order, peak, live });
+                        }
+                    }
+                }
+            }
+            let mut states: Vec<Node> = next.into_values().collect();
+            // Ties broken by the order itself, so the result does not depend on hashing.
+            states.sort_by(|a, b| {
+                a.peak.total_cmp(&b.peak).then(a.live.total_cmp(&b.live)).then_with(|| a.order.cmp(&b.order))
+            });
+            states.truncate(width);
+            if states.is_empty() {
+                break;
+            }
+            beam = states;
+        }
+        beam.swap_remove(0).order
+    }
+
+    /// Best peak to finish from `done`; memoises (peak, first op to run). `None` once more than
+    /// `limit` states would be memoised.
+    fn best(&self, done: &Set, memo: &mut HashMap<Set, (f64, usize)>, limit: usize) -> Option<f64> {
         if let Some(&(p, _)) = memo.get(done) {
-            return p;
+            return Some(p);
+        }
+        if memo.len() >= limit {
+            return None;
         }
         let mut best = (f64::INFINITY, usize::MAX);
         let mut remaining = false;
@@ -196,7 +387,7 @@ impl MemoryProblem {
                 continue; // this step alone is already no better than the best found
             }
             let next = with(done, v);
-            let rest = self.best(&next, memo);
+            let rest = self.best(&next, memo, limit)?;
             let peak = here.max(rest);
             if peak < best.0 {
                 best = (peak, v);
@@ -206,7 +397,7 @@ impl MemoryProblem {
             best = (0.0, usize::MAX);
         }
         memo.insert(done.clone(), best);
-        best.0
+        Some(best.0)
     }
 
     /// Every topological order (exponential; for tests and tiny graphs only).

@@ -4,7 +4,7 @@ use mcufit_ir::{ChannelGroups, FusedGraph, Graph, Op, Shape};
 use serde::Serialize;
 
 use crate::boards::Board;
-use crate::memory::{MemoryOptions, MemoryPlan, MemoryProblem};
+use crate::memory::{MemoryOptions, MemoryPlan, MemoryProblem, SearchLimits};
 use crate::Result;
 
 /// What is counted.
@@ -218,9 +218,15 @@ impl CostModel {
         }
     }
 
-    /// The memory-optimal order and its peak at these sizes (exact search).
+    /// The memory-optimal order and its peak at these sizes: the exact search, or past its state
+    /// limit an upper bound with a proven lower bound ([`MemoryPlan::exact`], [`MemoryPlan::gap`]).
     pub fn memory_plan(&self, sizes: &[f64]) -> MemoryPlan {
         self.memory_problem(&self.op_costs(sizes)).min_peak()
+    }
+
+    /// [`CostModel::memory_plan`] under the given search limits.
+    pub fn memory_plan_within(&self, sizes: &[f64], limits: SearchLimits) -> MemoryPlan {
+        self.memory_problem(&self.op_costs(sizes)).min_peak_within(limits)
     }
 
     /// Memory at each step of a fixed order at these sizes.

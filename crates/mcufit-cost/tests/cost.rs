@@ -1,4 +1,4 @@
-use mcufit_cost::{Boards, CostModel, CostOptions, MemoryOptions, Resource};
+use mcufit_cost::{Boards, CostModel, CostOptions, MemoryOptions, Resource, SearchLimits};
 use mcufit_ir::{zoo, Graph, GraphBuilder, Op, Padding, Shape};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -211,4 +211,105 @@ fn all_orders(m: &CostModel) -> Vec<Vec<usize>> {
         options: m.options.memory,
     };
     p.all_orders()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Past its state limit the search still returns a valid order whose peak is at least the
+    /// proven lower bound and at least the exact optimum (and equal to it when it says exact).
+    #[test]
+    fn bounded_search_gives_a_valid_order_between_the_bounds(
+        seed in any::<u64>(),
+        in_place in any::<bool>(),
+        count_input in any::<bool>(),
+        max_states in 1usize..6,
+        beam_width in 1usize..4,
+    ) {
+        let g = random_graph(seed, 9);
+        let mut m = CostModel::new(&g, CostOptions::default()).unwrap();
+        m.options.memory = MemoryOptions { count_input, in_place_add: in_place };
+        let sizes = m.sizes();
+        let exact = m.memory_plan(&sizes);
+        prop_assert!(exact.exact);
+        prop_assert_eq!(exact.lower_bound, exact.peak);
+        let bounded = m.memory_plan_within(&sizes, SearchLimits { max_states, beam_width });
+        let replay = m.memory_for_order(&sizes, &bounded.order).unwrap();
+        prop_assert_eq!(replay.peak, bounded.peak);
+        prop_assert!(bounded.peak >= exact.peak);
+        prop_assert!(bounded.lower_bound <= exact.peak, "lower bound {} above the optimum {}", bounded.lower_bound, exact.peak);
+        prop_assert!(bounded.peak >= bounded.lower_bound);
+        if bounded.exact {
+            prop_assert_eq!(bounded.peak, exact.peak);
+        }
+        // The structural lower bound holds for the exact optimum too.
+        let lb = memory_problem(&m, &sizes).lower_bound();
+        prop_assert!(lb <= exact.peak, "lower bound {lb} above the optimum {}", exact.peak);
+    }
+}
+
+fn memory_problem(m: &CostModel, sizes: &[f64]) -> mcufit_cost::memory::MemoryProblem {
+    let ops = m.op_costs(sizes);
+    mcufit_cost::memory::MemoryProblem {
+        inputs: m.fused.ops.iter().map(|f| f.inputs.clone()).collect(),
+        consumers: m.fused.consumers(),
+        bytes: ops.iter().map(|o| o.output_bytes).collect(),
+        in_place: m.fused.ops.iter().map(|f| matches!(m.graph.nodes[f.anchor].op, Op::Add)).collect(),
+        options: m.options.memory,
+    }
+}
+
+/// A stem conv, `n` parallel 1x1 convs of various widths, their concat and a classifier.
+fn wide(n: usize) -> Graph {
+    let mut b = GraphBuilder::new(format!("wide-{n}"), Shape::new(16, 16, 3));
+    let stem = b.conv(0, 16, 3, 1, Padding::Same);
+    let branches: Vec<usize> = (0..n).map(|i| b.conv(stem, 4 + (i * 7) % 29, 1, 1, Padding::Same)).collect();
+    let c = b.add(Op::Concat, &branches);
+    let g = b.add(Op::GlobalAvgPool, &[c]);
+    b.dense(g, 10);
+    b.build().unwrap()
+}
+
+/// 40 parallel branches: 2^40 downsets. The search stops at its state limit and answers in well
+/// under a second with a valid order and a proven bound (run with --nocapture for the figures).
+#[test]
+fn forty_parallel_branches_are_bounded() {
+    let g = wide(40);
+    let m = CostModel::new(&g, CostOptions::default()).unwrap();
+    let sizes = m.sizes();
+    let t = std::time::Instant::now();
+    let plan = m.memory_plan(&sizes);
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "wide-40: {} ops, {} states, peak {} B, lower bound {} B, gap {} B, exact: {}, {:.3} s",
+        m.fused.ops.len(),
+        plan.states,
+        plan.peak,
+        plan.lower_bound,
+        plan.gap(),
+        plan.exact,
+        secs
+    );
+    assert!(plan.states >= SearchLimits::default().max_states, "the exact search gave up");
+    assert_eq!(m.memory_for_order(&sizes, &plan.order).unwrap().peak, plan.peak);
+    assert!(plan.peak >= plan.lower_bound);
+    // The concat holds all 40 branch outputs and writes as many bytes again: no order does better.
+    let branch_bytes: f64 = (0..40).map(|i| 16.0 * 16.0 * (4 + (i * 7) % 29) as f64).sum();
+    assert!(plan.lower_bound >= 2.0 * branch_bytes);
+    assert!(secs < 10.0, "{secs} s");
+    // The same with a limit that leaves the bound loose, to see the gap reported.
+    let tight = m.memory_plan_within(&sizes, SearchLimits { max_states: 10, beam_width: 1 });
+    assert!(
+        tight.peak >= plan.lower_bound && tight.gap() == if tight.exact { 0.0 } else { tight.peak - tight.lower_bound }
+    );
+}
+
+/// Where the exact search finishes (every zoo model), it still does, and says so.
+#[test]
+fn zoo_plans_are_exact() {
+    for name in zoo::names() {
+        let g = zoo::get(name).unwrap();
+        let m = CostModel::new(&g, CostOptions::default()).unwrap();
+        let plan = m.memory_plan(&m.sizes());
+        assert!(plan.exact && plan.gap() == 0.0 && plan.states < SearchLimits::default().max_states, "{name}");
+    }
 }

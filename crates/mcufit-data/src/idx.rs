@@ -20,6 +20,11 @@ pub(crate) struct Idx {
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic.
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    gunzip_if_gz(raw, path)
+}
+
+/// The in-memory half of [`read_maybe_gz`]: gunzips `raw` when it starts with the gzip magic.
+pub(crate) fn gunzip_if_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])

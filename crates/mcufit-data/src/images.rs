@@ -24,7 +24,7 @@ pub(crate) fn adapt_one(src: &[u8], from: [usize; 3], to: [usize; 3]) -> Vec<u8>
 }
 
 /// Converts a decoded image to `shape` (channels, then bilinear resize) and returns its bytes.
-fn to_shape(img: DynamicImage, shape: [usize; 3]) -> Vec<u8> {
+pub(crate) fn to_shape(img: DynamicImage, shape: [usize; 3]) -> Vec<u8> {
     let img =
         if shape[2] == 1 { DynamicImage::ImageLuma8(img.to_luma8()) } else { DynamicImage::ImageRgb8(img.to_rgb8()) };
     let img = if (img.height() as usize, img.width() as usize) != (shape[0], shape[1]) {
@@ -161,17 +161,20 @@ pub(crate) fn official_split(dir: &Path) -> Result<Option<OfficialSplit>, DataEr
 }
 
 fn decode(path: &Path) -> Result<DynamicImage, DataError> {
+    decode_from(image::ImageReader::open(path).map_err(|e| DataError::io(path, e))?, path)
+}
+
+/// The decoding half of [`decode`], on any reader (the fuzz harness gives it bytes).
+pub(crate) fn decode_from<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    path: &Path,
+) -> Result<DynamicImage, DataError> {
     let err = |msg: String| DataError::Image { path: path.into(), msg };
-    image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| err(e.to_string()))?
-        .decode()
-        .map_err(|e| err(e.to_string()))
+    reader.with_guessed_format().map_err(|e| err(e.to_string()))?.decode().map_err(|e| err(e.to_string()))
 }
 
 /// `[h, w, c]` of a decoded image: c is 3 for colour, 1 for grey (alpha ignored).
-fn native_shape(img: &DynamicImage) -> [usize; 3] {
+pub(crate) fn native_shape(img: &DynamicImage) -> [usize; 3] {
     let c = if img.color().has_color() { 3 } else { 1 };
     [img.height() as usize, img.width() as usize, c]
 }

@@ -49,6 +49,8 @@ mod conversion;
 mod dataset;
 mod digits;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod idx;
 mod images;
 pub mod mfcc;

@@ -207,6 +207,12 @@ pub(crate) fn read_wav(path: &Path) -> Result<Vec<i16>, DataError> {
         hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::NotFound => DataError::io(path, io),
         other => wav_err(other.to_string()),
     })?;
+    read_wav_from(reader, path)
+}
+
+/// The checking and sample-reading half of [`read_wav`], on any reader (the fuzz harness gives it bytes).
+pub(crate) fn read_wav_from<R: std::io::Read>(reader: hound::WavReader<R>, path: &Path) -> Result<Vec<i16>, DataError> {
+    let wav_err = |msg: String| DataError::Wav { path: path.into(), msg };
     let spec = reader.spec();
     if spec.channels != 1 {
         return Err(wav_err(format!("{} channels, expected mono", spec.channels)));
@@ -227,7 +233,7 @@ pub(crate) fn read_wav(path: &Path) -> Result<Vec<i16>, DataError> {
 }
 
 /// Pads with zeros at the end or trims to exactly 1 s.
-fn fit_clip(mut v: Vec<i16>) -> Vec<i16> {
+pub(crate) fn fit_clip(mut v: Vec<i16>) -> Vec<i16> {
     v.resize(CLIP_SAMPLES, 0);
     v
 }

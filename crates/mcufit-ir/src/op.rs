@@ -31,7 +31,16 @@ impl Shape {
     pub const fn is_flat(&self) -> bool {
         self.h == 1 && self.w == 1
     }
+    /// `h·w·c`, or `None` where it overflows.
+    pub fn checked_elements(&self) -> Option<u64> {
+        (self.h as u64).checked_mul(self.w as u64)?.checked_mul(self.c as u64)
+    }
 }
+
+/// The largest element, weight or MAC count one op may have: 2^53, the largest integer the cost
+/// model's `f64` figures hold exactly. No microcontroller comes near it; shape inference refuses
+/// more, so no size computed from a valid graph overflows.
+pub const MAX_COUNT: u64 = 1 << 53;
 
 impl From<[usize; 3]> for Shape {
     fn from(a: [usize; 3]) -> Self {
@@ -76,7 +85,7 @@ impl Padding {
             Padding::Valid => (0, 0),
             Padding::Same => {
                 let out = input.div_ceil(stride);
-                let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(input);
+                let total = out.saturating_sub(1).saturating_mul(stride).saturating_add(kernel).saturating_sub(input);
                 (total / 2, total - total / 2)
             }
         }
@@ -312,8 +321,59 @@ impl Op {
     }
 
     /// Checks the op's own arguments and infers its output shape from its input shapes.
-    /// `name` is only used in error messages.
+    /// `name` is only used in error messages. Sizes are checked, never overflowed: a tensor, a
+    /// kernel or a MAC count over [`MAX_COUNT`] is an error naming the node.
     pub fn output_shape(&self, name: &str, inputs: &[Shape]) -> Result<Shape> {
+        let err = |m: String| IrError::node(name, m);
+        let too_big = |what: &str| err(format!("{what} is too large: more than 2^53 (the largest exact count)"));
+        let count_ok = |n: Option<u128>| n.is_some_and(|n| n <= MAX_COUNT as u128);
+        if let Some(x) = inputs.iter().find(|x| !count_ok(x.checked_elements().map(u128::from))) {
+            return Err(too_big(&format!("input tensor {x}")));
+        }
+        if let Op::Input { shape } = self {
+            if !count_ok(shape.checked_elements().map(u128::from)) {
+                return Err(too_big(&format!("input shape {shape}")));
+            }
+        }
+        if let Op::Reshape { shape } = self {
+            if !count_ok(shape.checked_elements().map(u128::from)) {
+                return Err(too_big(&format!("reshape target {shape}")));
+            }
+        }
+        let out = self.infer_shape(name, inputs)?;
+        if !count_ok(out.checked_elements().map(u128::from)) {
+            return Err(too_big(&format!("output tensor {out}")));
+        }
+        // Kernel weights and MACs (pool windows for pools) at these shapes, in u128: each factor is
+        // below 2^64, and a product that overflows even u128 is too large all the same.
+        let mul = |xs: &[usize]| xs.iter().try_fold(1u128, |a, &x| a.checked_mul(x as u128));
+        let pixels = out.spatial();
+        let (weights, work) = match self {
+            Op::Conv2d(c) => {
+                let w = mul(&[c.kernel[0], c.kernel[1], inputs[0].c / c.groups.max(1), c.filters]);
+                (w, w.and_then(|w| w.checked_mul(pixels as u128)))
+            }
+            Op::DepthwiseConv2d(d) => {
+                let w = mul(&[d.kernel[0], d.kernel[1], out.c]);
+                (w, w.and_then(|w| w.checked_mul(pixels as u128)))
+            }
+            Op::Dense(d) => {
+                let w = mul(&[inputs[0].c, d.units]);
+                (w, w)
+            }
+            Op::MaxPool2d(p) | Op::AvgPool2d(p) => (Some(0), mul(&[p.pool[0], p.pool[1], out.h, out.w, out.c])),
+            _ => (Some(0), Some(0)),
+        };
+        if !count_ok(weights) {
+            return Err(too_big(&format!("{} kernel (weights) for the {out} output", self.kind())));
+        }
+        if !count_ok(work) {
+            return Err(too_big(&format!("{} work (MACs / window elements) for the {out} output", self.kind())));
+        }
+        Ok(out)
+    }
+
+    fn infer_shape(&self, name: &str, inputs: &[Shape]) -> Result<Shape> {
         let err = |m: String| IrError::node(name, m);
         match self.arity() {
             Arity::Exactly(n) if inputs.len() != n => {
@@ -396,7 +456,9 @@ impl Op {
                 if let Some(other) = inputs.iter().find(|s| s.h != first.h || s.w != first.w) {
                     return Err(err(format!("concat needs inputs of equal height and width, got {first} and {other}")));
                 }
-                Ok(Shape::new(first.h, first.w, inputs.iter().map(|s| s.c).sum()))
+                let c = inputs.iter().try_fold(0usize, |a, s| a.checked_add(s.c));
+                let c = c.ok_or_else(|| err(format!("concat of {} inputs has too many channels", inputs.len())))?;
+                Ok(Shape::new(first.h, first.w, c))
             }
             Op::Flatten => Ok(Shape::flat(inputs[0].elements())),
             Op::Reshape { shape } => {
@@ -453,5 +515,32 @@ mod tests {
             bias: true
         })
         .is_pointwise());
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_naming_the_node_not_overflows() {
+        let big = usize::MAX;
+        let input = Op::Input { shape: Shape::new(big, big, 3) };
+        let e = input.output_shape("in", &[]).unwrap_err().to_string();
+        assert!(e.contains("'in'") && e.contains("too large"), "{e}");
+        let x = Shape::new(8, 8, 3);
+        let deep = Shape::new(1, 1, 1024);
+        for (op, ins, what) in [
+            (conv(big, [1, 1], 1), x, "output tensor"),
+            (conv(1 << 46, [3, 3], 1), deep, "kernel"),
+            (conv(8, [big, 1], 1), x, "kernel"),
+            (conv(1 << 40, [3, 3], 1), Shape::new(64, 64, 3), "work"),
+            (Op::MaxPool2d(Pool2d { pool: [big, 1], stride: Some([1, 1]), padding: Padding::Same }), x, "work"),
+            (Op::Dense(Dense { units: big, bias: true }), Shape::flat(192), "output tensor"),
+            (Op::Dense(Dense { units: 1 << 45, bias: true }), Shape::flat(1 << 20), "kernel"),
+            (Op::Reshape { shape: Shape::new(big, 2, 2) }, x, "reshape target"),
+        ] {
+            let e = op.output_shape("layer", &[ins]).unwrap_err().to_string();
+            assert!(e.contains("'layer'") && e.contains(what), "{op:?}: {e}");
+        }
+        let e = Op::Concat.output_shape("cat", &[Shape::new(1, 1, big / 2 + 1); 2]).unwrap_err().to_string();
+        assert!(e.contains("'cat'"), "{e}");
+        // Large but countable sizes are fine.
+        assert_eq!(conv(1_000_000, [1, 1], 1).output_shape("c", &[x]).unwrap(), Shape::new(8, 8, 1_000_000));
     }
 }

@@ -35,7 +35,7 @@ pub fn load_with(graph: &Graph, spec: &str, opts: &LoadOptions) -> Result<Splits
     let opts = LoadOptions { target_shape: Some([s.h, s.w, s.c]), ..opts.clone() };
     let splits = mcufit_data::load(spec, &opts).map_err(|e| PipelineError::Context {
         context: format!("cannot load data '{spec}'"),
-        source: Box::new(e.into()),
+        inner: Box::new(e.into()),
     })?;
     let classes = splits.train.num_classes();
     let outputs = graph.num_outputs();

@@ -255,9 +255,7 @@ pub fn link_for_board(
             Ok(Ok(fp))
         }
         Err(e @ ExportError::DoesNotFit { .. }) => Ok(Err(e.to_string())),
-        Err(e) => {
-            Err(PipelineError::Context { context: "cannot link the C export".into(), source: Box::new(e.into()) })
-        }
+        Err(e) => Err(PipelineError::Context { context: "cannot link the C export".into(), inner: Box::new(e.into()) }),
     }
 }
 

@@ -25,26 +25,20 @@ pub enum PipelineError {
     /// The budget cannot be met (the message names the smallest achievable figure).
     #[error("{0}")]
     DoesNotFit(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The wrapped errors are part of the message and not `#[source]`s, so a chain printer (anyhow's
+    // `{:#}`) does not print them twice.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: {msg}")]
     File { path: String, msg: String },
     /// An error with the step it happened in.
-    #[error("{context}: {source}")]
-    Context {
-        context: String,
-        #[source]
-        source: Box<PipelineError>,
-    },
+    #[error("{context}: {inner}")]
+    Context { context: String, inner: Box<PipelineError> },
 }
 
 impl PipelineError {
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        PipelineError::Io { path: path.display().to_string(), source }
+        PipelineError::Io { path: path.display().to_string(), error: source }
     }
 
     /// True when the request was fine but the model cannot be made to fit (exit code 1 in the CLI,
@@ -54,7 +48,7 @@ impl PipelineError {
             PipelineError::DoesNotFit(_)
             | PipelineError::Prune(mcufit_prune::PruneError::Infeasible(_))
             | PipelineError::Prune(mcufit_prune::PruneError::BudgetNotMet(_)) => true,
-            PipelineError::Context { source, .. } => source.is_does_not_fit(),
+            PipelineError::Context { inner, .. } => inner.is_does_not_fit(),
             _ => false,
         }
     }
@@ -69,6 +63,6 @@ pub trait Context<T> {
 
 impl<T, E: Into<PipelineError>> Context<T> for std::result::Result<T, E> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| PipelineError::Context { context: what(), source: Box::new(e.into()) })
+        self.map_err(|e| PipelineError::Context { context: what(), inner: Box::new(e.into()) })
     }
 }

@@ -614,7 +614,7 @@ pub fn fit(
 }
 
 /// The delivered model's layers (deployed form: BN and ReLU folded), with channels before pruning.
-fn layers(before: &Graph, after: &Graph, compress: Option<&CompressRecord>) -> Result<Vec<LayerRow>> {
+pub(crate) fn layers(before: &Graph, after: &Graph, compress: Option<&CompressRecord>) -> Result<Vec<LayerRow>> {
     let cm = mcufit_cost::CostModel::new(after, Default::default())?;
     let usage = cm.usage(&cm.sizes(), None);
     let _ = before;
@@ -653,4 +653,58 @@ pub fn memory_timeline(graph: &Graph) -> Result<Vec<MemoryStep>> {
 /// The test accuracy of the delivered model as the device computes it.
 pub fn deployed_accuracy(r: &FitReport) -> Option<&EvalReport> {
     r.accuracy.as_ref().map(|a| &a.int8)
+}
+
+/// The report of a `compress` run alone (no export or verification): the same page as a fit's, from
+/// the compress record, the unpruned and pruned footprints, and the pruned model's float and int8
+/// test accuracy.
+pub fn compress_report(
+    graph: &Graph,
+    pruned: &Network,
+    splits: &mcufit_data::Splits,
+    budget: &Budget,
+    record: &DataRecord,
+    from: Option<PathBuf>,
+    rec: &CompressRecord,
+) -> Result<FitReport> {
+    let small = pruned.graph().clone();
+    let q = deploy::quantize(pruned, &splits.train, deploy::DEFAULT_CALIBRATION)?;
+    let accuracy = deploy::evaluate_both(pruned, &q, &splits.test)?;
+    let after = Footprint::of_graph(&small, budget)?;
+    let (w, p, f) = rec.epochs;
+    Ok(FitReport {
+        request: FitRequest {
+            model: graph.name.clone(),
+            data: record.spec.clone(),
+            seed: record.seed,
+            budget: budget.clone(),
+            from,
+            method: Method::Width,
+            head: Default::default(),
+        },
+        recipe: Recipe { base_epochs: w, prune_epochs: p, finetune_epochs: f, ..Recipe::default() },
+        adjustments: Vec::new(),
+        class_names: splits.test.class_names().to_vec(),
+        base: None,
+        compress: Some(rec.clone()),
+        cuts: None,
+        before: Footprint::of_graph(graph, budget)?,
+        fit: budget.check(&after),
+        after,
+        accuracy: Some(accuracy),
+        layers: layers(graph, &small, Some(rec))?,
+        memory: memory_timeline(&small)?,
+        tflite: None,
+        tflite_bytes: None,
+        c_dir: None,
+        verify: None,
+        steps: vec![StepRecord {
+            step: "compress".into(),
+            status: "done".into(),
+            seconds: Some(rec.seconds),
+            detail: format!("{w} warm-up + {p} pruning + {f} fine-tune epochs"),
+        }],
+        notes: vec!["compress alone: not exported or verified (mcufit export, or mcufit fit for every step)".into()],
+        seconds: rec.seconds,
+    })
 }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod fit;
 pub mod modeldir;
 pub mod report;
+pub mod size;
 pub mod stages;
 pub mod tasks;
 
@@ -35,9 +36,24 @@ pub use modeldir::{DataRecord, ModelDir};
 use mcufit_data::{LoadOptions, Splits, NATIVE_CHANNELS};
 use mcufit_ir::Graph;
 
-/// Loads a model given as `zoo:NAME`, a model `.json` file or a model directory.
+/// Loads a model given as `zoo:NAME`, a model `.json` file or a model directory, and refuses one
+/// that no microcontroller can hold ([`size::check_mcu`]).
 pub fn load_model(spec: &str) -> Result<Graph> {
+    let graph = load_graph(spec)?;
+    size::check_mcu(&graph)?;
+    Ok(graph)
+}
+
+fn load_graph(spec: &str) -> Result<Graph> {
     mcufit_ir::load_model(spec).context(|| format!("cannot load model '{spec}'"))
+}
+
+/// Refuses a model this machine cannot train ([`size::check_trainable`] at the default batch,
+/// against [`size::memory_limit`]) or no microcontroller can hold.
+fn check_for_training(graph: &Graph) -> Result<()> {
+    size::check_trainable(graph, size::ASSUMED_BATCH, size::memory_limit()?)?;
+    size::check_mcu(graph)?;
+    Ok(())
 }
 
 /// Loads `model` and the data `spec` so that they agree. A zoo model takes the data's class count
@@ -45,7 +61,9 @@ pub fn load_model(spec: &str) -> Result<Graph> {
 /// model file, channel-converted) to its input. Returns the graph, the splits (seeded by `seed`:
 /// the split every command uses) and what was changed, to say once.
 pub fn load_model_for_data(model: &str, spec: &str, opts: &LoadOptions) -> Result<(Graph, Splits, Adjustments)> {
-    let graph = load_model(model)?;
+    let graph = load_graph(model)?;
+    // Before the data is loaded: it is resized to the model's input.
+    check_for_training(&graph)?;
     let mut adj = Adjustments::default();
     if !model.starts_with("zoo:") {
         let splits = data::load_with(&graph, spec, opts)?;
@@ -56,11 +74,12 @@ pub fn load_model_for_data(model: &str, spec: &str, opts: &LoadOptions) -> Resul
     let native = LoadOptions { target_shape: Some([s.h, s.w, NATIVE_CHANNELS]), ..opts.clone() };
     let splits = mcufit_data::load(spec, &native).map_err(|e| PipelineError::Context {
         context: format!("cannot load data '{spec}'"),
-        source: Box::new(e.into()),
+        inner: Box::new(e.into()),
     })?;
     let channels = splits.train.shape()[2];
     let (graph, adaptation) = mcufit_ir::adapt_to_data(&graph, splits.train.num_classes(), channels)
         .context(|| format!("cannot adapt {model} to the data '{spec}'"))?;
+    check_for_training(&graph)?;
     adj.model = adaptation.map(|a| a.to_string());
     adj.data = splits.conversion.as_ref().map(|c| c.to_string());
     Ok((graph, splits, adj))

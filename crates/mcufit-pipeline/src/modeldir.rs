@@ -68,7 +68,7 @@ impl ModelDir {
         }
         Network::load(&self.root, &default_device()).map_err(|e| PipelineError::Context {
             context: format!("cannot load the model in {}", self.root.display()),
-            source: Box::new(e.into()),
+            inner: Box::new(e.into()),
         })
     }
 
@@ -77,7 +77,7 @@ impl ModelDir {
         self.create()?;
         network.save(&self.root).map_err(|e| PipelineError::Context {
             context: format!("cannot save the model to {}", self.root.display()),
-            source: Box::new(e.into()),
+            inner: Box::new(e.into()),
         })
     }
 

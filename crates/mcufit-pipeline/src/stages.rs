@@ -256,3 +256,19 @@ pub fn depth(
     dir.write_json(REPORT_JSON, &report)?;
     Ok(DepthOutcome { depth: report, width, network, val_accuracy: val, test_accuracy: test })
 }
+
+/// Writes `report.html` for a finished [`compress`] into `dir` (quantizes the pruned model to report its
+/// int8 test accuracy too); returns the page's path.
+pub fn write_compress_report(
+    graph: &Graph,
+    report: &CompressReport,
+    splits: &Splits,
+    budget: &Budget,
+    record: &DataRecord,
+    dir: &ModelDir,
+) -> Result<std::path::PathBuf> {
+    let net = report.network.as_ref().ok_or_else(|| PipelineError::Config("compress returned no network".into()))?;
+    let page = crate::fit::compress_report(graph, net, splits, budget, record, None, &CompressRecord::from(report))?;
+    dir.write_bytes(crate::fit::REPORT_HTML, crate::report::render(&crate::report::from_fit(&page)).as_bytes())?;
+    Ok(dir.join(crate::fit::REPORT_HTML))
+}

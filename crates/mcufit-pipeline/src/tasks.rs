@@ -40,6 +40,11 @@ pub struct Analysis {
     pub model_bytes: f64,
     pub macs: f64,
     pub peak_memory_bytes: f64,
+    /// True when `peak_memory_bytes` is the minimum over all operator orders; false when the
+    /// order search hit its limit (too many parallel branches) and the peak is an upper bound.
+    pub peak_memory_exact: bool,
+    /// A proven lower bound on the minimum peak (equal to the peak when exact).
+    pub peak_memory_lower_bound: f64,
     pub latency_ms: Option<f64>,
     /// Ops in the memory-optimal order.
     pub layers: Vec<AnalyzedOp>,
@@ -78,6 +83,8 @@ pub fn analyze(graph: &Graph, budget: &Budget, opts: AnalyzeOptions) -> Result<A
         model_bytes: usage.model_bytes,
         macs: usage.macs,
         peak_memory_bytes: usage.peak_memory,
+        peak_memory_exact: plan.exact,
+        peak_memory_lower_bound: plan.lower_bound,
         latency_ms: usage.latency_ms,
         layers,
         peak_step: plan.peak_step,

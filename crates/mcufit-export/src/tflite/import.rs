@@ -39,6 +39,14 @@ fn padding(p: i8) -> Result<Padding> {
     }
 }
 
+/// A stride or window size: at least 1 (a negative one would wrap to a huge `usize`).
+fn positive(v: i32, what: &str) -> Result<usize> {
+    if v < 1 {
+        return err(format!("{what} {v} (must be at least 1)"));
+    }
+    Ok(v as usize)
+}
+
 fn act_quant(t: &TflTensor) -> Result<(f32, i32)> {
     match &t.quant {
         Some(q) if t.ttype == ttype::INT8 && q.scale.len() == 1 && q.zero_point.len() == 1 => {
@@ -105,7 +113,7 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
             ) => (
                 QOpKind::Conv2d {
                     weights: weights(m, *o.inputs.get(1).unwrap_or(&-1), *o.inputs.get(2).unwrap_or(&-1))?,
-                    stride: [*stride_h as usize, *stride_w as usize],
+                    stride: [positive(*stride_h, "stride")?, positive(*stride_w, "stride")?],
                     padding: padding(*p)?,
                     activation: activation(*a)?,
                 },
@@ -125,7 +133,7 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
             ) => (
                 QOpKind::DepthwiseConv2d {
                     weights: weights(m, *o.inputs.get(1).unwrap_or(&-1), *o.inputs.get(2).unwrap_or(&-1))?,
-                    stride: [*stride_h as usize, *stride_w as usize],
+                    stride: [positive(*stride_h, "stride")?, positive(*stride_w, "stride")?],
                     padding: padding(*p)?,
                     activation: activation(*a)?,
                 },
@@ -155,8 +163,8 @@ pub fn import(m: &TflModel) -> Result<QuantizedModel> {
                 op::MAX_POOL_2D | op::AVERAGE_POOL_2D,
                 TflOptions::Pool2D { padding: p, stride_w, stride_h, filter_w, filter_h, activation: a },
             ) => {
-                let pool = [*filter_h as usize, *filter_w as usize];
-                let stride = [*stride_h as usize, *stride_w as usize];
+                let pool = [positive(*filter_h, "pool size")?, positive(*filter_w, "pool size")?];
+                let stride = [positive(*stride_h, "stride")?, positive(*stride_w, "stride")?];
                 let (padding, activation) = (padding(*p)?, activation(*a)?);
                 let k = if o.code == op::MAX_POOL_2D {
                     QOpKind::MaxPool { pool, stride, padding, activation }
