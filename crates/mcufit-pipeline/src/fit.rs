@@ -561,9 +561,6 @@ pub fn fit(
             detail: format!("TFLite Micro, host C, Cortex-M4 on up to {} real inputs", opts.verify.inputs),
         });
         let v = deploy::verify(&q, &art, splits, opts.verify)?;
-        for s in &v.skipped {
-            notes.push(format!("not verified: {s}"));
-        }
         let ran =
             [v.tflm.as_ref().map(|_| "TFLM"), v.c_host.as_ref().map(|_| "host C"), v.m4.as_ref().map(|_| "Cortex-M4")];
         let ran: Vec<&str> = ran.into_iter().flatten().collect();

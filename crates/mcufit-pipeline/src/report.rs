@@ -159,6 +159,7 @@ pub fn from_fit(r: &FitReport) -> ReportData {
     }
     if let Some(v) = &r.verify {
         notes.extend(v.problems.iter().cloned());
+        notes.extend(v.skipped.iter().map(|s| format!("not checked: {s}")));
     }
     ReportData {
         title: format!("{} on {} → {}", model_name(r), req.data, budget.describe()),
