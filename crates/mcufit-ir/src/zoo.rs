@@ -25,6 +25,11 @@ pub const ENTRIES: &[ZooEntry] = &[
         build: mobilenet_v1_025,
     },
     ZooEntry {
+        name: "mobilenet-v1-025-cifar",
+        description: "MobileNetV1 (width 0.25) for CIFAR-10: 32x32x3, 10 classes (the VWW layers, smaller input)",
+        build: mobilenet_v1_025_cifar,
+    },
+    ZooEntry {
         name: "resnet-8",
         description: "MLPerf Tiny image classification ResNet-8 (16/32/64 filters), 32x32x3, 10 classes",
         build: resnet_8,
@@ -115,7 +120,16 @@ pub fn ds_cnn() -> Result<Graph> {
 /// ~210.9 K parameters. The reference pads stride-2 depthwise convs with ZeroPadding2D((0,1),(0,1))
 /// then `valid`, which on even inputs is exactly TF `same`.
 pub fn mobilenet_v1_025() -> Result<Graph> {
-    let mut b = GraphBuilder::new("mobilenet-v1-025", Shape::new(96, 96, 3));
+    mobilenet_v1_025_at("mobilenet-v1-025", Shape::new(96, 96, 3), 2)
+}
+
+/// MobileNetV1 (width 0.25) at 32x32x3 with 10 classes, the CIFAR-10 form the depth-pruning papers use.
+pub fn mobilenet_v1_025_cifar() -> Result<Graph> {
+    mobilenet_v1_025_at("mobilenet-v1-025-cifar", Shape::new(32, 32, 3), 10)
+}
+
+fn mobilenet_v1_025_at(name: &str, input: Shape, classes: usize) -> Result<Graph> {
+    let mut b = GraphBuilder::new(name, input);
     let mut x = b.conv_bn_relu(0, 8, 3, 2, Same);
     let blocks: [(usize, usize); 13] = [
         (16, 1),
@@ -139,7 +153,7 @@ pub fn mobilenet_v1_025() -> Result<Graph> {
         x = b.conv_bn_relu(d, filters, 1, 1, Same);
     }
     let p = b.add(Op::GlobalAvgPool, &[x]);
-    let d = b.dense(p, 2);
+    let d = b.dense(p, classes);
     b.add(Op::Softmax, &[d]);
     b.build()
 }

@@ -241,7 +241,8 @@ pub enum PreparedOp<'m> {
 
 /// TFLM `CalculateActivationRangeQuantized` for int8 (float32 division, `roundf`).
 pub fn activation_range(act: Activation, scale: f32, zero_point: i32) -> (i32, i32) {
-    let q = |f: f32| zero_point + (f / scale).round() as i32;
+    // Saturating: a tiny (imported) scale makes `f / scale` overflow i32.
+    let q = |f: f32| zero_point.saturating_add((f / scale).round() as i32);
     match act {
         Activation::None => (-128, 127),
         Activation::Relu => ((-128).max(q(0.0)), 127),
