@@ -34,7 +34,7 @@ pub fn train(args: &TrainCmd) -> Result<ExitCode> {
         mcufit_pipeline::load_model_for_data(&args.model, &args.train.data, &args.train.load_options(args.train.seed))?;
     say_adjustments(&adj);
     let out = ModelDir::new(args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&graph.name)));
-    if args.resume && !out.join("last").join("state.json").exists() {
+    if args.resume && !mcufit_pipeline::stages::has_checkpoint(&out.join("last"))? {
         anyhow::bail!("--resume: {} holds no checkpoint to continue (no last/state.json)", out.path().display());
     }
     if !args.resume && out.has_model() {

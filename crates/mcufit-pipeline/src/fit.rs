@@ -351,7 +351,8 @@ pub fn fit(
                         step: "train".into(),
                         detail: format!("{} epochs on {} examples", recipe.base_epochs, splits.train.len()),
                     });
-                    let resume = bd.join("last").join("state.json").exists();
+                    let resume = mcufit_train::recover_checkpoint(bd.join("last"))?
+                        && bd.join("last").join("state.json").exists();
                     let cfg = train_config(&recipe, recipe.base_epochs, request.seed, opts).with_resume(resume);
                     let (net, rec) = stages::train(graph, splits, &cfg, &bd, &record)?;
                     steps.push(StepRecord {

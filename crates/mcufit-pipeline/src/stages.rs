@@ -30,6 +30,12 @@ pub struct TrainRecord {
     pub test_loss: f64,
 }
 
+/// True when training checkpoint `dir` (e.g. `OUT/last`) holds a complete state to resume from, after
+/// recovering one a kill left between its two renames.
+pub fn has_checkpoint(dir: &std::path::Path) -> Result<bool> {
+    Ok(mcufit_train::recover_checkpoint(dir)? && dir.join("state.json").is_file())
+}
+
 /// Refuses to write over a directory that holds another model unless `resume` continues it.
 pub fn check_out_dir(dir: &ModelDir, record: &DataRecord, resume: bool) -> Result<()> {
     if let Some(prev) = dir.data_record()? {

@@ -598,6 +598,11 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         cfg_a.schedule = LrSchedule::Cosine { warmup_epochs, min_ratio: 0.2 };
     }
     let prune_dir = ckpt.as_ref().map(|c| c.join("prune"));
+    if config.resume {
+        for d in [&prune_dir, &ft_dir_early(&ckpt)].into_iter().flatten() {
+            mcufit_train::recover_checkpoint(d.join("last"))?;
+        }
+    }
     let resume_a = config.resume && prune_dir.as_ref().is_some_and(|d| d.join("last").join("hook.json").exists());
     let mut trainer = if resume_a {
         Trainer::resume(prune_dir.as_ref().unwrap().join("last"), cfg_a.clone(), &device)?
@@ -870,4 +875,9 @@ pub fn summary(r: &CompressReport) -> String {
         r.times.total, r.times.warmup, r.times.prune, r.times.finetune, r.times.eval
     ));
     s
+}
+
+/// The fine-tune checkpoint directory (`CKPT/finetune`).
+fn ft_dir_early(ckpt: &Option<PathBuf>) -> Option<PathBuf> {
+    ckpt.as_ref().map(|c| c.join("finetune"))
 }

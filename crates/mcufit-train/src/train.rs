@@ -393,6 +393,7 @@ impl Trainer {
     /// `config` should be the run's config (epochs may be raised to train longer).
     pub fn resume(dir: impl AsRef<Path>, config: TrainConfig, device: &Device) -> Result<Trainer> {
         let dir = dir.as_ref();
+        recover_checkpoint(dir)?;
         let network = Network::load(dir, device)?;
         let mut t = Trainer::new(network, config)?;
         // Momentum / Adam moments are part of the state: resuming without them would silently
@@ -734,7 +735,7 @@ pub fn train_with_hook(
     device.seed(config.seed);
     let last = config.out_dir.as_ref().map(|o| Path::new(o).join("last"));
     let mut trainer = match last {
-        Some(l) if config.resume && l.join("state.json").exists() => {
+        Some(l) if config.resume && recover_checkpoint(&l)? && l.join("state.json").exists() => {
             let t = Trainer::resume(&l, config.clone(), &device)?;
             if t.network()?.graph() != graph {
                 return Err(TrainError::Checkpoint(format!(
@@ -757,4 +758,22 @@ pub fn train_network(
     hook: &mut dyn TrainHook,
 ) -> Result<TrainReport> {
     Trainer::new(network, config.clone())?.fit(splits, hook)
+}
+
+/// Restores checkpoint `dir` after a kill inside [`Trainer::save_checkpoint_with`]'s two renames
+/// (`dir` → `dir.old`, `dir.tmp` → `dir`): when `dir` is missing, `dir.tmp` is complete (it is only
+/// moved in after every file is written), so it becomes `dir`; failing that, `dir.old` does. Returns
+/// whether `dir` exists afterwards. Called before every resume; a no-op when `dir` is there.
+pub fn recover_checkpoint(dir: impl AsRef<Path>) -> Result<bool> {
+    let dir = dir.as_ref();
+    if dir.exists() {
+        return Ok(true);
+    }
+    for side in [dir.with_extension("tmp"), dir.with_extension("old")] {
+        if side.join("state.json").is_file() {
+            std::fs::rename(&side, dir).map_err(|e| TrainError::io(dir, e))?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

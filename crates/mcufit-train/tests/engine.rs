@@ -763,3 +763,27 @@ fn distillation_blends_teacher_predictions_into_the_targets() {
     let acc = evaluate(&student.network, &va, 64).unwrap().accuracy;
     assert!(acc >= 0.9, "distilled student accuracy {acc}");
 }
+
+/// A kill between the checkpoint's two renames leaves `last.old` (the previous epoch) and `last.tmp`
+/// (the complete new one) and no `last`: resume picks up the newest complete state, not epoch 1.
+#[test]
+fn resume_recovers_a_checkpoint_caught_between_its_renames() {
+    let (tr, va) = (separable(64, 5), separable(32, 6));
+    let g = small_cnn();
+    let splits = Splits { train: &tr, val: Some(&va) };
+    let d = tmpdir("resume-rename");
+    let two = train(&g, &splits, &quiet(2).with_out_dir(Some(d.display().to_string()))).unwrap();
+    std::fs::rename(d.join("last"), d.join("last.tmp")).unwrap();
+    assert!(mcufit_train::recover_checkpoint(d.join("last")).unwrap());
+    assert!(d.join("last/state.json").is_file() && !d.join("last.tmp").exists());
+    // Now with the other side only: `last.old` is taken when no `last.tmp` is there.
+    std::fs::rename(d.join("last"), d.join("last.old")).unwrap();
+    let three = train(&g, &splits, &quiet(3).with_out_dir(Some(d.display().to_string())).with_resume(true)).unwrap();
+    assert_eq!(three.summary.history.len(), 3);
+    // The first two epochs came from the checkpoint (their wall times are those of the first run).
+    for (a, b) in three.summary.history[..2].iter().zip(&two.summary.history) {
+        assert_eq!((a.epoch, a.seconds), (b.epoch, b.seconds));
+        assert!((a.train_loss - b.train_loss).abs() < 1e-12);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
