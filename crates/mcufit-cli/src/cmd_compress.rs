@@ -36,6 +36,9 @@ pub enum Method {
     /// the chosen cut is then width-pruned to the budget.
     #[value(name = "depth+width")]
     DepthWidth,
+    /// Width and depth+width from the same --from model, each to the budget; keeps the one with the
+    /// better validation accuracy and says why.
+    Auto,
 }
 
 #[derive(Args, Debug)]
@@ -108,6 +111,26 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         anyhow::bail!("{} already holds a model; give another --out, or --resume to continue", out.path().display());
     }
     let train = args.train.config()?;
+    if args.method == Method::Auto {
+        let head: HeadSpec = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
+        let Some(from) = &from_dir else {
+            anyhow::bail!("--method auto needs --from: the trained model both methods start from");
+        };
+        let base = from.load_network()?;
+        let mut width = CompressConfig::new(Default::default(), train.clone());
+        width.from = args.from.clone();
+        width.finetune_epochs = args.finetune_epochs;
+        let mut depth = DepthConfig::new(Default::default(), train);
+        depth.head = head;
+        depth.width = true;
+        let (choice, _) = stages::auto(&graph, &splits, &budget, &base, width, depth, &out, &record)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&choice)?);
+        } else {
+            println!("auto: kept {} ({}); model in {}", choice.winner, choice.why, out.path().display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if matches!(args.method, Method::Depth | Method::DepthWidth) {
         let head: HeadSpec = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
         let Some(from) = &from_dir else {

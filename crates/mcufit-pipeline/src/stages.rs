@@ -278,3 +278,61 @@ pub fn write_compress_report(
     dir.write_bytes(crate::fit::REPORT_HTML, crate::report::render(&crate::report::from_fit(&page)).as_bytes())?;
     Ok(dir.join(crate::fit::REPORT_HTML))
 }
+
+/// The two candidates of `--method auto` on validation, and which one was kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutoChoice {
+    pub width_val: f64,
+    pub width_test: f64,
+    pub depth_val: f64,
+    pub depth_test: f64,
+    /// `width` or `depth+width`.
+    pub winner: String,
+    /// One sentence: why it won.
+    pub why: String,
+}
+
+/// `--method auto`: width pruning (DiffPrune from `base`) and depth + width pruning, each to `budget`
+/// into `dir/width` and `dir/depth+width`; the one with the better validation accuracy (ties: width,
+/// the simpler model) is saved into `dir` with `auto.json` saying which and why.
+#[allow(clippy::too_many_arguments)]
+pub fn auto(
+    graph: &Graph,
+    splits: &Splits,
+    budget: &Budget,
+    base: &Network,
+    width: CompressConfig,
+    depth_cfg: mcufit_prune::DepthConfig,
+    dir: &ModelDir,
+    record: &DataRecord,
+) -> Result<(AutoChoice, Network)> {
+    let train = width.train.clone();
+    let w = compress(graph, splits, budget, width, &ModelDir::new(dir.join("width")), record)?;
+    let d =
+        depth(graph, splits, budget, base, depth_cfg, Some(train), &ModelDir::new(dir.join("depth+width")), record)?;
+    let (wv, wt) = (w.accuracy_after.val, w.accuracy_after.test);
+    let depth_wins = d.val_accuracy > wv;
+    let why = format!(
+        "validation accuracy {:.2} % (width) vs {:.2} % (depth+width, cut after '{}'); the test split was not looked at",
+        100.0 * wv,
+        100.0 * d.val_accuracy,
+        d.depth.table.rows[d.depth.chosen].cut.name
+    );
+    let choice = AutoChoice {
+        width_val: wv,
+        width_test: wt,
+        depth_val: d.val_accuracy,
+        depth_test: d.test_accuracy,
+        winner: if depth_wins { "depth+width".into() } else { "width".into() },
+        why,
+    };
+    let net = if depth_wins {
+        d.network
+    } else {
+        w.network.clone().ok_or_else(|| PipelineError::Config("compress returned no network".into()))?
+    };
+    dir.save_network(&net)?;
+    dir.write_data_record(record)?;
+    dir.write_json("auto.json", &choice)?;
+    Ok((choice, net))
+}
