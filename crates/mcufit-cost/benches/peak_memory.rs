@@ -5,6 +5,10 @@ use std::time::Instant;
 
 use mcufit_cost::{CostModel, CostOptions, MemoryOptions, SearchLimits};
 use mcufit_ir::{zoo, Graph, GraphBuilder, Op, Padding, Shape};
+use support::wide;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// 60 kernels: an inception-like chain of blocks, each with 3 parallel branches of 1-3 convs
 /// joined alternately by a residual add and by a concat (+1x1 conv to restore the width).
@@ -34,18 +38,6 @@ fn branchy_60() -> Graph {
         block += 1;
     }
     let g = b.add(Op::GlobalAvgPool, &[x]);
-    b.dense(g, 10);
-    b.build().unwrap()
-}
-
-/// A stem conv, `n` parallel 1x1 convs of various widths, their concat and a classifier: `2^n`
-/// downsets, past the exact search's limit from about 16 branches on.
-fn wide(n: usize) -> Graph {
-    let mut b = GraphBuilder::new(format!("wide-{n}"), Shape::new(16, 16, 3));
-    let stem = b.conv(0, 16, 3, 1, Padding::Same);
-    let branches: Vec<usize> = (0..n).map(|i| b.conv(stem, 4 + (i * 7) % 29, 1, 1, Padding::Same)).collect();
-    let c = b.add(Op::Concat, &branches);
-    let g = b.add(Op::GlobalAvgPool, &[c]);
     b.dense(g, 10);
     b.build().unwrap()
 }

@@ -208,7 +208,13 @@ impl CostModel {
             .collect()
     }
 
-    fn memory_problem(&self, ops: &[OpCost]) -> MemoryProblem {
+    /// The scheduling problem at these sizes (the fused graph's tensors and their bytes), e.g. for
+    /// [`MemoryProblem::lower_bound`] or a search under other limits.
+    pub fn memory_problem(&self, sizes: &[f64]) -> MemoryProblem {
+        self.problem_for(&self.op_costs(sizes))
+    }
+
+    fn problem_for(&self, ops: &[OpCost]) -> MemoryProblem {
         MemoryProblem {
             inputs: self.fused.ops.iter().map(|f| f.inputs.clone()).collect(),
             consumers: self.fused.consumers(),
@@ -221,23 +227,23 @@ impl CostModel {
     /// The memory-optimal order and its peak at these sizes: the exact search, or past its state
     /// limit an upper bound with a proven lower bound ([`MemoryPlan::exact`], [`MemoryPlan::gap`]).
     pub fn memory_plan(&self, sizes: &[f64]) -> MemoryPlan {
-        self.memory_problem(&self.op_costs(sizes)).min_peak()
+        self.memory_problem(sizes).min_peak()
     }
 
     /// [`CostModel::memory_plan`] under the given search limits.
     pub fn memory_plan_within(&self, sizes: &[f64], limits: SearchLimits) -> MemoryPlan {
-        self.memory_problem(&self.op_costs(sizes)).min_peak_within(limits)
+        self.memory_problem(sizes).min_peak_within(limits)
     }
 
     /// Memory at each step of a fixed order at these sizes.
     pub fn memory_for_order(&self, sizes: &[f64], order: &[usize]) -> std::result::Result<MemoryPlan, String> {
-        self.memory_problem(&self.op_costs(sizes)).evaluate(order)
+        self.memory_problem(sizes).evaluate(order)
     }
 
     /// All totals at these sizes (the memory-optimal order is re-solved).
     pub fn usage(&self, sizes: &[f64], board: Option<&Board>) -> Usage {
         let ops = self.op_costs(sizes);
-        let plan = self.memory_problem(&ops).min_peak();
+        let plan = self.problem_for(&ops).min_peak();
         self.totals(ops, plan, board)
     }
 
@@ -264,7 +270,7 @@ impl CostModel {
     /// a max of linear functions of the sizes). Used for gradients.
     pub fn resource_at_order(&self, r: Resource, sizes: &[f64], order: &[usize], board: Option<&Board>) -> f64 {
         let ops = self.op_costs(sizes);
-        let plan = self.memory_problem(&ops).evaluate(order).expect("order from a plan of this graph");
+        let plan = self.problem_for(&ops).evaluate(order).expect("order from a plan of this graph");
         let u = self.totals(ops, plan, board);
         u.get(r).unwrap_or(0.0)
     }

@@ -1,6 +1,9 @@
 use mcufit_cost::{Boards, CostModel, CostOptions, MemoryOptions, Resource, SearchLimits};
 use mcufit_ir::{zoo, Graph, GraphBuilder, Op, Padding, Shape};
 use proptest::prelude::*;
+use support::wide;
+
+mod support;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn usage(name: &str) -> mcufit_cost::Usage {
@@ -242,31 +245,9 @@ proptest! {
             prop_assert_eq!(bounded.peak, exact.peak);
         }
         // The structural lower bound holds for the exact optimum too.
-        let lb = memory_problem(&m, &sizes).lower_bound();
+        let lb = m.memory_problem(&sizes).lower_bound();
         prop_assert!(lb <= exact.peak, "lower bound {lb} above the optimum {}", exact.peak);
     }
-}
-
-fn memory_problem(m: &CostModel, sizes: &[f64]) -> mcufit_cost::memory::MemoryProblem {
-    let ops = m.op_costs(sizes);
-    mcufit_cost::memory::MemoryProblem {
-        inputs: m.fused.ops.iter().map(|f| f.inputs.clone()).collect(),
-        consumers: m.fused.consumers(),
-        bytes: ops.iter().map(|o| o.output_bytes).collect(),
-        in_place: m.fused.ops.iter().map(|f| matches!(m.graph.nodes[f.anchor].op, Op::Add)).collect(),
-        options: m.options.memory,
-    }
-}
-
-/// A stem conv, `n` parallel 1x1 convs of various widths, their concat and a classifier.
-fn wide(n: usize) -> Graph {
-    let mut b = GraphBuilder::new(format!("wide-{n}"), Shape::new(16, 16, 3));
-    let stem = b.conv(0, 16, 3, 1, Padding::Same);
-    let branches: Vec<usize> = (0..n).map(|i| b.conv(stem, 4 + (i * 7) % 29, 1, 1, Padding::Same)).collect();
-    let c = b.add(Op::Concat, &branches);
-    let g = b.add(Op::GlobalAvgPool, &[c]);
-    b.dense(g, 10);
-    b.build().unwrap()
 }
 
 /// 40 parallel branches: 2^40 downsets. The search stops at its state limit and answers in well
