@@ -814,7 +814,8 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
     Ok(report)
 }
 
-fn fmt_res(r: Resource, v: Option<f64>) -> String {
+/// A resource's figure in its unit for the text tables (`-` when absent); depth's cut table uses it too.
+pub(crate) fn fmt_res(r: Resource, v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if r == Resource::Latency => format!("{v:.2} ms"),

@@ -33,7 +33,7 @@ use mcufit_train::{
 use serde::{Deserialize, Serialize};
 
 use crate::budget::minimal_sizes;
-use crate::compress::Accuracy;
+use crate::compress::{fmt_res, Accuracy};
 use crate::error::{PruneError, Result, Shortfall};
 
 // ---- the cut table -----------------------------------------------------------------------------
@@ -325,15 +325,6 @@ impl CutTable {
             ));
         }
         s
-    }
-}
-
-fn fmt_res(r: Resource, v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if r == Resource::Latency => format!("{v:.2} ms"),
-        Some(v) if r == Resource::Macs => format!("{:.3} M", v / 1e6),
-        Some(v) => format!("{v:.0} B"),
     }
 }
 
