@@ -228,16 +228,17 @@ pub fn missing_tool(t: Tools) -> Option<String> {
 }
 
 /// Links the C export for a Cortex-M4 with the budget's RAM and flash (QEMU's 4 MiB where a side is
-/// unbounded). `Ok(Ok(measured))`: it links, with the image's real sizes; `Ok(Err(why))`: it does not
-/// fit; `Err`: the link could not be attempted.
+/// unbounded), replacing the code/runtime terms of `estimate` ([`footprint`]) by the image's.
+/// `Ok(Ok(measured))`: it links, with the image's real sizes; `Ok(Err(why))`: it does not fit;
+/// `Err`: the link could not be attempted.
 pub fn link_for_board(
     q: &QuantizedModel,
-    graph: &mcufit_ir::Graph,
+    estimate: &Footprint,
     a: &Artefacts,
     budget: &Budget,
     workdir: &Path,
 ) -> Result<std::result::Result<Footprint, String>> {
-    let mut fp = footprint(graph, a, budget)?;
+    let mut fp = estimate.clone();
     let mem = BoardMemory {
         ram_bytes: budget.ram.unwrap_or(verify::QEMU_MAX.ram_bytes),
         flash_bytes: budget.flash.unwrap_or(verify::QEMU_MAX.flash_bytes),

@@ -259,7 +259,9 @@ pub fn fit(
 ) -> Result<FitReport> {
     let t_all = Instant::now();
     let dir = ModelDir::new(out);
-    if let Some(prev) = dir.read_json::<FitReport>(FIT_JSON)? {
+    // What an earlier run in `out` finished (read once: the request check and the compress step use it).
+    let prev: Option<FitReport> = dir.read_json(FIT_JSON)?;
+    if let Some(prev) = &prev {
         if prev.request != *request {
             return Err(PipelineError::Config(format!(
                 "{} holds a fit of {} on {} for {}; give another --out (or remove it) to fit something else",
@@ -376,7 +378,6 @@ pub fn fit(
         (base_net, None)
     } else {
         let cd = compressed_dir(out);
-        let prev: Option<FitReport> = dir.read_json(FIT_JSON)?;
         let prev_cuts = prev.as_ref().and_then(|p| p.cuts.clone());
         match prev.and_then(|p| p.compress) {
             Some(rec) if cd.has_model() && cd.join(REPORT_JSON).exists() => {
@@ -520,7 +521,7 @@ pub fn fit(
         None if budget.target == crate::budget::Target::C => {
             match deploy::link_for_board(
                 &q,
-                &small,
+                &after,
                 &art,
                 budget,
                 &std::env::temp_dir().join(format!("mcufit-fit-link-{}", std::process::id())),

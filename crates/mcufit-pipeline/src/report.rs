@@ -211,8 +211,5 @@ pub fn from_fit(r: &FitReport) -> ReportData {
 }
 
 fn model_name(r: &FitReport) -> String {
-    r.layers
-        .first()
-        .map(|_| r.request.model.trim_start_matches("zoo:").to_string())
-        .unwrap_or_else(|| r.request.model.clone())
+    r.request.model.trim_start_matches("zoo:").to_string()
 }

@@ -236,7 +236,7 @@ pub fn export_dir(
                 Some(why) => fit_note = Some(format!("not linked ({why}): code and runtime terms are estimates")),
                 None => {
                     let tmp = std::env::temp_dir().join(format!("mcufit-export-link-{}", std::process::id()));
-                    match deploy::link_for_board(&q, &graph, &art, budget, &tmp)? {
+                    match deploy::link_for_board(&q, &footprint, &art, budget, &tmp)? {
                         Ok(fp) => footprint = fp,
                         Err(why) => link_error = Some(why),
                     }
