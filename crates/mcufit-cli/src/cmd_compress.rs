@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use mcufit_pipeline::config::BaselineKind;
-use mcufit_pipeline::config::{compress_summary as summary, CompressConfig, DepthConfig, HeadSpec, Salience};
+use mcufit_pipeline::config::{
+    compress_summary as summary, CompressConfig, DepthConfig, HeadSpec, Network, Salience, TrainConfig,
+};
 use mcufit_pipeline::{stages, DataRecord, ModelDir};
 
 use crate::args::{say_adjustments, BudgetArgs, TrainArgs};
@@ -112,17 +114,16 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     }
     let train = args.train.config()?;
     if args.method == Method::Auto {
-        let head: HeadSpec = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
-        let Some(from) = &from_dir else {
-            anyhow::bail!("--method auto needs --from: the trained model both methods start from");
-        };
-        let base = from.load_network()?;
-        let mut width = CompressConfig::new(Default::default(), train.clone());
+        let (base, mut depth) = depth_setup(
+            args,
+            from_dir.as_ref(),
+            &train,
+            "auto needs --from: the trained model both methods start from",
+        )?;
+        depth.width = true;
+        let mut width = CompressConfig::new(Default::default(), train);
         width.from = args.from.clone();
         width.finetune_epochs = args.finetune_epochs;
-        let mut depth = DepthConfig::new(Default::default(), train);
-        depth.head = head;
-        depth.width = true;
         let (choice, _) = stages::auto(&graph, &splits, &budget, &base, width, depth, &out, &record)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&choice)?);
@@ -132,13 +133,8 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if matches!(args.method, Method::Depth | Method::DepthWidth) {
-        let head: HeadSpec = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
-        let Some(from) = &from_dir else {
-            anyhow::bail!("--method depth needs --from: the trained model whose cuts get heads");
-        };
-        let base = from.load_network()?;
-        let mut cfg = DepthConfig::new(Default::default(), train.clone());
-        cfg.head = head;
+        let (base, mut cfg) =
+            depth_setup(args, from_dir.as_ref(), &train, "depth needs --from: the trained model whose cuts get heads")?;
         cfg.width = args.method == Method::DepthWidth;
         cfg.finetune_epochs = args.finetune_epochs.unwrap_or(0);
         let width_train = (args.method == Method::DepthWidth).then_some(train);
@@ -205,4 +201,22 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         println!("pruned model, report.json and summary.txt in {}; report: {}", out.path().display(), page.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The trained `--from` network and a depth configuration with the `--head` (checked before
+/// anything is written); `missing_from` completes "--method ..." when there is no `--from`.
+fn depth_setup(
+    args: &CompressCmd,
+    from: Option<&ModelDir>,
+    train: &TrainConfig,
+    missing_from: &str,
+) -> Result<(Network, DepthConfig)> {
+    let head: HeadSpec = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
+    let Some(from) = from else {
+        anyhow::bail!("--method {missing_from}");
+    };
+    let base = from.load_network()?;
+    let mut cfg = DepthConfig::new(Default::default(), train.clone());
+    cfg.head = head;
+    Ok((base, cfg))
 }
