@@ -416,7 +416,8 @@ impl Footprint {
         let with_q = CostModel::new(graph, opts(true))?;
         let board = budget.board.as_ref();
         let usage = plain.usage(&plain.sizes(), board);
-        let usage_q = with_q.usage(&with_q.sizes(), board);
+        // Only the bytes differ with requantization data counted: no second memory-order search.
+        let bytes_q: f64 = with_q.op_costs(&with_q.sizes()).iter().map(|o| o.model_bytes).sum();
         let overhead = budget.target.overhead(plain.fused.ops.len());
         Ok(Footprint {
             arena: usage.peak_memory.round() as u64,
@@ -427,7 +428,7 @@ impl Footprint {
             stack: budget.stack,
             runtime_ram: overhead.runtime_ram,
             weights: usage.model_bytes.round() as u64,
-            requant: (usage_q.model_bytes - usage.model_bytes).round().max(0.0) as u64,
+            requant: (bytes_q - usage.model_bytes).round().max(0.0) as u64,
             code: overhead.code_flash,
             macs: usage.macs.round() as u64,
             latency_ms: usage.latency_ms,
