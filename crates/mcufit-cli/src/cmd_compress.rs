@@ -51,8 +51,10 @@ pub struct CompressCmd {
     pub budget: BudgetArgs,
     #[command(flatten)]
     pub train: TrainArgs,
-    #[arg(long, value_enum, default_value_t = Method::Width)]
-    pub method: Method,
+    /// Default: auto with --from (width and depth+width from the trained model, the better kept on
+    /// validation); width without --from (depth pruning needs a trained model to cut).
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
     /// A trained model directory of the same architecture to start from (its split seed is reused).
     #[arg(long)]
     pub from: Option<PathBuf>,
@@ -106,14 +108,18 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     let out = ModelDir::new(
         args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-compressed", graph.name))),
     );
-    if args.resume && !out.join("checkpoints").is_dir() {
+    // Width keeps its checkpoints in OUT/checkpoints, depth its heads' in OUT/heads, auto both
+    // under OUT/width and OUT/depth+width.
+    let resumable = ["checkpoints", "heads", "width/checkpoints", "depth+width/heads"];
+    if args.resume && !resumable.iter().any(|d| out.join(d).is_dir()) {
         anyhow::bail!("--resume: {} holds no compress checkpoints to continue", out.path().display());
     }
     if !args.resume && out.has_model() {
         anyhow::bail!("{} already holds a model; give another --out, or --resume to continue", out.path().display());
     }
     let train = args.train.config()?;
-    if args.method == Method::Auto {
+    let method = args.method.unwrap_or(if args.from.is_some() { Method::Auto } else { Method::Width });
+    if method == Method::Auto {
         let (base, mut depth) = depth_setup(
             args,
             from_dir.as_ref(),
@@ -123,6 +129,7 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         depth.width = true;
         let mut width = CompressConfig::new(Default::default(), train);
         width.from = args.from.clone();
+        width.resume = args.resume;
         width.finetune_epochs = args.finetune_epochs;
         let (choice, _) = stages::auto(&graph, &splits, &budget, &base, width, depth, &out, &record)?;
         if args.json {
@@ -132,12 +139,12 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if matches!(args.method, Method::Depth | Method::DepthWidth) {
+    if matches!(method, Method::Depth | Method::DepthWidth) {
         let (base, mut cfg) =
             depth_setup(args, from_dir.as_ref(), &train, "depth needs --from: the trained model whose cuts get heads")?;
-        cfg.width = args.method == Method::DepthWidth;
+        cfg.width = method == Method::DepthWidth;
         cfg.finetune_epochs = args.finetune_epochs.unwrap_or(0);
-        let width_train = (args.method == Method::DepthWidth).then_some(train);
+        let width_train = (method == Method::DepthWidth).then_some(train);
         let r = stages::depth(&graph, &splits, &budget, &base, cfg, width_train, &out, &record)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&r.depth)?);
@@ -155,9 +162,9 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if args.method != Method::Width {
+    if method != Method::Width {
         let base = from_dir.as_ref().map(|d| d.load_network()).transpose()?;
-        let kind = if args.method == Method::Uniform { BaselineKind::Uniform } else { BaselineKind::L1 };
+        let kind = if method == Method::Uniform { BaselineKind::Uniform } else { BaselineKind::L1 };
         if kind == BaselineKind::L1 && base.is_none() {
             anyhow::bail!("--method l1 needs --from: the trained model whose filters it removes");
         }
@@ -218,5 +225,6 @@ fn depth_setup(
     let base = from.load_network()?;
     let mut cfg = DepthConfig::new(Default::default(), train.clone());
     cfg.head = head;
+    cfg.train.resume = args.resume;
     Ok((base, cfg))
 }
