@@ -274,15 +274,24 @@ fn depth_pruning_picks_a_cut_and_refuses_bad_requests_cleanly() {
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(std::fs::read_to_string(out.join("cuts.txt")).unwrap().contains("◀ chosen"));
 
-    // auto: both methods to the same budget, the better on validation kept, and why.
+    // auto (the default with --from): both methods to the same budget, the better on validation
+    // kept, and why; --resume of the finished run changes nothing.
     let auto = dir.join("auto");
-    let o = run(args("auto", "ds:32,16", "9000", &auto));
+    let mut auto_args = args("auto", "ds:32,16", "9000", &auto);
+    auto_args.drain(2..4);
+    let o = run(auto_args.clone());
     assert!(o.status.success(), "{}", stderr(&o));
-    let choice: serde_json::Value = serde_json::from_slice(&std::fs::read(auto.join("auto.json")).unwrap()).unwrap();
+    let read =
+        || -> serde_json::Value { serde_json::from_slice(&std::fs::read(auto.join("auto.json")).unwrap()).unwrap() };
+    let choice = read();
     let (w, d) = (choice["width_val"].as_f64().unwrap(), choice["depth_val"].as_f64().unwrap());
     assert_eq!(choice["winner"], if d > w { "depth+width" } else { "width" }, "{choice}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("validation accuracy"));
     assert!(auto.join("model.json").is_file() && auto.join("width/model.json").is_file());
+    auto_args.push("--resume".into());
+    let again = run(auto_args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(read(), choice, "resuming a finished auto run must give the same choice");
 
     let bad = run(args("depth", "ds:32,x", "9000", &dir.join("bad-head")));
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
