@@ -22,7 +22,7 @@ pub mod boards;
 pub mod memory;
 mod model;
 
-pub use boards::{Board, Boards, CycleModel};
+pub use boards::{Board, Boards, CycleModel, KernelFit, OpWork};
 pub use memory::{MemoryOptions, MemoryPlan, SearchLimits};
 pub use model::{Budget, CostModel, CostOptions, OpCost, Resource, Usage};
 

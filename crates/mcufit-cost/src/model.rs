@@ -3,9 +3,15 @@
 use mcufit_ir::{ChannelGroups, FusedGraph, Graph, Op, Shape};
 use serde::Serialize;
 
-use crate::boards::Board;
+use crate::boards::{Board, OpWork};
 use crate::memory::{MemoryOptions, MemoryPlan, MemoryProblem, SearchLimits};
 use crate::Result;
+
+/// Output positions along one axis whose kernel window lies wholly inside the input.
+fn interior_positions(out: usize, input: usize, kernel: usize, stride: usize, padding: mcufit_ir::Padding) -> f64 {
+    let (before, _) = padding.pads(input, kernel, stride);
+    (0..out).filter(|&o| o * stride >= before && o * stride - before + kernel <= input).count() as f64
+}
 
 /// What is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, serde::Deserialize)]
@@ -28,8 +34,8 @@ pub struct OpCost {
     pub params: f64,
     pub model_bytes: f64,
     pub macs: f64,
-    /// Element operations that are not MACs (pool windows, adds, copies), for latency.
-    pub elementwise: f64,
+    /// What the op asks of its kernel (MACs, element operations, pixels, channels, taps), for latency.
+    pub work: OpWork,
     pub output_bytes: f64,
 }
 
@@ -193,6 +199,27 @@ impl CostModel {
                 let qparams = if self.options.quant_params { 8.0 * biased } else { 0.0 };
                 let out = self.shapes[f.output];
                 let out_channels = self.channels(f.output, sizes);
+                let (kernel, stride, padding) = match &node.op {
+                    Op::Conv2d(c) => (c.kernel, c.stride, c.padding),
+                    Op::DepthwiseConv2d(d) => (d.kernel, d.stride, d.padding),
+                    Op::MaxPool2d(p) | Op::AvgPool2d(p) => (p.pool, p.stride.unwrap_or(p.pool), p.padding),
+                    _ => ([1, 1], [1, 1], mcufit_ir::Padding::Valid),
+                };
+                let in_shape = node.inputs.first().map(|&x| self.shapes[x]);
+                let interior = in_shape.map_or(pixels, |is| {
+                    interior_positions(out_shape.h, is.h, kernel[0], stride[0], padding)
+                        * interior_positions(out_shape.w, is.w, kernel[1], stride[1], padding)
+                });
+                let work = OpWork {
+                    macs,
+                    elementwise,
+                    outputs: out_elems,
+                    pixels,
+                    interior_pixels: interior,
+                    in_channels: in_c,
+                    out_channels: out_c,
+                    taps: (kernel[0] * kernel[1]) as f64,
+                };
                 OpCost {
                     op: i,
                     name: node.name.clone(),
@@ -201,7 +228,7 @@ impl CostModel {
                     params: weights + biases,
                     model_bytes: weights + 4.0 * biases + qparams,
                     macs,
-                    elementwise,
+                    work,
                     output_bytes: out.spatial() as f64 * out_channels,
                 }
             })
@@ -248,12 +275,8 @@ impl CostModel {
     }
 
     fn totals(&self, ops: Vec<OpCost>, plan: MemoryPlan, board: Option<&Board>) -> Usage {
-        let latency_cycles = board.map(|b| {
-            ops.iter()
-                .filter(|o| o.kind != "input")
-                .map(|o| b.cycles.cycles(o.kind, o.macs, o.elementwise))
-                .sum::<f64>()
-        });
+        let latency_cycles = board
+            .map(|b| ops.iter().filter(|o| o.kind != "input").map(|o| b.cycles.cycles(o.kind, &o.work)).sum::<f64>());
         Usage {
             params: ops.iter().map(|o| o.params).sum(),
             model_bytes: ops.iter().map(|o| o.model_bytes).sum(),

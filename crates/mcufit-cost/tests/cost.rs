@@ -294,3 +294,32 @@ fn zoo_plans_are_exact() {
         assert!(plan.exact && plan.gap() == 0.0 && plan.states < SearchLimits::default().max_states, "{name}");
     }
 }
+
+/// The Cortex-M4 kernel model (boards.toml `[cores.cortex-m4.kernels]`) is a polynomial of degree
+/// ≤ 2 in the channel counts, so the gradient's central difference is exact: a wider step agrees.
+#[test]
+fn kernel_latency_model_has_an_exact_gradient() {
+    let b = Boards::builtin().get("mps2-an386").unwrap().clone();
+    assert!(b.cycles.kernels.is_some(), "the Cortex-M4 has a fitted kernel model");
+    for g in [zoo::ds_cnn().unwrap(), zoo::resnet_8().unwrap()] {
+        let m = CostModel::new(&g, CostOptions::default()).unwrap();
+        let sizes: Vec<f64> = m.sizes().iter().map(|s| s * 0.7).collect();
+        let order = m.memory_plan(&sizes).order;
+        let grad = m.gradient(Resource::Latency, &sizes, &order, Some(&b));
+        for grp in m.groups.groups.iter().filter(|g| g.prunable()) {
+            let at = |d: f64| {
+                let mut s = sizes.clone();
+                s[grp.id] += d;
+                m.resource_at_order(Resource::Latency, &s, &order, Some(&b))
+            };
+            let wide = (at(2.0) - at(-2.0)) / 4.0;
+            assert!(
+                (grad[grp.id] - wide).abs() <= 1e-6 * wide.abs().max(1.0),
+                "{}: {} vs {wide}",
+                g.name,
+                grad[grp.id]
+            );
+            assert!(grad[grp.id] > 0.0, "more channels cost more time");
+        }
+    }
+}

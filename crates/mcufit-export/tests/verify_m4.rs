@@ -89,3 +89,32 @@ fn model_too_big_for_board_fails_to_link() {
     verify::build_m4(&src, &xs, QEMU_MAX, &dir.join("ok")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The cost model's Cortex-M4 latency (the kernel model fitted to mcufit's C kernels, boards.toml)
+/// predicts the instructions QEMU counts for whole zoo models within 10 %.
+#[test]
+fn predicted_latency_matches_the_m4_instruction_count() {
+    if !tools() {
+        return;
+    }
+    let board = mcufit_cost::Boards::builtin().get("mps2-an386").unwrap().clone();
+    let dir = std::env::temp_dir().join(format!("mcufit-latency-{}", std::process::id()));
+    for (k, name) in ["ds-cnn", "mnist-ds", "mobilenet-v1-025-cifar"].iter().enumerate() {
+        let g = mcufit_ir::zoo::get(name).unwrap();
+        let q = model(&g, 11 + k as u64);
+        let xs: Vec<Vec<i8>> = common::image_inputs(&g, 2, 3).iter().map(|x| q.quantize_input(x)).collect();
+        let src = generate_c(&q, &default_order(&q), CExportOptions::default()).unwrap();
+        let (agree, run) = verify::verify_m4(&q, &src, &xs, QEMU_MAX, &dir.join(name)).unwrap();
+        assert_eq!(agree.mismatches, 0);
+        let cm = mcufit_cost::CostModel::new(&g, mcufit_cost::CostOptions::default()).unwrap();
+        let predicted = cm.usage(&cm.sizes(), Some(&board)).latency_cycles.unwrap();
+        let err = (predicted - run.instructions as f64) / run.instructions as f64;
+        println!(
+            "{name}: predicted {predicted:.0} cycles, measured {} instructions ({:+.1} %)",
+            run.instructions,
+            100.0 * err
+        );
+        assert!(err.abs() <= 0.10, "{name}: latency model off by {:.1} %", 100.0 * err);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
