@@ -1,10 +1,11 @@
 //! Board profiles and the per-core latency model.
 //!
 //! Boards live in `boards.toml` (compiled in); users add or override boards with their own TOML
-//! file of the same form. Latency is `Σ ops (cpm[kind] · MACs + cpe · elementwise + per_op)`
-//! cycles over the clock. The cycles-per-MAC defaults are estimates for CMSIS-NN-class int8 kernels
-//! and are meant to be calibrated: measure one model on the board (or on qemu with instruction
-//! counts) and put the measured figures in a `[cores.NAME]` table of your own file.
+//! file of the same form. Latency is the sum over ops of the core's cycles, over the clock. A core
+//! with a `[cores.NAME.kernels]` table ([`KernelFit`], measured: the Cortex-M4) prices each op with a
+//! model of mcufit's C kernels fitted to instruction counts (`docs/latency.md`); the others use
+//! `cpm[kind] · MACs + cpe · elementwise + per_op`, estimates for CMSIS-NN-class int8 kernels meant
+//! to be calibrated (the `calibrate_m4` example measures and fits one).
 
 use std::collections::BTreeMap;
 use std::path::Path;

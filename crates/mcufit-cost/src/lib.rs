@@ -16,7 +16,9 @@
 //!   element operations for latency only. This matches how MLPerf Tiny quotes its models' MACs.
 //! - **peak memory**: int8 activations, 1 B per element; the minimum over all valid operator orders
 //!   of the largest live set (see [`memory`]).
-//! - **latency**: cycles from a per-core cycles-per-MAC model ([`boards`]), divided by the clock.
+//! - **latency**: cycles from the board's core model ([`boards`]), divided by the clock: on the
+//!   Cortex-M4 a model of mcufit's own C kernels fitted to QEMU instruction counts ([`KernelFit`],
+//!   `docs/latency.md`), elsewhere cycles-per-MAC estimates.
 
 pub mod boards;
 pub mod memory;
