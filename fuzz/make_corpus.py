@@ -27,7 +27,7 @@ FUZZ = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(FUZZ)
 SHARED = os.environ.get("MCUFIT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 CORPUS = os.path.join(FUZZ, "corpus")
-TARGETS = ["idx", "cifar", "image", "wav", "model_json", "boards_toml", "tflite"]
+TARGETS = ["idx", "cifar", "image", "wav", "model_json", "boards_toml", "tflite", "onnx"]
 
 
 def put(target, name, data):

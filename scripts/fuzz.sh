@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 secs="${1:-60}"
 [ $# -gt 0 ] && shift
-all=(idx cifar image wav model_json boards_toml tflite)
+all=(idx cifar image wav model_json boards_toml tflite onnx)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 

@@ -5,10 +5,12 @@
 #   python: a Python with tflite-micro (TFLM python runtime), ai-edge-litert and numpy:
 #           $MCUFIT_PYTHON when set (checked, never modified), else .venv at the repo root
 #           (created / completed with pip).
+#   onnx:   onnx and onnxruntime (the ONNX importer's tests build fixtures with onnx and check them
+#           against onnxruntime), in the same Python: $MCUFIT_PYTHON when set (checked), else .venv.
 #   arm:    gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm (Debian packages, apt-get;
 #           root or passwordless sudo).
 # Idempotent: does nothing when everything is already present.
-# Usage: setup-verify-tools.sh [python|arm|all]   (default all). Exit status 0 only when the asked
+# Usage: setup-verify-tools.sh [python|onnx|arm|all]   (default all). Exit status 0 only when the asked
 # tools work.
 set -u
 what="${1:-all}"
@@ -36,6 +38,25 @@ install_python() {
     "$venv/bin/python" -c "$modules"
 }
 
+install_onnx() {
+    local onnx_modules='import onnx, onnxruntime, numpy'
+    if [ -n "${MCUFIT_PYTHON:-}" ]; then
+        if "$MCUFIT_PYTHON" -c "$onnx_modules" 2>/dev/null; then return 0; fi
+        echo "setup-verify-tools.sh: MCUFIT_PYTHON=$MCUFIT_PYTHON cannot import onnx, onnxruntime, numpy;" \
+            "install them there (pip install onnx onnxruntime numpy) or unset MCUFIT_PYTHON to use $venv" >&2
+        return 1
+    fi
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$onnx_modules" 2>/dev/null; then
+        return 0
+    fi
+    local py
+    py="$(command -v python3 || true)"
+    if [ -z "$py" ]; then echo "setup-verify-tools.sh: python3 not found" >&2; return 1; fi
+    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv" || return 1
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check onnx onnxruntime numpy || return 1
+    "$venv/bin/python" -c "$onnx_modules"
+}
+
 install_arm() {
     if command -v arm-none-eabi-gcc >/dev/null && command -v arm-none-eabi-size >/dev/null \
         && command -v qemu-system-arm >/dev/null && [ -d /usr/lib/arm-none-eabi/newlib ]; then
@@ -57,8 +78,9 @@ command -v flock >/dev/null && flock 9
 
 case "$what" in
     python) install_python || status=1 ;;
+    onnx) install_onnx || status=1 ;;
     arm) install_arm || status=1 ;;
-    all) install_python || status=1; install_arm || status=1 ;;
-    *) echo "usage: $0 [python|arm|all]" >&2; exit 2 ;;
+    all) install_python || status=1; install_onnx || status=1; install_arm || status=1 ;;
+    *) echo "usage: $0 [python|onnx|arm|all]" >&2; exit 2 ;;
 esac
 exit $status
