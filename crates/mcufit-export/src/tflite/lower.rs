@@ -201,6 +201,7 @@ fn lower_impl<'a>(model: &'a QuantizedModel, order: &[usize]) -> Result<Lowering
             inputs: Vec::new(),
             outputs: Vec::new(),
             metadata: Vec::new(),
+            subgraphs: 1,
         },
         raw: vec![-1; n],
         view: vec![None; n],

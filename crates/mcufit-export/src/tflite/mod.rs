@@ -122,6 +122,8 @@ pub struct TflModel {
     pub inputs: Vec<i32>,
     pub outputs: Vec<i32>,
     pub metadata: Vec<TflMetadata>,
+    /// Subgraphs in the file (mcufit reads and writes the first; an importer refuses more).
+    pub subgraphs: usize,
 }
 
 impl TflModel {

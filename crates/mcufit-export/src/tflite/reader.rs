@@ -326,5 +326,6 @@ pub fn read(data: &[u8]) -> Result<TflModel> {
         outputs: check(sg.i32s(subgraph::OUTPUTS)?, "subgraph output")?,
         tensors,
         operators,
+        subgraphs: subgraphs.len(),
     })
 }

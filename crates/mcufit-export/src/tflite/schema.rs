@@ -12,11 +12,13 @@ pub mod op {
     pub const CONCATENATION: i32 = 2;
     pub const CONV_2D: i32 = 3;
     pub const DEPTHWISE_CONV_2D: i32 = 4;
+    pub const DEQUANTIZE: i32 = 6;
     pub const FULLY_CONNECTED: i32 = 9;
     pub const MAX_POOL_2D: i32 = 17;
     pub const RESHAPE: i32 = 22;
     pub const SOFTMAX: i32 = 25;
     pub const MEAN: i32 = 40;
+    pub const QUANTIZE: i32 = 114;
 }
 
 /// `BuiltinOptions` union type indices.
