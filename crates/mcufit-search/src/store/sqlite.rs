@@ -1,0 +1,113 @@
+//! The embedded store: one SQLite file (WAL journal, so `--status` can read while a search writes,
+//! and several local processes may share it). Each operation is a `BEGIN IMMEDIATE` transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::{Connection, ToSql, TransactionBehavior};
+
+use super::sql::{self, RowGet, Tx, Val};
+use super::{Claim, Outcome, Proposer, SearchMeta, Trial, TrialStore};
+use crate::error::{Result, SearchError};
+
+/// A trial store in a SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Owned(match self {
+            Val::Null => SqlValue::Null,
+            Val::I(v) => SqlValue::Integer(*v),
+            Val::F(v) => SqlValue::Real(*v),
+            Val::T(s) => SqlValue::Text(s.clone()),
+        }))
+    }
+}
+
+impl RowGet for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+    fn real(&self, i: usize) -> Result<Option<f64>> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.get(i)?)
+    }
+}
+
+struct SqliteTx<'a>(rusqlite::Transaction<'a>);
+
+impl Tx for SqliteTx<'_> {
+    fn exec(&mut self, q: &str, p: &[Val]) -> Result<u64> {
+        Ok(self.0.execute(&sql::sqlite_placeholders(q), rusqlite::params_from_iter(p))? as u64)
+    }
+    fn query(&mut self, q: &str, p: &[Val], f: &mut dyn FnMut(&dyn RowGet) -> Result<()>) -> Result<()> {
+        let mut stmt = self.0.prepare(&sql::sqlite_placeholders(q))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(p))?;
+        while let Some(r) = rows.next()? {
+            f(r)?;
+        }
+        Ok(())
+    }
+    fn postgres(&self) -> bool {
+        false
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating) the file at `path`; its directory is created too.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SearchError::Store(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| SearchError::Store(format!("cannot open sqlite:{}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    fn with_tx<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().map_err(|_| SearchError::Store("connection lock poisoned".into()))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut t = SqliteTx(tx);
+        let v = f(&mut t)?;
+        t.0.commit()?;
+        Ok(v)
+    }
+}
+
+impl TrialStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+    fn create(&self, meta: &SearchMeta) -> Result<()> {
+        self.with_tx(|tx| sql::create(tx, meta))
+    }
+    fn meta(&self) -> Result<Option<SearchMeta>> {
+        self.with_tx(sql::read_meta)
+    }
+    fn claim(&self, worker: &str, lease: Duration, propose: &mut Proposer) -> Result<Claim> {
+        self.with_tx(|tx| sql::claim(tx, worker, lease, propose))
+    }
+    fn renew(&self, id: u64, worker: &str, lease: Duration) -> Result<bool> {
+        self.with_tx(|tx| sql::renew(tx, id, worker, lease))
+    }
+    fn finish(&self, id: u64, worker: &str, outcome: &Outcome) -> Result<bool> {
+        self.with_tx(|tx| sql::finish(tx, id, worker, outcome))
+    }
+    fn requeue_running(&self) -> Result<u64> {
+        self.with_tx(sql::requeue_running)
+    }
+    fn trials(&self) -> Result<Vec<Trial>> {
+        self.with_tx(sql::trials)
+    }
+}
