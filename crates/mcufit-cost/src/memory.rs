@@ -95,7 +95,8 @@ pub struct SearchLimits {
     /// States the exact search may memoise before it gives up (each costs O(ops²) time and a few
     /// words of memory; 50,000 take well under a second on 50-op graphs).
     pub max_states: usize,
-    /// States the fallback beam search keeps per step.
+    /// States the fallback beam search keeps per step, on graphs of up to 64 ops; on larger graphs
+    /// `beam_width * 64² / ops²` (at least 4), so its work stays bounded (a 1000-branch graph: 4).
     pub beam_width: usize,
 }
 
@@ -152,21 +153,45 @@ impl MemoryProblem {
                 }
             }
         }
-        // An add may take over the buffer of a counted input at least as large whose last reader it is.
-        let reused = if self.options.in_place_add && self.in_place[v] {
-            self.inputs[v].iter().copied().find(|&u| {
-                self.counts(u)
-                    && self.bytes[u] >= self.bytes[v]
-                    && self.consumers[u].iter().all(|&c| c == v || has(done, c))
-            })
-        } else {
-            None
-        };
+        let reused = self.reuses(done, v);
         if reused.is_none() && self.counts(v) {
             bytes += self.bytes[v];
         }
         live.push(v);
         (bytes, live, reused)
+    }
+
+    /// The input whose buffer `v` writes over: an add may take over the buffer of a counted input at
+    /// least as large whose last reader it is.
+    fn reuses(&self, done: &[u64], v: usize) -> Option<usize> {
+        if !(self.options.in_place_add && self.in_place[v]) {
+            return None;
+        }
+        self.inputs[v].iter().copied().find(|&u| {
+            self.counts(u)
+                && self.bytes[u] >= self.bytes[v]
+                && self.consumers[u].iter().all(|&c| c == v || has(done, c))
+        })
+    }
+
+    /// [`MemoryProblem::step`]'s bytes in O(degree), from `resident`, the bytes of the finished tensors
+    /// that still have a reader after `done`; returns (bytes while `v` runs, `resident` after `v`).
+    /// The search calls this instead of `step` (O(ops)); the sums are of whole bytes, so exact.
+    fn step_from(&self, done: &[u64], resident: f64, v: usize) -> (f64, f64) {
+        let here = resident + if self.reuses(done, v).is_none() && self.counts(v) { self.bytes[v] } else { 0.0 };
+        let mut after = resident;
+        if self.counts(v) && !self.consumers[v].is_empty() {
+            after += self.bytes[v];
+        }
+        for (i, &u) in self.inputs[v].iter().enumerate() {
+            if !self.inputs[v][..i].contains(&u)
+                && self.counts(u)
+                && self.consumers[u].iter().all(|&c| c == v || has(done, c))
+            {
+                after -= self.bytes[u];
+            }
+        }
+        (here, after)
     }
 
     fn ready(&self, done: &[u64], v: usize) -> bool {
@@ -219,7 +244,7 @@ impl MemoryProblem {
     pub fn min_peak_within(&self, limits: SearchLimits) -> MemoryPlan {
         let mut memo: HashMap<Set, (f64, usize)> = HashMap::new();
         let start = self.empty();
-        if self.best(&start, &mut memo, limits.max_states).is_some() {
+        if self.best(&start, 0.0, &mut memo, limits.max_states).is_some() {
             let mut order = Vec::with_capacity(self.n());
             let mut s = start;
             while order.len() < self.n() {
@@ -235,7 +260,11 @@ impl MemoryProblem {
         }
         let states = memo.len();
         drop(memo);
-        let order = self.beam_order(limits.beam_width.max(1));
+        // Each step of the beam tries every ready op of every kept state: about width * ops² work in
+        // all. Past 64 ops the width shrinks with ops² (at least 4), so that work stays bounded.
+        let n = self.n().max(1);
+        let width = (limits.beam_width.saturating_mul(64 * 64) / (n * n)).clamp(4, limits.beam_width.max(4));
+        let order = self.beam_order(width.min(limits.beam_width.max(1)));
         let mut plan = self.evaluate(&order).expect("the beam search only builds valid orders");
         let lower = self.lower_bound();
         plan.states = states;
@@ -314,12 +343,16 @@ impl MemoryProblem {
     fn beam_order(&self, width: usize) -> Vec<usize> {
         struct Node {
             done: Set,
-            order: Vec<usize>,
+            /// Index in `links` of the last op of the order that reached this state.
+            link: usize,
             peak: f64,
             live: f64,
         }
+        // Orders as linked lists, (previous link, op), shared by the states that extend them.
+        const ROOT: usize = usize::MAX;
+        let mut links: Vec<(usize, usize)> = Vec::new();
         let n = self.n();
-        let mut beam = vec![Node { done: self.empty(), order: Vec::new(), peak: 0.0, live: 0.0 }];
+        let mut beam = vec![Node { done: self.empty(), link: ROOT, peak: 0.0, live: 0.0 }];
         for _ in 0..n {
             let mut next: HashMap<Set, Node> = HashMap::new();
             for s in &beam {
@@ -327,48 +360,51 @@ impl MemoryProblem {
                     if !self.ready(&s.done, v) {
                         continue;
                     }
-                    let (here, ..) = self.step(&s.done, v);
+                    let (here, live) = self.step_from(&s.done, s.live, v);
                     let done = with(&s.done, v);
-                    let mut live = s.live;
-                    if self.counts(v) && !self.consumers[v].is_empty() {
-                        live += self.bytes[v];
-                    }
-                    let mut freed: Vec<usize> = Vec::new();
-                    for &u in &self.inputs[v] {
-                        if !freed.contains(&u) && self.counts(u) && self.consumers[u].iter().all(|&c| has(&done, c)) {
-                            freed.push(u);
-                            live -= self.bytes[u];
-                        }
-                    }
                     let peak = s.peak.max(here);
                     let better = |o: &Node| (peak, live) < (o.peak, o.live);
                     match next.get(&done) {
                         Some(o) if !better(o) => {}
                         _ => {
-                            let mut order = s.order.clone();
-                            order.push(v);
-                            next.insert(done.clone(), Node { done, order, peak, live });
+                            links.push((s.link, v));
+                            next.insert(done.clone(), Node { done, link: links.len() - 1, peak, live });
                         }
                     }
                 }
             }
             let mut states: Vec<Node> = next.into_values().collect();
-            // Ties broken by the order itself, so the result does not depend on hashing.
-            states.sort_by(|a, b| {
-                a.peak.total_cmp(&b.peak).then(a.live.total_cmp(&b.live)).then_with(|| a.order.cmp(&b.order))
-            });
-            states.truncate(width);
+            // Ties broken by the set of finished ops (distinct states have distinct sets), so the
+            // result does not depend on hashing. A total order: selecting the `width` best first, then
+            // sorting them, keeps what a full sort would.
+            let cmp = |a: &Node, b: &Node| {
+                a.peak.total_cmp(&b.peak).then(a.live.total_cmp(&b.live)).then_with(|| a.done.cmp(&b.done))
+            };
+            if states.len() > width {
+                states.select_nth_unstable_by(width - 1, cmp);
+                states.truncate(width);
+            }
+            states.sort_by(cmp);
             if states.is_empty() {
                 break;
             }
             beam = states;
         }
-        beam.swap_remove(0).order
+        let mut order = Vec::with_capacity(n);
+        let mut link = beam[0].link;
+        while link != ROOT {
+            let (prev, v) = links[link];
+            order.push(v);
+            link = prev;
+        }
+        order.reverse();
+        order
     }
 
     /// Best peak to finish from `done`; memoises (peak, first op to run). `None` once more than
     /// `limit` states would be memoised.
-    fn best(&self, done: &Set, memo: &mut HashMap<Set, (f64, usize)>, limit: usize) -> Option<f64> {
+    /// `resident`: the bytes of the finished tensors that still have a reader (a function of `done`).
+    fn best(&self, done: &Set, resident: f64, memo: &mut HashMap<Set, (f64, usize)>, limit: usize) -> Option<f64> {
         if let Some(&(p, _)) = memo.get(done) {
             return Some(p);
         }
@@ -382,12 +418,12 @@ impl MemoryProblem {
                 continue;
             }
             remaining = true;
-            let (here, ..) = self.step(done, v);
+            let (here, after) = self.step_from(done, resident, v);
             if here >= best.0 {
                 continue; // this step alone is already no better than the best found
             }
             let next = with(done, v);
-            let rest = self.best(&next, memo, limit)?;
+            let rest = self.best(&next, after, memo, limit)?;
             let peak = here.max(rest);
             if peak < best.0 {
                 best = (peak, v);

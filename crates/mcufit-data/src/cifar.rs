@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use crate::error::DataError;
 
 pub(crate) const RECORD: usize = 1 + 3 * 1024;
+/// Largest batch file read: 100,000 records.
+const MAX_BATCH_BYTES: u64 = 100_000 * RECORD as u64;
 const DEFAULT_NAMES: [&str; 10] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
@@ -59,7 +61,8 @@ pub(crate) fn load(dir: &Path) -> Result<Cifar, DataError> {
                 what: "CIFAR-10 binary batch (data_batch_1..5.bin, test_batch.bin)".into(),
             });
         }
-        let bytes = std::fs::read(&p).map_err(|e| DataError::io(&p, e))?;
+        // A batch is 10,000 records (30.7 MB); allow a few times that, not whatever the file holds.
+        let bytes = crate::read_limited(&p, MAX_BATCH_BYTES, "a CIFAR-10 batch file (30.7 MB)")?;
         parse(&bytes, &p)
     };
     let mut train = (Vec::new(), Vec::new());

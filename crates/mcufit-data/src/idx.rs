@@ -17,24 +17,62 @@ pub(crate) struct Idx {
     pub data: Vec<u8>,
 }
 
+/// Largest IDX file (after decompression) the loader reads: 1 GiB, twice EMNIST's largest images file.
+/// A header that announces more is refused before anything is allocated or decompressed.
+pub(crate) const MAX_IDX_BYTES: u64 = 1 << 30;
+
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic.
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let raw = crate::read_limited(path, MAX_IDX_BYTES, "an IDX file (MNIST's largest is 47 MB)")?;
     gunzip_if_gz(raw, path)
 }
 
+fn too_big(path: &Path, bytes: u64, what: &str) -> DataError {
+    DataError::malformed(
+        path,
+        format!(
+            "{what} {bytes} bytes, over the {MAX_IDX_BYTES}-byte limit of an IDX file (a corrupt header or a \
+             decompression bomb; MNIST's largest file is 47 MB)"
+        ),
+    )
+}
+
 /// The in-memory half of [`read_maybe_gz`]: gunzips `raw` when it starts with the gzip magic.
+///
+/// Bounded by what the IDX header declares: the header is decompressed first, a declared size over
+/// [`MAX_IDX_BYTES`] is refused at once, and decompression stops one byte past the declared size (the
+/// parser then reports the trailing bytes), so a small .gz that expands to gigabytes costs nothing.
 pub(crate) fn gunzip_if_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            // A cut-off .gz is the usual cause; say so with the file name.
-            .map_err(|e| DataError::malformed(path, format!("gzip stream is corrupt or truncated: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    // A cut-off .gz is the usual cause of a read error; say so with the file name.
+    let corrupt = |e: std::io::Error| DataError::malformed(path, format!("gzip stream is corrupt or truncated: {e}"));
+    let mut gz = flate2::read::MultiGzDecoder::new(&raw[..]);
+    let mut out = Vec::new();
+    // Magic first (its last byte is the number of dims), then the dims.
+    (&mut gz).take(4).read_to_end(&mut out).map_err(corrupt)?;
+    // Only an unsigned-byte IDX header declares a size; anything else fails on its magic in `parse`.
+    if out.len() == 4 && out[..3] == [0, 0, 0x08] {
+        let header = 4 + 4 * u64::from(out[3]);
+        (&mut gz).take(header - 4).read_to_end(&mut out).map_err(corrupt)?;
+        if out.len() as u64 == header {
+            let declared = out[4..]
+                .chunks_exact(4)
+                .map(|d| u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]])))
+                .try_fold(1u64, |acc, d| acc.checked_mul(d))
+                .and_then(|n| n.checked_add(header));
+            match declared {
+                Some(n) if n <= MAX_IDX_BYTES => {
+                    out.reserve_exact((n - header) as usize);
+                    // One byte more than declared is enough for the parser to report trailing data.
+                    (&mut gz).take(n + 1 - header).read_to_end(&mut out).map_err(corrupt)?;
+                }
+                _ => return Err(too_big(path, declared.unwrap_or(u64::MAX), "its header declares")),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Parses IDX bytes, requiring `expected_magic` (which fixes type u8 and the number of dims).
@@ -147,6 +185,36 @@ mod tests {
         assert_eq!((h, w), (3, 4));
         assert_eq!(px, pixels);
         assert_eq!(labels, vec![3, 9]);
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bombs_stop_at_the_declared_size() {
+        let p = Path::new("bomb.gz");
+        // The header declares 1000 x 28 x 28 but the stream expands to 32 MiB more than that.
+        let mut raw = encode(&[1000, 28, 28], &[]);
+        raw.resize(raw.len() + 1000 * 28 * 28 + (32 << 20), 0);
+        let t = std::time::Instant::now();
+        let out = gunzip_if_gz(gz(&raw), p).unwrap();
+        assert_eq!(out.len(), 16 + 1000 * 28 * 28 + 1, "decompression stops one byte past the declared size");
+        let e = parse(&out, IMAGES_MAGIC, p).unwrap_err().to_string();
+        assert!(e.contains("trailing bytes"), "{e}");
+        assert!(t.elapsed().as_secs() < 5);
+        // A header that declares more than the limit is refused before its data is decompressed.
+        let e = gunzip_if_gz(gz(&encode(&[0xffff_ffff, 0xffff, 0xffff], &[0; 1 << 16])), p).unwrap_err().to_string();
+        assert!(e.contains("header declares") && e.contains("limit"), "{e}");
+        // Not an IDX header: decompression stops after the magic, which the parser refuses.
+        let out = gunzip_if_gz(gz(&vec![7u8; 1 << 20]), p).unwrap();
+        assert!(matches!(parse(&out, IMAGES_MAGIC, p), Err(DataError::BadMagic { .. })));
+        // A cut-off stream is an error naming the file.
+        let mut cut = gz(&encode(&[2], &[1, 2]));
+        cut.truncate(cut.len() / 2);
+        assert!(gunzip_if_gz(cut, p).unwrap_err().to_string().contains("bomb.gz: gzip stream"));
     }
 
     #[test]

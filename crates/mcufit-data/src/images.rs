@@ -160,17 +160,58 @@ pub(crate) fn official_split(dir: &Path) -> Result<Option<OfficialSplit>, DataEr
     Ok(Some(OfficialSplit { train, val, test }))
 }
 
+/// Largest image width and height the `images:` loader decodes (a 20000x20000 PNG is refused, not
+/// decoded into 1.6 GB): far above any input a microcontroller network takes.
+pub(crate) const MAX_SIDE: u32 = 8192;
+/// Most memory one image's decoder may allocate, the output included.
+const MAX_DECODE_BYTES: u64 = 256 << 20;
+/// Largest image file the loader reads.
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
 fn decode(path: &Path) -> Result<DynamicImage, DataError> {
-    decode_from(image::ImageReader::open(path).map_err(|e| DataError::io(path, e))?, path)
+    let bytes = crate::read_limited(path, MAX_FILE_BYTES, "one image file")?;
+    decode_bytes(&bytes, path, MAX_SIDE)
 }
 
-/// The decoding half of [`decode`], on any reader (the fuzz harness gives it bytes).
-pub(crate) fn decode_from<R: std::io::BufRead + std::io::Seek>(
-    reader: image::ImageReader<R>,
-    path: &Path,
-) -> Result<DynamicImage, DataError> {
+/// The decoding half of [`decode`], on a file's bytes (the fuzz harness gives it bytes and a smaller
+/// `max_side`): the format is guessed from the content (else the extension), width and height are at
+/// most `max_side`, the decoder's memory is bounded, and a JPEG cut off before its end-of-image
+/// marker is refused (the decoder would fill the missing part with grey and say nothing).
+pub(crate) fn decode_bytes(bytes: &[u8], path: &Path, max_side: u32) -> Result<DynamicImage, DataError> {
     let err = |msg: String| DataError::Image { path: path.into(), msg };
-    reader.with_guessed_format().map_err(|e| err(e.to_string()))?.decode().map_err(|e| err(e.to_string()))
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(f) = image::ImageFormat::from_path(path) {
+        reader.set_format(f);
+    }
+    let mut reader = reader.with_guessed_format().map_err(|e| err(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(err(format!(
+            "truncated JPEG ({} bytes, no end-of-image marker after the last scan); re-copy or delete the file",
+            bytes.len()
+        )));
+    }
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => err(format!(
+            "{l}: the loader decodes images up to {max_side}x{max_side} pixels and {} MiB; shrink it first",
+            MAX_DECODE_BYTES >> 20
+        )),
+        e => err(e.to_string()),
+    })
+}
+
+/// Whether a JPEG's last scan is followed by the end-of-image marker (FF D9). Markers cannot occur
+/// inside entropy-coded data (an FF there is followed by 00 or a restart marker), so a file cut
+/// anywhere after its last start-of-scan (FF DA) lacks it; a complete EXIF thumbnail before the
+/// main image does not count, its scan comes first.
+pub(crate) fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let last_eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    matches!((last_sos, last_eoi), (Some(s), Some(e)) if e > s)
 }
 
 /// `[h, w, c]` of a decoded image: c is 3 for colour, 1 for grey (alpha ignored).

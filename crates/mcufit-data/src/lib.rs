@@ -271,6 +271,7 @@ fn load_idx(kind: &str, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataEr
             format!("test images are {th}x{tw} but training images are {h}x{w}"),
         ));
     }
+    require_two_classes(&trl, &idx::find(dir, "train-labels-idx1-ubyte")?)?;
     let shape = [h, w, 1];
     let target = opts.target_for(shape);
     let class_names = if kind == "mnist" {
@@ -289,12 +290,49 @@ fn load_idx(kind: &str, dir: &Path, opts: &LoadOptions) -> Result<Splits, DataEr
 
 fn load_cifar(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
     let c = cifar::load(dir)?;
+    require_two_classes(&c.train.1, dir)?;
     let shape = [32, 32, 3];
     let target = opts.target_for(shape);
     let meta = Meta { name: "cifar10", class_names: c.class_names, target, augment: image_augment(opts, target, true) };
     let train = Pool { pixels: &c.train.0, labels: &c.train.1, shape };
     let test = Pool { pixels: &c.test.0, labels: &c.test.1, shape };
     Ok(holdout_splits(&meta, &train, &test, opts))
+}
+
+/// Reads `path` whole, but at most `limit` bytes: a larger file, or a device or link to one that never
+/// ends (`/dev/zero` named `x.png`), is refused after `limit + 1` bytes, naming `what` the limit is for.
+pub(crate) fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    // A regular file says its size: refuse at once rather than read `limit` bytes first.
+    let known = f.metadata().map(|m| m.is_file() && m.len() > limit).unwrap_or(false);
+    let mut out = Vec::new();
+    if !known {
+        f.take(limit + 1).read_to_end(&mut out).map_err(|e| DataError::io(path, e))?;
+    }
+    if known || out.len() as u64 > limit {
+        return Err(DataError::malformed(
+            path,
+            format!("larger than {limit} bytes, the limit of {what} (a wrong or corrupt file?)"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Refuses training labels that are all one class: a model trained on them predicts that class and
+/// scores 100 %, which says nothing. `path` is the file (or folder) the labels come from.
+fn require_two_classes(labels: &[u32], path: &Path) -> Result<(), DataError> {
+    match labels.first() {
+        Some(&first) if labels.iter().all(|&l| l == first) => Err(DataError::malformed(
+            path,
+            format!(
+                "all {} training examples are of class {first}: a classifier needs examples of at least 2 \
+                 classes (with one class every prediction is right, accuracy is always 100 %)",
+                labels.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn load_images(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
@@ -332,6 +370,18 @@ fn load_images(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
         }
         (None, None) => unreachable!("a pooled listing exists without an official split"),
     };
+    if let [only] = &listing.class_names[..] {
+        let root = if official.is_some() { dir.join("train") } else { dir.to_path_buf() };
+        return Err(DataError::malformed(
+            &root,
+            format!(
+                "one class folder ('{only}'): a classifier needs at least 2, one sub-folder per class \
+                 (with one class every prediction is right, accuracy is always 100 %); if the class \
+                 folders are inside '{only}', give images:{}",
+                root.join(only).display()
+            ),
+        ));
+    }
     let shape = match opts.target_shape {
         Some(t) if t[2] != NATIVE_CHANNELS => t,
         _ => opts.target_for(images::shape_of(&listing.files[0].path)?),
@@ -524,6 +574,91 @@ mod tests {
             assert_eq!(l, if p < 128.0 { 0 } else { 1 });
             assert!(s.val.source(0).unwrap().ends_with(".png"));
         }
+    }
+
+    #[test]
+    fn single_class_data_is_refused_with_the_reason() {
+        // One class folder (pooled and in an official split).
+        let img = tempfile::tempdir().unwrap();
+        image_tree(img.path(), "", &["cats"], 6, (4, 4));
+        let e = load(&format!("images:{}", img.path().display()), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("one class folder ('cats')") && e.contains("at least 2"), "{e}");
+        assert!(e.contains(&format!("images:{}", img.path().join("cats").display())), "{e}");
+        let off = tempfile::tempdir().unwrap();
+        image_tree(off.path(), "train", &["cats"], 3, (4, 4));
+        image_tree(off.path(), "test", &["cats"], 3, (4, 4));
+        let e = load(&format!("images:{}", off.path().display()), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("train: one class folder"), "{e}");
+        // IDX and CIFAR whose training labels are all one class.
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, bytes: Vec<u8>| std::fs::write(dir.path().join(name), bytes).unwrap();
+        w("train-images-idx3-ubyte", idx::encode(&[8, 2, 2], &[1; 32]));
+        w("train-labels-idx1-ubyte", idx::encode(&[8], &[7; 8]));
+        w("t10k-images-idx3-ubyte", idx::encode(&[2, 2, 2], &[1; 8]));
+        w("t10k-labels-idx1-ubyte", idx::encode(&[2], &[7, 1]));
+        let e = load(&format!("mnist:{}", dir.path().display()), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("train-labels-idx1-ubyte: all 8 training examples are of class 7"), "{e}");
+        let c = tempfile::tempdir().unwrap();
+        let px = vec![0u8; 2 * 3072];
+        for b in 1..=5 {
+            std::fs::write(c.path().join(format!("data_batch_{b}.bin")), cifar::encode(&px, &[4, 4])).unwrap();
+        }
+        std::fs::write(c.path().join("test_batch.bin"), cifar::encode(&px, &[4, 5])).unwrap();
+        let e = load(&format!("cifar10:{}", c.path().display()), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("all 10 training examples are of class 4"), "{e}");
+    }
+
+    #[test]
+    fn truncated_and_oversized_images_are_refused() {
+        let img = tempfile::tempdir().unwrap();
+        image_tree(img.path(), "", &["a", "b"], 3, (16, 16));
+        let spec = format!("images:{}", img.path().display());
+        assert!(load(&spec, &LoadOptions::default()).is_ok());
+        // A noisy JPEG (so its scan is long) cut before its end: the decoder alone would fill it in.
+        let rgb = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, 90]));
+        let jpg = img.path().join("a/cut.jpg");
+        rgb.save(&jpg).unwrap();
+        let full = std::fs::read(&jpg).unwrap();
+        assert!(images::jpeg_is_complete(&full));
+        for keep in [full.len() - 2, full.len() * 3 / 4, full.len() / 2] {
+            std::fs::write(&jpg, &full[..keep]).unwrap();
+            let e = load(&spec, &LoadOptions::default()).unwrap_err().to_string();
+            assert!(e.contains("cut.jpg") && e.contains("truncated JPEG"), "{keep}: {e}");
+        }
+        std::fs::remove_file(&jpg).unwrap();
+        // Truncated PNG, BMP, GIF and TIFF: their decoders report the missing data.
+        for ext in ["png", "bmp", "gif", "tiff"] {
+            let p = img.path().join(format!("b/cut.{ext}"));
+            rgb.save(&p).unwrap();
+            let full = std::fs::read(&p).unwrap();
+            for keep in [full.len() * 3 / 4, full.len() / 2] {
+                std::fs::write(&p, &full[..keep]).unwrap();
+                let e = load(&spec, &LoadOptions::default()).unwrap_err().to_string();
+                assert!(e.contains(&format!("cut.{ext}: cannot decode image")), "{ext} {keep}/{}: {e}", full.len());
+            }
+            std::fs::remove_file(&p).unwrap();
+        }
+        // A link to a device that never ends is read only up to the file limit.
+        #[cfg(unix)]
+        {
+            let p = img.path().join("b/zero.png");
+            std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+            let e = load(&spec, &LoadOptions::default()).unwrap_err().to_string();
+            assert!(e.contains("zero.png: larger than 268435456 bytes, the limit of one image file"), "{e}");
+            std::fs::remove_file(&p).unwrap();
+        }
+        // A PNG whose header declares 20000 x 20000 is refused by the size limit, before decoding.
+        let p = img.path().join("b/huge.png");
+        image::GrayImage::new(20000, 1).save(&p).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[20..24].copy_from_slice(&20000u32.to_be_bytes()); // IHDR height (the CRC is now wrong too)
+        std::fs::write(&p, &bytes).unwrap();
+        let e = load(&spec, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("huge.png"), "{e}");
+        let big = image::GrayImage::new(images::MAX_SIDE + 1, 1);
+        big.save(&p).unwrap();
+        let e = load(&spec, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("huge.png") && e.contains("up to 8192x8192 pixels"), "{e}");
     }
 
     /// Writes `DIR/<side>/<class>/<i>.png` grey `w x h` images whose first byte is `class * 100 + i`.

@@ -201,6 +201,9 @@ pub fn speech_split(dir: &Path, seed: u64) -> Result<SpeechSplit, DataError> {
 }
 
 /// Reads a 16 kHz, 16-bit PCM, mono WAV file.
+/// Most samples one WAV file may declare: 30 minutes at 16 kHz.
+const MAX_WAV_SAMPLES: u64 = 30 * 60 * SAMPLE_RATE as u64;
+
 pub(crate) fn read_wav(path: &Path) -> Result<Vec<i16>, DataError> {
     let wav_err = |msg: String| DataError::Wav { path: path.into(), msg };
     let reader = hound::WavReader::open(path).map_err(|e| match e {
@@ -225,6 +228,16 @@ pub(crate) fn read_wav_from<R: std::io::Read>(reader: hound::WavReader<R>, path:
     }
     if spec.sample_rate != SAMPLE_RATE {
         return Err(DataError::SampleRate { path: path.into(), found: spec.sample_rate, expected: SAMPLE_RATE });
+    }
+    // Clips are 1 s and the background noise files about 1 min; a header that declares more than
+    // 30 min is refused before its samples are read.
+    if u64::from(reader.len()) > MAX_WAV_SAMPLES {
+        return Err(wav_err(format!(
+            "the header declares {} samples ({:.0} min), over the {}-minute limit",
+            reader.len(),
+            f64::from(reader.len()) / f64::from(SAMPLE_RATE) / 60.0,
+            MAX_WAV_SAMPLES / u64::from(SAMPLE_RATE) / 60
+        )));
     }
     reader
         .into_samples::<i16>()
@@ -479,6 +492,16 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() - 501]).unwrap();
         let e = read_wav(&p).unwrap_err();
         assert!(matches!(e, DataError::Wav { .. }) && e.to_string().contains("cut.wav"), "{e}");
+
+        // A header that declares 2^31 - 1 samples (37 hours) is refused before any is read.
+        let p = dir.path().join("huge.wav");
+        write_wav(&p, 16000, 1, &tone(440.0, 1000.0, 100));
+        let mut bytes = std::fs::read(&p).unwrap();
+        let data = bytes.windows(4).position(|w| w == b"data").unwrap();
+        bytes[data + 4..data + 8].copy_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let e = read_wav(&p).unwrap_err().to_string();
+        assert!(e.contains("huge.wav") && e.contains("30-minute limit"), "{e}");
     }
 
     #[test]

@@ -174,9 +174,17 @@ impl Graph {
         Graph::new(file.name, nodes)
     }
 
+    /// Writes the model file atomically: to a temporary file in the same directory, then renamed over
+    /// `path`, so a kill leaves the old file or the new one, never half of one.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_json()).map_err(|e| IrError::Io { path: path.display().to_string(), source: e })
+        let io = |e| IrError::Io { path: path.display().to_string(), source: e };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, self.to_json()).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
     }
 
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {

@@ -432,8 +432,12 @@ impl Op {
                 Ok(Shape::flat(d.units))
             }
             Op::BatchNorm(b) => {
-                if b.eps.is_nan() || b.eps <= 0.0 {
-                    return Err(err(format!("batch_norm eps must be positive, got {}", b.eps)));
+                // A literal beyond f32's range (1e39) reads as infinity: refused like NaN and <= 0.
+                if !b.eps.is_finite() || b.eps <= 0.0 {
+                    return Err(err(format!(
+                        "batch_norm eps must be a positive finite number (e.g. 0.001), got {}",
+                        b.eps
+                    )));
                 }
                 Ok(inputs[0])
             }

@@ -163,3 +163,19 @@ fn a_misspelt_model_field_is_refused_with_its_name() {
         assert_eq!(mcufit_ir::Graph::from_json(&g.to_json()).unwrap(), g);
     }
 }
+
+/// Found by the model_json fuzzer: an eps literal beyond f32's range read as infinity, was accepted,
+/// and the graph then wrote a model file (`"eps": null`) it could not read back.
+#[test]
+fn a_batch_norm_eps_that_overflows_f32_is_refused() {
+    for eps in ["1e98", "-0.001", "0"] {
+        let text = format!(
+            r#"{{"format":"mcufit-model","version":1,"name":"x","nodes":[
+            {{"name":"input","op":"input","shape":[8,8,1]}},
+            {{"name":"c","op":"conv2d","inputs":["input"],"filters":4,"kernel":[3,3]}},
+            {{"name":"bn","op":"batch_norm","inputs":["c"],"eps":{eps}}}]}}"#
+        );
+        let e = mcufit_ir::Graph::from_json(&text).unwrap_err().to_string();
+        assert!(e.contains("eps must be a positive finite number"), "{eps}: {e}");
+    }
+}

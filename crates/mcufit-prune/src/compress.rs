@@ -1,7 +1,7 @@
 //! The `mcufit compress` pipeline: feasibility check → (warm-up) → pruning interleaved with
 //! training → freeze masks → physical removal → fine-tune → exact budget check → output directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use mcufit_cost::{Board, Budget, CostModel, CostOptions, Resource, Usage};
@@ -261,6 +261,10 @@ struct HookState {
     step: u64,
     log: Vec<PruneLog>,
     set_widths: Vec<f64>,
+    /// The counts the memory order was last solved for and the re-solves so far
+    /// ([`ResourceModel::solved_state`]): a resumed run re-solves and reports as the uninterrupted one.
+    #[serde(default)]
+    solved: Option<(Vec<f64>, usize)>,
 }
 
 impl PruneHook<'_> {
@@ -391,6 +395,7 @@ impl PruneHook<'_> {
             step: self.step,
             log: self.log.clone(),
             set_widths: self.set_widths.clone(),
+            solved: Some(self.resources.solved_state()),
         }
     }
 }
@@ -540,10 +545,6 @@ fn layer_channels(before: &Graph, after: &Graph) -> Vec<LayerChannels> {
         .collect()
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| PruneError::io(path, e))
-}
-
 fn acc(network: &Network, splits: &mcufit_data::Splits) -> Result<Accuracy> {
     Ok(Accuracy {
         val: evaluate(network, &splits.val, 256)?.accuracy,
@@ -654,6 +655,9 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         hook.step = hs.step;
         hook.log = hs.log;
         hook.set_widths = hs.set_widths;
+        if let Some((order_for, resolves)) = hs.solved {
+            hook.resources.restore_solved(order_for, resolves);
+        }
     }
     let mut resumed_at_epoch = resume_a.then_some(trainer.state.epoch);
     if let (Some(e), true) = (resumed_at_epoch, config.train.progress) {
@@ -716,6 +720,7 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
             eprintln!("compress: resuming with the pruned model (fine-tune checkpoint found)");
         }
         let d = ckpt.as_ref().unwrap().join("pruned");
+        mcufit_train::recover_dir(&d)?;
         let rep = d.join("removal.json");
         let text = std::fs::read_to_string(&rep).map_err(|e| PruneError::io(&rep, e))?;
         let (removal, log, lambda, hist): (RemovalReport, Vec<PruneLog>, LambdaSchedule, Option<Vec<EpochStats>>) =
@@ -735,11 +740,14 @@ pub fn compress(graph: &Graph, splits: &mcufit_data::Splits, config: &CompressCo
         let keep = hook.state.keep_sets(&all_sizes);
         let (small, removal) = prune_network(&net, &keep)?;
         if let Some(c) = &ckpt {
-            let d = c.join("pruned");
-            small.save(&d)?;
             let text = serde_json::to_string(&(&removal, &hook.log, &hook.lambda, Some(&history)))
                 .map_err(|e| PruneError::Config(e.to_string()))?;
-            write(&d.join("removal.json"), &text)?;
+            // Model, weights and removal record as one unit: a kill leaves all of them or none.
+            mcufit_train::replace_dir(&c.join("pruned"), |d| {
+                small.save(d)?;
+                let p = d.join("removal.json");
+                std::fs::write(&p, &text).map_err(|e| mcufit_train::TrainError::io(&p, e))
+            })?;
         }
         (small, removal)
     };

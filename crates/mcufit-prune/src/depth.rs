@@ -542,7 +542,10 @@ pub fn train_heads(
                     )));
                 }
                 let best = d.join("best");
-                let best = if t.state.best_epoch.is_some() && best.join("model.json").is_file() {
+                let best = if t.state.best_epoch.is_some()
+                    && mcufit_train::recover_dir(&best)?
+                    && best.join("model.json").is_file()
+                {
                     Some(Network::load(&best, &device)?)
                 } else {
                     None
@@ -627,7 +630,7 @@ pub fn train_heads(
                 t.state.best_epoch = Some(epoch);
                 let snapshot = t.network()?.valid();
                 if let Some(d) = &dirs[i] {
-                    snapshot.save(d.join("best"))?;
+                    mcufit_train::replace_dir(&d.join("best"), |b| snapshot.save(b))?;
                 }
                 r.best = Some(snapshot);
             }

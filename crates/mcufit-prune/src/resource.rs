@@ -55,6 +55,22 @@ impl ResourceModel {
         Ok(ResourceModel { cost, board, order, order_for: sizes, resolves: 1 })
     }
 
+    /// The counts the order was last solved for and the re-solve count, to checkpoint.
+    pub fn solved_state(&self) -> (Vec<f64>, usize) {
+        (self.order_for.clone(), self.resolves)
+    }
+
+    /// Restores [`ResourceModel::solved_state`] from a checkpoint: the order for those counts (solved
+    /// here as [`ResourceModel::linearize`] solves it) and the count, so a resumed run re-solves
+    /// exactly when the uninterrupted one does. Counts of the wrong length are ignored.
+    pub fn restore_solved(&mut self, order_for: Vec<f64>, resolves: usize) {
+        if order_for.len() == self.order_for.len() {
+            self.order = self.usage(&order_for).plan.order;
+            self.order_for = order_for;
+            self.resolves = resolves;
+        }
+    }
+
     /// The current memory-optimal order (for the last rounded counts seen).
     pub fn order(&self) -> &[usize] {
         &self.order

@@ -29,17 +29,15 @@ pub enum TrainError {
     /// A burn tensor operation reported an error.
     #[error("tensor: {0}")]
     Tensor(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file could not be read or written. The OS error is in the message, not also a `source`, so
+    /// an error chain (`{:#}`) does not say it twice.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 impl TrainError {
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.display().to_string(), source }
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        TrainError::Io { path: path.display().to_string(), error: source }
     }
 }
 

@@ -34,8 +34,9 @@ pub use eval::{evaluate, EvalReport};
 pub use network::{nhwc_to_tensor, Bn, Layer, Mode, Network, Plan, ProducerWeight};
 pub use rng::SplitMix64;
 pub use train::{
-    default_device, recover_checkpoint, train, train_network, train_with_hook, Distill, EpochStats, LrSchedule, NoHook,
-    OptimizerKind, StepContext, StepStats, TrainConfig, TrainHook, TrainReport, TrainState, TrainSummary, Trainer,
+    default_device, recover_checkpoint, recover_dir, replace_dir, train, train_network, train_with_hook, Distill,
+    EpochStats, LrSchedule, NoHook, OptimizerKind, StepContext, StepStats, TrainConfig, TrainHook, TrainReport,
+    TrainState, TrainSummary, Trainer,
 };
 pub use weights::{
     read_safetensors, tensors_to_weights, weights_to_tensors, write_safetensors, NamedTensors, ParamIds,

@@ -124,6 +124,9 @@ pub struct TrainConfig {
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(TrainError::Config(m));
+        if self.max_steps_per_epoch == Some(0) {
+            return bad("max_steps_per_epoch (--max-steps) must be at least 1".into());
+        }
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1".into());
         }
@@ -614,30 +617,22 @@ impl Trainer {
     /// (e.g. pruning masks), written into the same directory before it replaces the old one, so
     /// an interruption never leaves a checkpoint without them.
     pub fn save_checkpoint_with(&self, dir: impl AsRef<Path>, extra: &[(&str, String)]) -> Result<()> {
-        let dir = dir.as_ref();
-        let tmp = dir.with_extension("tmp");
-        let old = dir.with_extension("old");
-        let _ = std::fs::remove_dir_all(&tmp);
         let net = self.network()?;
-        net.save(&tmp)?;
-        self.optimizer
-            .save(tmp.join("optimizer.bpk"))
-            .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e}")))?;
-        let state = serde_json::to_string_pretty(&self.state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        let sp = tmp.join("state.json");
-        std::fs::write(&sp, state).map_err(|e| TrainError::io(&sp, e))?;
-        self.config.save(tmp.join("config.json")).map_err(|e| TrainError::io(&tmp, e))?;
-        for (name, text) in extra {
-            let p = tmp.join(name);
-            std::fs::write(&p, text).map_err(|e| TrainError::io(&p, e))?;
-        }
-        let _ = std::fs::remove_dir_all(&old);
-        if dir.exists() {
-            std::fs::rename(dir, &old).map_err(|e| TrainError::io(dir, e))?;
-        }
-        std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        replace_dir(dir.as_ref(), |tmp| {
+            net.save(tmp)?;
+            self.optimizer
+                .save(tmp.join("optimizer.bpk"))
+                .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e}")))?;
+            let state = serde_json::to_string_pretty(&self.state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+            let sp = tmp.join("state.json");
+            std::fs::write(&sp, state).map_err(|e| TrainError::io(&sp, e))?;
+            self.config.save(tmp.join("config.json")).map_err(|e| TrainError::io(tmp, e))?;
+            for (name, text) in extra {
+                let p = tmp.join(name);
+                std::fs::write(&p, text).map_err(|e| TrainError::io(&p, e))?;
+            }
+            Ok(())
+        })
     }
 
     /// Runs the remaining epochs: train, validate, checkpoint `last/` (and `best/` on a new best
@@ -651,7 +646,7 @@ impl Trainer {
         if self.best.is_none() && self.state.best_epoch.is_some() {
             if let Some(o) = &out {
                 let bd = o.join("best");
-                if bd.join("model.json").exists() {
+                if recover_dir(&bd)? && bd.join("model.json").exists() {
                     self.best = Some(Network::load(&bd, &self.device.clone().without_autodiff())?);
                 }
             }
@@ -687,7 +682,7 @@ impl Trainer {
                 self.state.best_epoch = Some(stats.epoch);
                 let snapshot = self.network()?.valid();
                 if let Some(o) = &out {
-                    snapshot.save(o.join("best"))?;
+                    replace_dir(&o.join("best"), |d| snapshot.save(d))?;
                 }
                 self.best = Some(snapshot);
             }
@@ -760,20 +755,60 @@ pub fn train_network(
     Trainer::new(network, config.clone())?.fit(splits, hook)
 }
 
-/// Restores checkpoint `dir` after a kill inside [`Trainer::save_checkpoint_with`]'s two renames
-/// (`dir` → `dir.old`, `dir.tmp` → `dir`): when `dir` is missing, `dir.tmp` is complete (it is only
-/// moved in after every file is written), so it becomes `dir`; failing that, `dir.old` does. Returns
-/// whether `dir` exists afterwards. Called before every resume; a no-op when `dir` is there.
-pub fn recover_checkpoint(dir: impl AsRef<Path>) -> Result<bool> {
+/// Writes directory `dir` as one unit: `write` fills `dir.partial`, which is renamed to `dir.tmp` once
+/// complete; then the old `dir` moves to `dir.old`, `dir.tmp` to `dir`, and `dir.old` is removed.
+/// A kill at any instant leaves `dir` complete (old or new), or — between the last two renames — no
+/// `dir` but a complete `dir.tmp` (and `dir.old`), which [`recover_dir`] moves into place. A
+/// `dir.partial` is never read: it may be half-written.
+pub fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let [partial, tmp, old] = ["partial", "tmp", "old"].map(|e| dir.with_extension(e));
+    fn io(p: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+        move |e| TrainError::io(p, e)
+    }
+    remove_dir_if_any(&partial)?;
+    // On an error (a full disk) nothing is left behind and `dir` is untouched.
+    if let Err(e) = std::fs::create_dir_all(&partial).map_err(io(&partial)).and_then(|()| write(&partial)) {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    remove_dir_if_any(&tmp)?;
+    std::fs::rename(&partial, &tmp).map_err(io(&tmp))?;
+    remove_dir_if_any(&old)?;
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io(dir))?;
+    remove_dir_if_any(&old)
+}
+
+fn remove_dir_if_any(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(p, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Restores directory `dir` written by [`replace_dir`] after a kill between its last two renames:
+/// when `dir` is missing, the complete `dir.tmp` (the newer) becomes `dir`, failing that `dir.old`.
+/// A leftover `dir.partial` is removed. Returns whether `dir` exists afterwards.
+pub fn recover_dir(dir: impl AsRef<Path>) -> Result<bool> {
     let dir = dir.as_ref();
+    // What a killed writer was filling is never read; it goes.
+    remove_dir_if_any(&dir.with_extension("partial"))?;
     if dir.exists() {
         return Ok(true);
     }
     for side in [dir.with_extension("tmp"), dir.with_extension("old")] {
-        if side.join("state.json").is_file() {
+        if side.is_dir() {
             std::fs::rename(&side, dir).map_err(|e| TrainError::io(dir, e))?;
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// [`recover_dir`] for a training checkpoint (`last/`, written by [`Trainer::save_checkpoint_with`]).
+/// Called before every resume.
+pub fn recover_checkpoint(dir: impl AsRef<Path>) -> Result<bool> {
+    recover_dir(dir)
 }

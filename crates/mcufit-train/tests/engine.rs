@@ -787,3 +787,59 @@ fn resume_recovers_a_checkpoint_caught_between_its_renames() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `replace_dir` at each of its steps: a half-filled `dir.partial` is never taken (and is removed by
+/// recovery), a complete `dir.tmp` is taken when `dir` is gone, a failed write leaves `dir` as it was
+/// and nothing behind.
+#[test]
+fn replace_dir_leaves_one_whole_directory_at_every_step() {
+    use mcufit_train::{recover_dir, replace_dir, TrainError};
+    let d = tmpdir("replace-dir");
+    let dir = d.join("best");
+    let write = |n: &str| {
+        let n = n.to_string();
+        move |p: &std::path::Path| -> mcufit_train::Result<()> {
+            for f in ["a", "b"] {
+                std::fs::write(p.join(f), &n).map_err(|e| TrainError::io(p, e))?;
+            }
+            Ok(())
+        }
+    };
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    replace_dir(&dir, write("1")).unwrap();
+    replace_dir(&dir, write("2")).unwrap();
+    assert_eq!((read("a"), read("b")), ("2".into(), "2".into()));
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&d), ["best"], "nothing left beside it");
+    // Killed while filling `best.partial`: `best` is untouched and recovery drops the partial one.
+    std::fs::create_dir(d.join("best.partial")).unwrap();
+    std::fs::write(d.join("best.partial/a"), "3").unwrap();
+    assert!(recover_dir(&dir).unwrap());
+    assert_eq!((read("a"), read("b")), ("2".into(), "2".into()));
+    assert_eq!(names(&d), ["best"]);
+    // Killed between `best` → `best.old` and `best.tmp` → `best`: the complete new one is taken.
+    replace_dir(&dir, write("3")).unwrap();
+    std::fs::rename(&dir, d.join("best.old")).unwrap();
+    std::fs::create_dir(d.join("best.tmp")).unwrap();
+    write("4")(&d.join("best.tmp")).unwrap();
+    assert!(recover_dir(&dir).unwrap());
+    assert_eq!((read("a"), read("b")), ("4".into(), "4".into()));
+    // A write that fails half-way (a full disk): `best` keeps its old content, no partial is left.
+    let failing = |p: &std::path::Path| -> mcufit_train::Result<()> {
+        std::fs::write(p.join("a"), "5").unwrap();
+        Err(TrainError::Checkpoint("disk full".into()))
+    };
+    assert!(replace_dir(&dir, failing).is_err());
+    assert_eq!((read("a"), read("b")), ("4".into(), "4".into()));
+    assert_eq!(names(&d), ["best", "best.old"], "only the old one the simulated kill left");
+    replace_dir(&dir, write("6")).unwrap();
+    assert_eq!(names(&d), ["best"]);
+    // Nothing there at all: nothing to recover.
+    assert!(!recover_dir(d.join("none")).unwrap());
+    let _ = std::fs::remove_dir_all(&d);
+}
