@@ -13,7 +13,7 @@ use crate::args::BudgetArgs;
 
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
-    /// zoo:NAME, a model .json file, or a model directory (with model.json).
+    /// zoo:NAME, a model .json file, a model directory (with model.json), or a .tflite / .onnx file.
     pub model: String,
     #[command(flatten)]
     pub budget: BudgetArgs,

@@ -45,7 +45,8 @@ pub enum Method {
 
 #[derive(Args, Debug)]
 pub struct CompressCmd {
-    /// zoo:NAME, a model .json file, or a model directory.
+    /// zoo:NAME, a model .json file, a model directory, or a float .tflite / .onnx (its weights are
+    /// the trained starting point, as with --from; saved to OUT/imported).
     pub model: String,
     #[command(flatten)]
     pub budget: BudgetArgs,
@@ -92,18 +93,21 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     if !budget.is_bounded() {
         anyhow::bail!("give a budget: --board NAME, or --ram / --flash / --peak / --size / --macs / --latency-ms");
     }
-    if args.distill > 0.0 && args.from.is_none() {
+    let imported = mcufit_pipeline::imported::is_import_path(&args.model);
+    if imported && args.from.is_some() {
+        anyhow::bail!("{} is itself the trained starting point: drop --from", args.model);
+    }
+    if args.distill > 0.0 && args.from.is_none() && !imported {
         anyhow::bail!("--distill needs --from: the trained model it learns from");
     }
     // Reuse the starting model's split so "accuracy before" and "after" are on the same test side.
-    let from_dir = args.from.as_ref().map(ModelDir::new);
-    let seed = match &from_dir {
+    let seed = match &args.from.as_ref().map(ModelDir::new) {
         Some(d) => d.data_record()?.map_or(args.train.seed, |r| r.seed),
         None => args.train.seed,
     };
     let record = DataRecord { spec: args.train.data.clone(), seed };
-    let (graph, splits, adj) =
-        mcufit_pipeline::load_model_for_data(&args.model, &args.train.data, &args.train.load_options(seed))?;
+    let (graph, splits, adj, base) =
+        mcufit_pipeline::load_base_for_data(&args.model, &args.train.data, &args.train.load_options(seed))?;
     say_adjustments(&adj);
     let out = ModelDir::new(
         args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-compressed", graph.name))),
@@ -117,8 +121,14 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     if !args.resume && out.has_model() {
         anyhow::bail!("{} already holds a model; give another --out, or --resume to continue", out.path().display());
     }
+    // An imported float model is the trained starting point: saved as a model directory, it is `--from`.
+    let from = match &base {
+        Some(net) => Some(stages::save_base(net, &ModelDir::new(out.join("imported")), &record)?),
+        None => args.from.clone(),
+    };
+    let from_dir = from.as_ref().map(ModelDir::new);
     let train = args.train.config()?;
-    let method = args.method.unwrap_or(if args.from.is_some() { Method::Auto } else { Method::Width });
+    let method = args.method.unwrap_or(if from.is_some() { Method::Auto } else { Method::Width });
     if method == Method::Auto {
         let (base, mut depth) = depth_setup(
             args,
@@ -128,7 +138,7 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         )?;
         depth.width = true;
         let mut width = CompressConfig::new(Default::default(), train);
-        width.from = args.from.clone();
+        width.from = from.clone();
         width.resume = args.resume;
         width.finetune_epochs = args.finetune_epochs;
         let (choice, _) = stages::auto(&graph, &splits, &budget, &base, width, depth, &out, &record)?;
@@ -189,7 +199,7 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = CompressConfig::new(Default::default(), train);
-    config.from = args.from.clone();
+    config.from = from.clone();
     config.resume = args.resume;
     config.warmup_epochs = args.warmup_epochs;
     config.finetune_epochs = args.finetune_epochs;

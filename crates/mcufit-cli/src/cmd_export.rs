@@ -23,7 +23,8 @@ pub enum FormatArg {
 
 #[derive(Args, Debug)]
 pub struct ExportCmd {
-    /// A model directory written by train, compress or fit.
+    /// A model directory written by train, compress or fit, or an int8 .tflite (exported as it is;
+    /// --verify needs --data for real inputs and also runs the original file in TFLite Micro).
     pub model_dir: PathBuf,
     #[arg(long, value_enum)]
     pub format: FormatArg,
@@ -53,15 +54,17 @@ pub struct ExportCmd {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Also write the results as JSON to this file.
+    /// Also write the results as JSON to this file (an existing one is replaced only with --force).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 }
 
 pub fn run(args: &ExportCmd) -> Result<ExitCode> {
     let budget = args.budget.spec().resolve()?;
-    if args.out.exists() && !args.force {
-        anyhow::bail!("{} exists; give --force to replace it", args.out.display());
+    for path in std::iter::once(&args.out).chain(&args.report) {
+        if path.exists() && !args.force {
+            anyhow::bail!("{} exists; give --force to replace it", path.display());
+        }
     }
     let format = match args.format {
         FormatArg::Tflite => Format::Tflite,
@@ -100,15 +103,22 @@ pub fn run(args: &ExportCmd) -> Result<ExitCode> {
 }
 
 fn print_report(r: &ExportReport, describe: &str) {
-    println!(
-        "{}: int8 {:?} export, {} ops, {} MACs, calibrated on {} training samples of {}",
-        r.model,
-        r.format,
-        r.ops - 1,
-        human_count(r.macs as f64),
-        r.calibration_samples,
-        r.data
-    );
+    if r.calibration_samples > 0 {
+        println!(
+            "{}: int8 {:?} export, {} ops, {} MACs, calibrated on {} training samples of {}",
+            r.model,
+            r.format,
+            r.ops - 1,
+            human_count(r.macs as f64),
+            r.calibration_samples,
+            r.data
+        );
+    } else {
+        println!("{}: int8 {:?} export, {} ops, {} MACs", r.model, r.format, r.ops - 1, human_count(r.macs as f64));
+    }
+    for n in &r.notes {
+        println!("  note: {n}");
+    }
     println!("  input: scale {:e}, zero point {}", r.input_scale, r.input_zero_point);
     println!("  operator order (memory-optimal, fused-op indices): {:?}", r.order);
     println!("  predicted peak activation memory: {} B", r.predicted_peak_bytes);
@@ -150,6 +160,16 @@ pub fn print_verify(v: &VerifyReport) {
         );
         if let Some((total, head, _)) = v.tflm_arena {
             print!("; arena head {head} B vs predicted peak {} B (total {total} B)", v.predicted_peak);
+        }
+        println!();
+    }
+    if let Some(a) = &v.original_tflm {
+        print!(
+            "  TFLite Micro, original file: {} real inputs, {} mismatches vs the int8 reference (max diff {})",
+            a.inputs, a.mismatches, a.max_diff
+        );
+        if let Some((total, head, _)) = v.original_tflm_arena {
+            print!("; TFLM's own plan: arena head {head} B (total {total} B)");
         }
         println!();
     }

@@ -22,7 +22,8 @@ pub enum MethodArg {
 
 #[derive(Args, Debug)]
 pub struct FitCmd {
-    /// zoo:NAME (adapts to the data's classes and channels), a model .json file, or a model directory.
+    /// zoo:NAME (adapts to the data's classes and channels), a model .json file, a model directory, or a
+    /// float .tflite / .onnx (its weights are the trained base, saved to OUT/imported).
     pub model: String,
     /// Data: mnist:DIR, fashion-mnist:DIR, cifar10:DIR, images:DIR, speech-commands:DIR, or digits (built in).
     #[arg(long, default_value = mcufit_pipeline::DEFAULT_DATA)]
@@ -114,22 +115,25 @@ pub fn run(args: &FitCmd) -> Result<ExitCode> {
         progress: true,
     };
     let load = mcufit_pipeline::config::LoadOptions { seed: args.seed, limit: args.limit, ..Default::default() };
-    let (graph, splits, adj) = mcufit_pipeline::load_model_for_data(&args.model, &args.data, &load)?;
+    let (graph, splits, adj, base) = mcufit_pipeline::load_base_for_data(&args.model, &args.data, &load)?;
+    // An imported float model is the trained base: saved as OUT/imported, it is `--from`.
+    let from = match &base {
+        Some(_) if args.from.is_some() => anyhow::bail!("{} is itself the trained base: drop --from", args.model),
+        Some(net) => {
+            let record = mcufit_pipeline::DataRecord { spec: args.data.clone(), seed: args.seed };
+            let dir = ModelDir::new(args.out.join("imported"));
+            Some(mcufit_pipeline::stages::save_base(net, &dir, &record)?)
+        }
+        None => args.from.clone(),
+    };
     let head = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
     let method = match args.method {
         MethodArg::Width => Method::Width,
         MethodArg::Depth => Method::Depth,
         MethodArg::DepthWidth => Method::DepthWidth,
     };
-    let request = FitRequest {
-        model: args.model.clone(),
-        data: args.data.clone(),
-        seed: args.seed,
-        budget,
-        from: args.from.clone(),
-        method,
-        head,
-    };
+    let request =
+        FitRequest { model: args.model.clone(), data: args.data.clone(), seed: args.seed, budget, from, method, head };
     let mut events = |e: Event| match e {
         Event::Step { step, detail } => eprintln!("== {step}: {detail}"),
         Event::Note(n) => eprintln!("note: {n}"),

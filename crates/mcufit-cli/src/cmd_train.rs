@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use mcufit_pipeline::tasks::{eval_dir, EvalOutcome};
+use mcufit_pipeline::tasks::{eval_dir, EvalOutcome, EvalSplit};
 use mcufit_pipeline::{stages, DataRecord, ModelDir};
 use serde_json::json;
 
@@ -13,7 +13,8 @@ use crate::args::{say_adjustments, DirData, TrainArgs};
 
 #[derive(Args, Debug)]
 pub struct TrainCmd {
-    /// zoo:NAME, a model .json file, or a model directory.
+    /// zoo:NAME, a model .json file, a model directory, or a float .tflite / .onnx (training starts
+    /// from its weights).
     pub model: String,
     #[command(flatten)]
     pub train: TrainArgs,
@@ -30,8 +31,8 @@ pub struct TrainCmd {
 
 pub fn train(args: &TrainCmd) -> Result<ExitCode> {
     let config = args.train.config()?;
-    let (graph, splits, adj) =
-        mcufit_pipeline::load_model_for_data(&args.model, &args.train.data, &args.train.load_options(args.train.seed))?;
+    let (graph, splits, adj, base) =
+        mcufit_pipeline::load_base_for_data(&args.model, &args.train.data, &args.train.load_options(args.train.seed))?;
     say_adjustments(&adj);
     let out = ModelDir::new(args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&graph.name)));
     if args.resume && !mcufit_pipeline::stages::has_checkpoint(&out.join("last"))? {
@@ -44,7 +45,7 @@ pub fn train(args: &TrainCmd) -> Result<ExitCode> {
         );
     }
     let record = DataRecord { spec: args.train.data.clone(), seed: args.train.seed };
-    let (_, rec) = stages::train(&graph, &splits, &config.with_resume(args.resume), &out, &record)?;
+    let (_, rec) = stages::train_from(&graph, &splits, &config.with_resume(args.resume), &out, &record, base)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rec)?);
     } else {
@@ -62,12 +63,23 @@ pub fn train(args: &TrainCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SplitArg {
+    Test,
+    All,
+}
+
 #[derive(Args, Debug)]
 pub struct EvalCmd {
-    /// A model directory written by train, compress or fit.
+    /// A model directory written by train, compress or fit, or a .tflite / .onnx file (int8: the
+    /// bit-exact int8 reference on the data's raw features; needs --data).
     pub model_dir: PathBuf,
     #[command(flatten)]
     pub data: DirData,
+    /// Which samples: test (the test split) or all (every split: for a model trained elsewhere on a
+    /// data folder that is itself a test set).
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
     #[arg(long)]
     pub json: bool,
     /// Also quantize to int8 (as `mcufit export` does) and report the int8 reference
@@ -80,7 +92,16 @@ pub struct EvalCmd {
 }
 
 pub fn eval(args: &EvalCmd) -> Result<ExitCode> {
-    let r = eval_dir(&args.model_dir, args.data.data.as_deref(), args.data.seed, args.int8, args.calibration)?;
+    let split = match args.split {
+        SplitArg::Test => EvalSplit::Test,
+        SplitArg::All => EvalSplit::All,
+    };
+    let r = eval_dir(&args.model_dir, args.data.data.as_deref(), args.data.seed, args.int8, args.calibration, split)?;
+    if !args.json {
+        for n in &r.notes {
+            eprintln!("note: {n}");
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&eval_json(&r))?);
     } else {
@@ -90,44 +111,63 @@ pub fn eval(args: &EvalCmd) -> Result<ExitCode> {
 }
 
 fn eval_json(r: &EvalOutcome) -> serde_json::Value {
-    let main = r.int8.as_ref().unwrap_or(&r.float);
+    let Some(main) = r.int8.as_ref().or(r.float.as_ref()) else { return json!({"model": r.model}) };
+    let float = r.float.as_ref();
     let per_class: serde_json::Map<String, serde_json::Value> = main
         .per_class_accuracy
         .iter()
         .enumerate()
         .map(|(c, a)| {
             let name = r.class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
-            (name, json!({"accuracy": a, "float_accuracy": r.float.per_class_accuracy.get(c), "examples": main.class_counts[c]}))
+            let fa = float.and_then(|f| f.per_class_accuracy.get(c));
+            (name, json!({"accuracy": a, "float_accuracy": fa, "examples": main.class_counts[c]}))
         })
         .collect();
-    json!({"model": r.model, "data": r.data, "int8": r.int8.is_some(), "calibration_samples": r.calibration,
-           "examples": main.examples, "accuracy": main.accuracy, "loss": main.loss, "float_accuracy": r.float.accuracy,
-           "float_loss": r.float.loss, "per_class": per_class, "confusion": main.confusion})
+    json!({"model": r.model, "data": r.data, "split": r.split, "int8": r.int8.is_some(), "calibration_samples": r.calibration,
+           "examples": main.examples, "accuracy": main.accuracy, "loss": main.loss,
+           "float_accuracy": float.map(|f| f.accuracy), "float_loss": float.map(|f| f.loss),
+           "per_class": per_class, "confusion": main.confusion, "notes": r.notes})
 }
 
 fn print_eval(r: &EvalOutcome) {
     let name = |c: usize| r.class_names.get(c).cloned().unwrap_or_else(|| c.to_string());
-    match &r.int8 {
-        Some(q) => {
+    let split = match r.split {
+        EvalSplit::Test => "test",
+        EvalSplit::All => "all-splits",
+    };
+    match (&r.int8, &r.float) {
+        (Some(q), Some(f)) => {
             println!(
-                "{} on {}: int8 (deployed) test accuracy {:.2} %, float {:.2} % ({} examples; int8 calibrated on {} training samples)",
+                "{} on {}: int8 (deployed) {split} accuracy {:.2} %, float {:.2} % ({} examples; int8 calibrated on {} training samples)",
                 r.model,
                 r.data,
                 100.0 * q.accuracy,
-                100.0 * r.float.accuracy,
+                100.0 * f.accuracy,
                 q.examples,
                 r.calibration
             );
             println!("{:<12} {:>9} {:>9} {:>9}", "class", "examples", "int8", "float");
             for (c, a) in q.per_class_accuracy.iter().enumerate() {
-                let f = r.float.per_class_accuracy.get(c).copied().unwrap_or(0.0);
-                println!("{:<12} {:>9} {:>7.1} % {:>7.1} %", name(c), q.class_counts[c], 100.0 * a, 100.0 * f);
+                let fa = f.per_class_accuracy.get(c).copied().unwrap_or(0.0);
+                println!("{:<12} {:>9} {:>7.1} % {:>7.1} %", name(c), q.class_counts[c], 100.0 * a, 100.0 * fa);
             }
         }
-        None => {
-            let f = &r.float;
+        (Some(q), None) => {
             println!(
-                "{} on {}: test accuracy {:.2} % ({} examples, loss {:.4})",
+                "{} on {}: int8 {split} accuracy {:.2} % ({} examples, bit-exact int8 reference)",
+                r.model,
+                r.data,
+                100.0 * q.accuracy,
+                q.examples
+            );
+            println!("{:<12} {:>9} {:>9}", "class", "examples", "accuracy");
+            for (c, a) in q.per_class_accuracy.iter().enumerate() {
+                println!("{:<12} {:>9} {:>7.1} %", name(c), q.class_counts[c], 100.0 * a);
+            }
+        }
+        (None, Some(f)) => {
+            println!(
+                "{} on {}: {split} accuracy {:.2} % ({} examples, loss {:.4})",
                 r.model,
                 r.data,
                 100.0 * f.accuracy,
@@ -139,5 +179,6 @@ fn print_eval(r: &EvalOutcome) {
                 println!("{:<12} {:>9} {:>8.1} %", name(c), f.class_counts[c], 100.0 * a);
             }
         }
+        (None, None) => println!("{}: nothing evaluated", r.model),
     }
 }

@@ -10,6 +10,7 @@ mod cmd_analyze;
 mod cmd_compress;
 mod cmd_export;
 mod cmd_fit;
+mod cmd_search;
 mod cmd_train;
 mod cmd_zoo;
 
@@ -38,6 +39,8 @@ enum Command {
     Eval(cmd_train::EvalCmd),
     /// Int8-quantize a trained model directory and export it as .tflite or standalone C.
     Export(cmd_export::ExportCmd),
+    /// Search architectures that fit the budget (evolution + pruning), with a resumable trial store.
+    Search(cmd_search::SearchCmd),
     /// Write report.html for a fit directory.
     Report(cmd_fit::ReportCmd),
 }
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => cmd_train::eval(&a),
         Command::Export(a) => cmd_export::run(&a),
         Command::Report(a) => cmd_fit::report(&a),
+        Command::Search(a) => cmd_search::run(&a),
     }
 }
 
@@ -63,7 +67,18 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let json = std::env::args().any(|a| a == "--json");
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Under --json a usage error is JSON too (same exit code 2); --help and --version print as usual.
+        Err(e) if json && e.use_stderr() => {
+            let text = e.to_string();
+            let head = text.split("\n\n").next().unwrap_or_default();
+            let first = head.trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ");
+            println!("{}", serde_json::json!({"error": first, "kind": "usage", "usage": e.render().to_string()}));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -98,41 +98,71 @@ fn argmax_i8(v: &[i8]) -> usize {
 /// int8 output (ties go to the lower class, as on the device). The loss is the cross-entropy of the
 /// dequantized softmax output, each probability floored at half its quantization step.
 pub fn int8_eval(q: &QuantizedModel, ds: &Dataset) -> Result<EvalReport> {
-    let k = ds.num_classes();
+    int8_eval_with(q, &[ds], &|x: &[f32]| q.quantize_input(x), None)
+}
+
+/// [`int8_eval`] over several data sets at once (e.g. every split), with the int8 input computed by
+/// `encode` from a sample, and model output `j` counted as data class `class_of_output[j]` (the
+/// identity when `None`).
+pub fn int8_eval_with(
+    q: &QuantizedModel,
+    sets: &[&Dataset],
+    encode: &(dyn Fn(&[f32]) -> Vec<i8> + Sync),
+    class_of_output: Option<&[usize]>,
+) -> Result<EvalReport> {
+    let Some(first) = sets.first() else {
+        return Err(PipelineError::Config("int8 evaluation without data".into()));
+    };
+    let k = first.num_classes();
+    let class_of: Vec<usize> = class_of_output.map_or_else(|| (0..k).collect(), <[usize]>::to_vec);
+    let mut output_of = vec![usize::MAX; k];
+    for (j, &c) in class_of.iter().enumerate() {
+        if c < k {
+            output_of[c] = j;
+        }
+    }
     let out = q.output().clone();
-    let idx: Vec<usize> = (0..ds.len()).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 2);
-    let chunk = idx.len().div_ceil(threads).max(1);
     type Part = Result<Vec<(u32, usize, f64)>>;
-    let results: Vec<Part> = std::thread::scope(|s| {
-        let handles: Vec<_> = idx
-            .chunks(chunk)
-            .map(|part| {
-                let out = &out;
-                s.spawn(move || -> Part {
-                    let mut r = Vec::with_capacity(part.len());
-                    for batch in part.chunks(256) {
-                        let (xs, labels) = samples(ds, batch)?;
-                        let qx: Vec<Vec<i8>> = xs.iter().map(|x| q.quantize_input(x)).collect();
-                        for (y, l) in q.run_int8_batch(&qx)?.iter().zip(labels) {
-                            let p = y.get(l as usize).map_or(0.0, |&v| out.dequantize(v) as f64);
-                            r.push((l, argmax_i8(y), -(p.max(out.scale as f64 / 2.0)).ln()));
+    let mut results: Vec<Part> = Vec::new();
+    for ds in sets {
+        let idx: Vec<usize> = (0..ds.len()).collect();
+        let chunk = idx.len().div_ceil(threads).max(1);
+        let part: Vec<Part> = std::thread::scope(|s| {
+            let handles: Vec<_> = idx
+                .chunks(chunk)
+                .map(|part| {
+                    let (out, output_of) = (&out, &output_of);
+                    s.spawn(move || -> Part {
+                        let mut r = Vec::with_capacity(part.len());
+                        for batch in part.chunks(256) {
+                            let (xs, labels) = samples(ds, batch)?;
+                            let qx: Vec<Vec<i8>> = xs.iter().map(|x| encode(x)).collect();
+                            for (y, l) in q.run_int8_batch(&qx)?.iter().zip(labels) {
+                                let j = output_of.get(l as usize).copied().unwrap_or(usize::MAX);
+                                let p = y.get(j).map_or(0.0, |&v| out.dequantize(v) as f64);
+                                r.push((l, argmax_i8(y), -(p.max(out.scale as f64 / 2.0)).ln()));
+                            }
                         }
-                    }
-                    Ok(r)
+                        Ok(r)
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(PipelineError::Config("int8 evaluation thread panicked".into()))))
-            .collect()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| Err(PipelineError::Config("int8 evaluation thread panicked".into())))
+                })
+                .collect()
+        });
+        results.extend(part);
+    }
     let mut confusion = vec![vec![0usize; k]; k];
     let mut loss = 0.0;
     for r in results {
         for (l, p, ce) in r? {
             let l = l as usize;
+            let p = class_of.get(p).copied().unwrap_or(usize::MAX);
             if l >= k || p >= k {
                 return Err(PipelineError::Config(format!("label {l} or prediction {p} outside the {k} classes")));
             }
@@ -140,7 +170,8 @@ pub fn int8_eval(q: &QuantizedModel, ds: &Dataset) -> Result<EvalReport> {
             loss += ce;
         }
     }
-    EvalReport::from_confusion(confusion, loss).context(|| format!("int8 evaluation on {}", ds.name()))
+    let names: Vec<&str> = sets.iter().map(|d| d.name()).collect();
+    EvalReport::from_confusion(confusion, loss).context(|| format!("int8 evaluation on {}", names.join(" + ")))
 }
 
 /// Float and int8 test accuracy side by side.
@@ -195,10 +226,23 @@ pub fn write_tflite(a: &Artefacts, path: &Path) -> Result<()> {
     crate::modeldir::write_atomic(path, &a.tflite)
 }
 
-/// Writes the C library (model and kernels, `.c`/`.h`) into `dir`, each file atomically.
+/// Writes the C library (model and kernels, `.c`/`.h`) into `dir`. A new `dir` is written as one unit
+/// (`DIR.partial`, then renamed into place), so a kill leaves all of the library or none of it; into
+/// an existing `dir` (other files there are kept) each file is written atomically.
 pub fn write_c(a: &Artefacts, dir: &Path) -> Result<Vec<PathBuf>> {
+    let files = a.c.files();
+    if !dir.exists() {
+        mcufit_train::replace_dir(dir, |tmp| {
+            for (name, text) in &files {
+                let p = tmp.join(name);
+                std::fs::write(&p, text.as_bytes()).map_err(|e| mcufit_train::TrainError::io(&p, e))?;
+            }
+            Ok(())
+        })?;
+        return Ok(files.iter().map(|(name, _)| dir.join(name)).collect());
+    }
     let mut written = Vec::new();
-    for (name, text) in a.c.files() {
+    for (name, text) in files {
         let p = dir.join(name);
         crate::modeldir::write_atomic(&p, text.as_bytes())?;
         written.push(p);
@@ -269,6 +313,12 @@ pub struct VerifyReport {
     pub tflm: Option<Agreement>,
     /// TFLM's arena figures (total, head, tail) against the predicted peak.
     pub tflm_arena: Option<(usize, usize, usize)>,
+    /// An imported `.tflite` itself in TFLite Micro against the int8 reference (imports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_tflm: Option<Agreement>,
+    /// TFLM's arena figures (total, head, tail) for the original file, with TFLM's own planner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_tflm_arena: Option<(usize, usize, usize)>,
     pub c_host: Option<Agreement>,
     pub m4: Option<M4Report>,
     pub c_arena_bytes: usize,
@@ -321,7 +371,7 @@ impl Default for VerifyOptions {
 }
 
 /// Up to `n` real inputs: the test split first, then validation, then training (clean).
-fn verify_samples(splits: &Splits, n: usize) -> Result<Vec<Vec<f32>>> {
+pub fn verify_samples(splits: &Splits, n: usize) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(n);
     for ds in [&splits.test, &splits.val, &splits.train] {
         if out.len() >= n {
@@ -341,8 +391,21 @@ fn scratch_dir(tag: &str) -> PathBuf {
 /// Runs the exports on real inputs in TFLite Micro, with the host gcc and on a Cortex-M4 under QEMU,
 /// and compares every output byte with the int8 reference; checks the C arena equals the predicted peak.
 pub fn verify(q: &QuantizedModel, a: &Artefacts, splits: &Splits, opts: VerifyOptions) -> Result<VerifyReport> {
-    let mut v = VerifyReport { c_arena_bytes: a.c.plan.arena_bytes, predicted_peak: a.peak, ..Default::default() };
     let xs: Vec<Vec<i8>> = verify_samples(splits, opts.inputs.max(1))?.iter().map(|x| q.quantize_input(x)).collect();
+    verify_inputs(q, a, &xs, None, opts)
+}
+
+/// [`verify`] on given int8 inputs. With `original` (the bytes of an imported `.tflite`), that
+/// file is run in TFLite Micro as well and compared with the int8 reference: the import computes
+/// what TFLM computes for the user's own file.
+pub fn verify_inputs(
+    q: &QuantizedModel,
+    a: &Artefacts,
+    xs: &[Vec<i8>],
+    original: Option<&[u8]>,
+    opts: VerifyOptions,
+) -> Result<VerifyReport> {
+    let mut v = VerifyReport { c_arena_bytes: a.c.plan.arena_bytes, predicted_peak: a.peak, ..Default::default() };
     v.inputs = xs.len();
     let dir = scratch_dir("verify");
     let check = |what: &str, a: &Agreement, problems: &mut Vec<String>| {
@@ -353,14 +416,20 @@ pub fn verify(q: &QuantizedModel, a: &Artefacts, splits: &Splits, opts: VerifyOp
     match missing_tool(Tools::Python) {
         Some(why) => v.skipped.push(format!("TFLite Micro: {why}")),
         None => {
-            let (agree, arena) = verify::verify_tflite(q, &a.tflite, &xs, Runtime::Tflm, &dir.join("tflm"))?;
+            let (agree, arena) = verify::verify_tflite(q, &a.tflite, xs, Runtime::Tflm, &dir.join("tflm"))?;
             check("TFLite Micro", &agree, &mut v.problems);
             v.tflm = Some(agree);
             v.tflm_arena = arena;
+            if let Some(bytes) = original {
+                let (agree, arena) = verify::verify_tflite(q, bytes, xs, Runtime::Tflm, &dir.join("tflm-original"))?;
+                check("TFLite Micro on the original file", &agree, &mut v.problems);
+                v.original_tflm = Some(agree);
+                v.original_tflm_arena = arena;
+            }
         }
     }
     // The host C compiler is part of the build toolchain: always there.
-    let host = verify::verify_c_host(q, &a.c, &xs, &dir.join("host"))?;
+    let host = verify::verify_c_host(q, &a.c, xs, &dir.join("host"))?;
     check("host C", &host, &mut v.problems);
     v.c_host = Some(host);
     if a.c.plan.arena_bytes != a.peak {

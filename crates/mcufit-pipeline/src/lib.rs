@@ -21,8 +21,10 @@ pub mod data;
 pub mod deploy;
 pub mod error;
 pub mod fit;
+pub mod imported;
 pub mod modeldir;
 pub mod report;
+pub mod search;
 pub mod size;
 pub mod stages;
 pub mod tasks;
@@ -36,8 +38,9 @@ pub use modeldir::{DataRecord, ModelDir};
 use mcufit_data::{LoadOptions, Splits, NATIVE_CHANNELS};
 use mcufit_ir::Graph;
 
-/// Loads a model given as `zoo:NAME`, a model `.json` file or a model directory, and refuses one
-/// that no microcontroller can hold ([`size::check_mcu`]).
+/// Loads a model given as `zoo:NAME`, a model `.json` file, a model directory, or a `.tflite` /
+/// `.onnx` file ([`imported`]: its graph), and refuses one that no microcontroller can hold
+/// ([`size::check_mcu`]).
 pub fn load_model(spec: &str) -> Result<Graph> {
     let graph = load_graph(spec)?;
     size::check_mcu(&graph)?;
@@ -45,6 +48,9 @@ pub fn load_model(spec: &str) -> Result<Graph> {
 }
 
 fn load_graph(spec: &str) -> Result<Graph> {
+    if imported::is_import_path(spec) {
+        return Ok(imported::load_imported(std::path::Path::new(spec))?.graph().clone());
+    }
     mcufit_ir::load_model(spec).context(|| format!("cannot load model '{spec}'"))
 }
 
@@ -61,6 +67,27 @@ fn check_for_training(graph: &Graph) -> Result<()> {
 /// model file, channel-converted) to its input. Returns the graph, the splits (seeded by `seed`:
 /// the split every command uses) and what was changed, to say once.
 pub fn load_model_for_data(model: &str, spec: &str, opts: &LoadOptions) -> Result<(Graph, Splits, Adjustments)> {
+    let (graph, splits, adj, _) = load_base_for_data(model, spec, opts)?;
+    Ok((graph, splits, adj))
+}
+
+/// [`load_model_for_data`], plus the trained starting network when `model` is a float `.tflite` /
+/// `.onnx` file: its weights, behind the input adapter and with its classes in the data's order
+/// ([`imported::float_base_for_data`]; the notes say so). An int8 file is refused: it is a deployed
+/// model (analyze, eval and export take it).
+pub fn load_base_for_data(
+    model: &str,
+    spec: &str,
+    opts: &LoadOptions,
+) -> Result<(Graph, Splits, Adjustments, Option<mcufit_train::Network>)> {
+    if imported::is_import_path(model) {
+        let m = imported::load_imported(std::path::Path::new(model))?;
+        let (graph, splits, notes, net) = imported::float_base_for_data(&m, spec, opts)?;
+        check_for_training(&graph)?;
+        let adj =
+            Adjustments { model: Some(notes.join("; ")), data: splits.conversion.as_ref().map(|c| c.to_string()) };
+        return Ok((graph, splits, adj, Some(net)));
+    }
     let graph = load_graph(model)?;
     // Before the data is loaded: it is resized to the model's input.
     check_for_training(&graph)?;
@@ -68,7 +95,7 @@ pub fn load_model_for_data(model: &str, spec: &str, opts: &LoadOptions) -> Resul
     if !model.starts_with("zoo:") {
         let splits = data::load_with(&graph, spec, opts)?;
         adj.data = splits.conversion.as_ref().map(|c| c.to_string());
-        return Ok((graph, splits, adj));
+        return Ok((graph, splits, adj, None));
     }
     let s = graph.input_shape();
     let native = LoadOptions { target_shape: Some([s.h, s.w, NATIVE_CHANNELS]), ..opts.clone() };
@@ -82,7 +109,7 @@ pub fn load_model_for_data(model: &str, spec: &str, opts: &LoadOptions) -> Resul
     check_for_training(&graph)?;
     adj.model = adaptation.map(|a| a.to_string());
     adj.data = splits.conversion.as_ref().map(|c| c.to_string());
-    Ok((graph, splits, adj))
+    Ok((graph, splits, adj, None))
 }
 
 /// The types a front end configures stages with, re-exported so the CLI needs no other crate.

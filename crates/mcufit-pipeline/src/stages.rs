@@ -63,13 +63,35 @@ pub fn train(
     dir: &ModelDir,
     record: &DataRecord,
 ) -> Result<(Network, TrainRecord)> {
+    train_from(graph, splits, config, dir, record, None)
+}
+
+/// [`train`] starting from `init` (e.g. an imported float model's weights) instead of a random
+/// initialisation; a resumed run continues from its checkpoint either way.
+pub fn train_from(
+    graph: &Graph,
+    splits: &Splits,
+    config: &TrainConfig,
+    dir: &ModelDir,
+    record: &DataRecord,
+    init: Option<Network>,
+) -> Result<(Network, TrainRecord)> {
     check_out_dir(dir, record, config.resume)?;
     dir.create()?;
     dir.write_data_record(record)?;
     let config = config.clone().with_out_dir(Some(dir.path().display().to_string()));
     let start = Instant::now();
-    let report =
-        mcufit_train::train(graph, &mcufit_train::Splits { train: &splits.train, val: Some(&splits.val) }, &config)?;
+    let data = mcufit_train::Splits { train: &splits.train, val: Some(&splits.val) };
+    let resuming = config.resume && has_checkpoint(&dir.join("last"))?;
+    let report = match init {
+        Some(net) if !resuming => {
+            if net.graph() != graph {
+                return Err(PipelineError::Config("the starting network is not of the model given".into()));
+            }
+            mcufit_train::train_network(net, &data, &config, &mut mcufit_train::NoHook)?
+        }
+        _ => mcufit_train::train(graph, &data, &config)?,
+    };
     let train_seconds = start.elapsed().as_secs_f64();
     dir.save_network(&report.network)?;
     let test = evaluate(&report.network, &splits.test, 256)?;
@@ -123,6 +145,14 @@ impl From<&CompressReport> for CompressRecord {
             seconds: r.times.total,
         }
     }
+}
+
+/// Saves `net` (an imported float model's starting network) as the model directory `dir`, so that
+/// the stages that start from a trained directory (`from`) take it; returns `dir`.
+pub fn save_base(net: &Network, dir: &ModelDir, record: &DataRecord) -> Result<std::path::PathBuf> {
+    dir.save_network(net)?;
+    dir.write_data_record(record)?;
+    Ok(dir.path().to_path_buf())
 }
 
 /// Compresses `graph` (from the trained `from` directory, or from scratch) to `budget` into `dir`.

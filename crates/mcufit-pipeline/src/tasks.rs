@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use mcufit_cost::{CostModel, CostOptions, MemoryOptions, OpCost};
 use mcufit_data::Splits;
 use mcufit_ir::Graph;
+use mcufit_quant::QuantizedModel;
 use mcufit_train::{evaluate, EvalReport, Network};
 use serde::Serialize;
 
@@ -132,39 +133,171 @@ pub fn load_dir(dir: &Path, data: Option<&str>, seed: Option<u64>) -> Result<Loa
     Ok(LoadedDir { network, splits, record: DataRecord { spec, seed } })
 }
 
-/// Test accuracy of a model directory: float, and with `int8` the int8 reference's beside it.
+/// Which samples `eval` scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    /// The test split (the default: the one every command uses).
+    #[default]
+    Test,
+    /// Every sample of the data: train, validation and test splits together (for a model trained
+    /// elsewhere, e.g. an imported `.tflite`, on a data folder that is itself a test set).
+    All,
+}
+
+/// Test accuracy of a model: float and/or int8 (the int8 reference's).
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalOutcome {
     pub model: String,
     pub data: String,
+    pub split: EvalSplit,
     pub class_names: Vec<String>,
-    pub float: EvalReport,
+    /// The float network's (absent for an int8 import: it has none).
+    pub float: Option<EvalReport>,
     pub int8: Option<EvalReport>,
+    /// Training samples that calibrated the int8 model (0 for an int8 import: none needed).
     pub calibration: usize,
+    /// How the model was fed and read (imports: raw features, class order), to print.
+    pub notes: Vec<String>,
 }
 
+/// The data sets of `split`.
+fn sets_of(splits: &Splits, split: EvalSplit) -> Vec<&mcufit_data::Dataset> {
+    match split {
+        EvalSplit::Test => vec![&splits.test],
+        EvalSplit::All => [&splits.train, &splits.val, &splits.test].into_iter().filter(|d| !d.is_empty()).collect(),
+    }
+}
+
+/// Float evaluation over several data sets, as one report.
+fn evaluate_sets(net: &Network, sets: &[&mcufit_data::Dataset]) -> Result<EvalReport> {
+    let mut confusion: Option<Vec<Vec<usize>>> = None;
+    let mut loss = 0.0;
+    for ds in sets {
+        let r = evaluate(net, *ds, 256)?;
+        loss += r.loss * r.examples as f64;
+        match &mut confusion {
+            None => confusion = Some(r.confusion),
+            Some(c) => c.iter_mut().flatten().zip(r.confusion.iter().flatten()).for_each(|(a, b)| *a += b),
+        }
+    }
+    let confusion = confusion.ok_or_else(|| PipelineError::Config("evaluation without data".into()))?;
+    Ok(EvalReport::from_confusion(confusion, loss)?)
+}
+
+/// Accuracy of a model directory (float, and with `int8` the int8 reference's beside it), or of an
+/// imported `.tflite` / `.onnx` file ([`eval_imported`]).
 pub fn eval_dir(
     dir: &Path,
     data: Option<&str>,
     seed: Option<u64>,
     int8: bool,
     calibration: usize,
+    split: EvalSplit,
 ) -> Result<EvalOutcome> {
+    if crate::imported::is_import_path(&dir.to_string_lossy()) {
+        return eval_imported(dir, data, seed, int8, calibration, split);
+    }
     let l = load_dir(dir, data, seed)?;
-    let float = evaluate(&l.network, &l.splits.test, 256)?;
+    let sets = sets_of(&l.splits, split);
+    let float = evaluate_sets(&l.network, &sets)?;
     let int8 = if int8 {
         let q = deploy::quantize(&l.network, &l.splits.train, calibration)?;
-        Some(deploy::int8_eval(&q, &l.splits.test)?)
+        Some(deploy::int8_eval_with(&q, &sets, &|x: &[f32]| q.quantize_input(x), None)?)
     } else {
         None
     };
     Ok(EvalOutcome {
         model: l.network.graph().name.clone(),
         data: l.record.spec,
+        split,
         class_names: l.splits.test.class_names().to_vec(),
+        float: Some(float),
+        int8,
+        calibration,
+        notes: Vec::new(),
+    })
+}
+
+/// The data an imported model is evaluated or verified on: `data` (required: the file records
+/// none), split with `seed` (default 42), resized to the model's input.
+fn imported_data(
+    m: &crate::imported::ImportedModel,
+    data: Option<&str>,
+    seed: Option<u64>,
+) -> Result<(String, Splits)> {
+    let spec = data.ok_or_else(|| {
+        PipelineError::Config(format!(
+            "{} records no data set: give --data SPEC (e.g. speech-commands:DIR or images:DIR)",
+            m.path.display()
+        ))
+    })?;
+    let splits = crate::data::load_for(m.graph(), spec, seed.unwrap_or(42))?;
+    Ok((spec.to_string(), splits))
+}
+
+/// The int8 input of an imported int8 model for one data sample: the raw features
+/// ([`crate::imported::raw_features`]) quantized with the model's own input scale and zero point.
+pub fn imported_input(q: &QuantizedModel, enc: &mcufit_data::InputEncoding, x: &[f32]) -> Vec<i8> {
+    let mut v = x.to_vec();
+    crate::imported::raw_features(enc, &mut v);
+    q.quantize_input(&v)
+}
+
+/// Accuracy of an imported model on `data`. int8: the bit-exact reference on the raw features,
+/// outputs mapped to the data's classes ([`crate::imported::class_map`]). Float: the network behind
+/// the input adapter ([`crate::imported::adapt_float`]), and with `int8` also quantized by mcufit
+/// (calibrated on `calibration` training samples).
+pub fn eval_imported(
+    path: &Path,
+    data: Option<&str>,
+    seed: Option<u64>,
+    int8: bool,
+    calibration: usize,
+    split: EvalSplit,
+) -> Result<EvalOutcome> {
+    use crate::imported::{adapt_float, class_map, load_imported, raw_note, Imported};
+    let m = load_imported(path)?;
+    let (spec, splits) = imported_data(&m, data, seed)?;
+    let sets = sets_of(&splits, split);
+    let (map, class_note) = class_map(&m, &splits.test)?;
+    let enc = splits.test.input_encoding().clone();
+    let mut notes = vec![class_note];
+    let (float, int8, calibration) = match &m.imported {
+        Imported::Int8 { model: q, .. } => {
+            notes.push(format!(
+                "{}, quantized with the model's own input scale {} and zero point {}",
+                raw_note(&enc),
+                q.input().scale,
+                q.input().zero_point
+            ));
+            let r = deploy::int8_eval_with(q, &sets, &|x: &[f32]| imported_input(q, &enc, x), Some(&map))?;
+            (None, Some(r), 0)
+        }
+        Imported::Float { graph, weights } => {
+            let (g, w) = adapt_float(graph, weights, &enc, &map)?;
+            let net = Network::from_weights(&g, &w, &mcufit_train::default_device())?;
+            notes.push("an input adapter maps the data's encoding to the raw features the model takes".into());
+            let float = evaluate_sets(&net, &sets)?;
+            let int8 = if int8 {
+                let q = deploy::quantize(&net, &splits.train, calibration)?;
+                Some(deploy::int8_eval_with(&q, &sets, &|x: &[f32]| q.quantize_input(x), None)?)
+            } else {
+                None
+            };
+            let used = if int8.is_some() { calibration } else { 0 };
+            (Some(float), int8, used)
+        }
+    };
+    Ok(EvalOutcome {
+        model: m.graph().name.clone(),
+        data: spec,
+        split,
+        class_names: splits.test.class_names().to_vec(),
         float,
         int8,
         calibration,
+        notes,
     })
 }
 
@@ -202,6 +335,8 @@ pub struct ExportReport {
     pub fit_note: Option<String>,
     pub accuracy: Option<deploy::Accuracies>,
     pub verify: Option<VerifyReport>,
+    /// What an imported model's export did differently, to print.
+    pub notes: Vec<String>,
 }
 
 /// Quantizes a model directory, writes the export (atomically), checks it against `budget` and,
@@ -217,40 +352,15 @@ pub fn export_dir(
     calibration: usize,
     verify: Option<VerifyOptions>,
 ) -> Result<ExportReport> {
+    if crate::imported::is_import_path(&dir.to_string_lossy()) {
+        return export_imported(dir, data, seed, format, out, budget, verify);
+    }
     let l = load_dir(dir, data, seed)?;
     let graph = l.network.graph().clone();
     let q = deploy::quantize(&l.network, &l.splits.train, calibration)?;
     let art: Artefacts = deploy::build(&q, &graph)?;
-    match format {
-        Format::Tflite => deploy::write_tflite(&art, out)?,
-        Format::C => {
-            deploy::write_c(&art, out)?;
-        }
-    }
-    let mut footprint = deploy::footprint(&graph, &art, budget)?;
-    let mut fit_note = None;
-    let mut link_error = None;
-    let fit = if budget.is_bounded() {
-        if format == Format::C && budget.target == Target::C {
-            match deploy::missing_tool(mcufit_export::verify::Tools::Arm) {
-                Some(why) => fit_note = Some(format!("not linked ({why}): code and runtime terms are estimates")),
-                None => {
-                    let tmp = std::env::temp_dir().join(format!("mcufit-export-link-{}", std::process::id()));
-                    match deploy::link_for_board(&q, &footprint, &art, budget, &tmp)? {
-                        Ok(fp) => footprint = fp,
-                        Err(why) => link_error = Some(why),
-                    }
-                }
-            }
-        }
-        let check = budget.check(&footprint);
-        Some(match link_error {
-            Some(why) => check.with_link_error(why),
-            None => check,
-        })
-    } else {
-        None
-    };
+    write_export(&art, format, out)?;
+    let (fit, footprint, fit_note) = export_fit(&q, &graph, &art, format, budget)?;
     let (accuracy, verify) = match verify {
         Some(opts) => (
             Some(deploy::evaluate_both(&l.network, &q, &l.splits.test)?),
@@ -279,5 +389,106 @@ pub fn export_dir(
         fit_note,
         accuracy,
         verify,
+        notes: Vec::new(),
     })
+}
+
+/// Exports an imported int8 `.tflite` as it is (no quantization: the file's own int8 model) in the
+/// memory-optimal order; with `verify`, on real inputs of `data` (raw features, the model's input
+/// quantization), also runs the original file in TFLite Micro against the int8 reference.
+pub fn export_imported(
+    path: &Path,
+    data: Option<&str>,
+    seed: Option<u64>,
+    format: Format,
+    out: &Path,
+    budget: &Budget,
+    verify: Option<VerifyOptions>,
+) -> Result<ExportReport> {
+    let m = crate::imported::load_imported(path)?;
+    let (graph, q) = m.int8("export")?;
+    let art: Artefacts = deploy::build(q, graph)?;
+    let mut notes = vec![format!("{}: imported int8 model, exported without requantization", path.display())];
+    let (spec, verify) = match verify {
+        Some(opts) => {
+            let (spec, splits) = imported_data(&m, data, seed)?;
+            let enc = splits.test.input_encoding().clone();
+            let xs: Vec<Vec<i8>> = deploy::verify_samples(&splits, opts.inputs.max(1))?
+                .iter()
+                .map(|x| imported_input(q, &enc, x))
+                .collect();
+            notes.push(format!("verification inputs: {}", crate::imported::raw_note(&enc)));
+            let original = std::fs::read(path).map_err(|e| PipelineError::io(path, e))?;
+            (spec, Some(deploy::verify_inputs(q, &art, &xs, Some(&original), opts)?))
+        }
+        None => (data.unwrap_or("-").to_string(), None),
+    };
+    write_export(&art, format, out)?;
+    let (fit, footprint, fit_note) = export_fit(q, graph, &art, format, budget)?;
+    Ok(ExportReport {
+        model: graph.name.clone(),
+        data: spec,
+        format,
+        out: out.to_path_buf(),
+        calibration_samples: 0,
+        input_scale: q.input().scale,
+        input_zero_point: q.input().zero_point,
+        ops: q.ops.len(),
+        macs: q.macs(),
+        order: art.order.clone(),
+        predicted_peak_bytes: art.peak,
+        tflite_bytes: art.tflite.len(),
+        c_arena_bytes: art.c.plan.arena_bytes,
+        c_scratch_bytes: art.c.scratch_bytes,
+        c_const_bytes: art.c.const_bytes,
+        fit,
+        footprint,
+        fit_note,
+        accuracy: None,
+        verify,
+        notes,
+    })
+}
+
+fn write_export(art: &Artefacts, format: Format, out: &Path) -> Result<()> {
+    match format {
+        Format::Tflite => deploy::write_tflite(art, out),
+        Format::C => deploy::write_c(art, out).map(|_| ()),
+    }
+}
+
+/// The export's footprint and its fit against `budget` (the C library linked for a Cortex-M with
+/// the budget's memories when the Arm tools are there), and why it could not be measured, if so.
+fn export_fit(
+    q: &QuantizedModel,
+    graph: &Graph,
+    art: &Artefacts,
+    format: Format,
+    budget: &Budget,
+) -> Result<(Option<FitCheck>, Footprint, Option<String>)> {
+    let mut footprint = deploy::footprint(graph, art, budget)?;
+    let mut fit_note = None;
+    let mut link_error = None;
+    let fit = if budget.is_bounded() {
+        if format == Format::C && budget.target == Target::C {
+            match deploy::missing_tool(mcufit_export::verify::Tools::Arm) {
+                Some(why) => fit_note = Some(format!("not linked ({why}): code and runtime terms are estimates")),
+                None => {
+                    let tmp = std::env::temp_dir().join(format!("mcufit-export-link-{}", std::process::id()));
+                    match deploy::link_for_board(q, &footprint, art, budget, &tmp)? {
+                        Ok(fp) => footprint = fp,
+                        Err(why) => link_error = Some(why),
+                    }
+                }
+            }
+        }
+        let check = budget.check(&footprint);
+        Some(match link_error {
+            Some(why) => check.with_link_error(why),
+            None => check,
+        })
+    } else {
+        None
+    };
+    Ok((fit, footprint, fit_note))
 }
