@@ -177,3 +177,22 @@ pub struct DirData {
     #[arg(long)]
     pub seed: Option<u64>,
 }
+
+/// A duration flag (`90s`, `30m`, `2h`, a bare number is seconds); errors name `flag`.
+pub fn parse_duration(flag: &str, t: &str) -> anyhow::Result<std::time::Duration> {
+    use anyhow::Context;
+    let t = t.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().with_context(|| format!("{flag} '{t}': use e.g. 90s, 30m, 2h"))?;
+    let secs = v * match unit {
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => anyhow::bail!("{flag} '{t}': unit must be s, m or h"),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        anyhow::bail!("{flag} must be positive, got '{t}'");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}

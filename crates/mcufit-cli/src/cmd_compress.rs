@@ -80,9 +80,9 @@ pub struct CompressCmd {
     /// Softmax temperature of the teacher's predictions.
     #[arg(long, default_value_t = 1.0)]
     pub distill_temperature: f64,
-    /// Auxiliary head for depth pruning: ds:32,16 (default), gap, or conv:C.
-    #[arg(long, default_value = "ds:32,16")]
-    pub head: String,
+    /// Auxiliary head for depth pruning (depth, depth+width, auto): ds:32,16 (default), gap, or conv:C.
+    #[arg(long)]
+    pub head: Option<String>,
     /// Print report.json instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -129,6 +129,12 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     let from_dir = from.as_ref().map(ModelDir::new);
     let train = args.train.config()?;
     let method = args.method.unwrap_or(if from.is_some() { Method::Auto } else { Method::Width });
+    if args.head.is_some() && !matches!(method, Method::Depth | Method::DepthWidth | Method::Auto) {
+        anyhow::bail!(
+            "--head applies to depth pruning (--method depth, depth+width or auto), not to --method {}",
+            format!("{method:?}").to_lowercase()
+        );
+    }
     if method == Method::Auto {
         let (base, mut depth) = depth_setup(
             args,
@@ -228,7 +234,8 @@ fn depth_setup(
     train: &TrainConfig,
     missing_from: &str,
 ) -> Result<(Network, DepthConfig)> {
-    let head: HeadSpec = args.head.parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
+    let head: HeadSpec =
+        args.head.as_deref().unwrap_or("ds:32,16").parse().map_err(|e| anyhow::anyhow!("--head: {e}"))?;
     let Some(from) = from else {
         anyhow::bail!("--method {missing_from}");
     };

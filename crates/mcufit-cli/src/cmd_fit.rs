@@ -70,23 +70,6 @@ pub struct FitCmd {
     pub json: bool,
 }
 
-fn parse_duration(t: &str) -> Result<f64> {
-    let t = t.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().with_context(|| format!("--time-budget '{t}': use e.g. 90s, 30m, 2h"))?;
-    let secs = v * match unit {
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => anyhow::bail!("--time-budget '{t}': unit must be s, m or h"),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        anyhow::bail!("--time-budget must be positive, got '{t}'");
-    }
-    Ok(secs)
-}
-
 fn parse_epochs(t: &str) -> Result<Recipe> {
     let v: Vec<usize> = t
         .split(',')
@@ -108,7 +91,11 @@ pub fn run(args: &FitCmd) -> Result<ExitCode> {
     }
     let opts = FitOptions {
         recipe: args.epochs.as_deref().map(parse_epochs).transpose()?,
-        time_budget: args.time_budget.as_deref().map(parse_duration).transpose()?,
+        time_budget: args
+            .time_budget
+            .as_deref()
+            .map(|t| crate::args::parse_duration("--time-budget", t).map(|d| d.as_secs_f64()))
+            .transpose()?,
         verify: VerifyOptions::default(),
         no_verify: args.no_verify,
         threads: args.threads,

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use mcufit_pipeline::search::{
     self, Event, EvolutionConfig, Outcome, Preset, ProxyRecipe, SearchRequest, SearchResults, SearchSpace, SearchTask,
@@ -99,24 +99,6 @@ pub struct SearchCmd {
     pub json: bool,
 }
 
-/// `90s`, `30m`, `2h` or plain seconds.
-fn parse_duration(flag: &str, t: &str) -> Result<Duration> {
-    let t = t.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().with_context(|| format!("{flag} '{t}': use e.g. 90s, 30m, 2h"))?;
-    let secs = v * match unit {
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => anyhow::bail!("{flag} '{t}': unit must be s, m or h"),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        anyhow::bail!("{flag} must be positive, got '{t}'");
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 pub fn run(args: &SearchCmd) -> Result<ExitCode> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs/search"));
     let store_spec = args.store.clone().unwrap_or_else(|| search::default_store(&out));
@@ -125,8 +107,8 @@ pub fn run(args: &SearchCmd) -> Result<ExitCode> {
         print_results(&search::results(store.as_ref())?, args.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let lease = parse_duration("--lease", &args.lease)?;
-    let deadline = args.time_budget.as_deref().map(|t| parse_duration("--time-budget", t)).transpose()?;
+    let lease = crate::args::parse_duration("--lease", &args.lease)?;
+    let deadline = args.time_budget.as_deref().map(|t| crate::args::parse_duration("--time-budget", t)).transpose()?;
     let store = search::open(&store_spec)?;
     let store: &dyn TrialStore = store.as_ref();
     if args.worker || args.resume {

@@ -296,6 +296,11 @@ fn depth_pruning_picks_a_cut_and_refuses_bad_requests_cleanly() {
     let bad = run(args("depth", "ds:32,x", "9000", &dir.join("bad-head")));
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("ds:32,x") && !dir.join("bad-head").exists(), "{}", stderr(&bad));
+    // --head means nothing to width pruning: refused rather than silently ignored.
+    let wh = dir.join("width-head");
+    let o = mcufit(&["compress", "zoo:mnist-ds", "--size", "9000", "--head", "gap", "--out", wh.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--head applies to depth pruning") && !wh.exists(), "{}", stderr(&o));
     let tiny = run(args("depth", "gap", "100", &dir.join("tiny")));
     assert_eq!(tiny.status.code(), Some(1), "{}", stderr(&tiny));
     assert!(!dir.join("tiny").exists(), "an impossible budget wrote {:?}", dir.join("tiny"));
