@@ -17,6 +17,7 @@ mod fuse;
 mod graph;
 mod groups;
 mod heads;
+pub mod layout;
 mod op;
 mod weights;
 pub mod zoo;

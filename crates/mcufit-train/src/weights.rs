@@ -14,53 +14,12 @@ use std::path::Path;
 
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
+use mcufit_ir::layout::{ohwi_to_oihw, oihw_to_ohwi, transpose};
 use mcufit_ir::{BnWeights, Graph, NodeWeights, Op, TensorF32, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::network::{param, to_vec, Bn, Layer, Network};
-
-// ---- layout conversions ----------------------------------------------------------------------
-
-/// burn `[o, i, kh, kw]` → TFLite `[o, kh, kw, i]`.
-fn oihw_to_ohwi(v: &[f32], [o, i, kh, kw]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
-    for a in 0..o {
-        for b in 0..i {
-            for y in 0..kh {
-                for x in 0..kw {
-                    out[((a * kh + y) * kw + x) * i + b] = v[((a * i + b) * kh + y) * kw + x];
-                }
-            }
-        }
-    }
-    out
-}
-
-/// TFLite `[o, kh, kw, i]` → burn `[o, i, kh, kw]`.
-fn ohwi_to_oihw(v: &[f32], [o, kh, kw, i]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
-    for a in 0..o {
-        for y in 0..kh {
-            for x in 0..kw {
-                for b in 0..i {
-                    out[((a * i + b) * kh + y) * kw + x] = v[((a * kh + y) * kw + x) * i + b];
-                }
-            }
-        }
-    }
-    out
-}
-
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = v[r * cols + c];
-        }
-    }
-    out
-}
 
 fn dims4(t: &Tensor<4>) -> [usize; 4] {
     t.dims()
@@ -79,7 +38,9 @@ impl Network {
                 let v = to_vec(t)?;
                 lw.kernel = Some(match node.op {
                     // [c, 1, kh, kw] → [1, kh, kw, c]
-                    Op::DepthwiseConv2d(_) => depthwise_to_tflite(&v, d),
+                    Op::DepthwiseConv2d(_) => {
+                        TensorF32 { shape: vec![1, d[2], d[3], d[0]], data: transpose(&v, d[0], d[2] * d[3]) }
+                    }
                     _ => TensorF32 { shape: vec![d[0], d[2], d[3], d[1]], data: oihw_to_ohwi(&v, d) },
                 });
             }
@@ -176,14 +137,7 @@ impl Network {
                 (Op::DepthwiseConv2d(_), Some(k)) => {
                     // [1, kh, kw, c] → [c, 1, kh, kw]
                     let (kh, kw, c) = (k.shape[1], k.shape[2], k.shape[3]);
-                    let mut data = vec![0f32; k.data.len()];
-                    for y in 0..kh {
-                        for x in 0..kw {
-                            for ch in 0..c {
-                                data[(ch * kh + y) * kw + x] = k.data[(y * kw + x) * c + ch];
-                            }
-                        }
-                    }
+                    let data = transpose(&k.data, kh * kw, c);
                     let t = Tensor::from_data(TensorData::new(data, [c, 1, kh, kw]), device);
                     layer.kernel = Some(param(t, id_of(format!("{name}.kernel")), true));
                 }
@@ -267,17 +221,6 @@ impl Network {
 }
 
 /// burn depthwise `[c, 1, kh, kw]` → TFLite `[1, kh, kw, c]`.
-fn depthwise_to_tflite(v: &[f32], d: [usize; 4]) -> TensorF32 {
-    let (c, kh, kw) = (d[0], d[2], d[3]);
-    let mut data = vec![0f32; v.len()];
-    for ch in 0..c {
-        for p in 0..kh * kw {
-            data[p * c + ch] = v[ch * kh * kw + p];
-        }
-    }
-    TensorF32 { shape: vec![1, kh, kw, c], data }
-}
-
 fn t1(v: Vec<f32>, device: &Device) -> Tensor<1> {
     let n = v.len();
     Tensor::from_data(TensorData::new(v, [n]), device)

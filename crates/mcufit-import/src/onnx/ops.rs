@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 
+use mcufit_ir::layout::{oihw_to_ohwi, transpose};
 use mcufit_ir::{BnWeights, Conv2d, Dense, DepthwiseConv2d, NodeWeights, Op, Padding, Pool2d, Shape, TensorF32};
 
 use super::tensor::{self, Const, Data};
@@ -94,28 +95,12 @@ impl Importer {
         let wd = w.floats().unwrap_or_default();
         let (op, kernel) = if group > 1 && group == xs.c && m == xs.c {
             // [C, 1, kh, kw] → [1, kh, kw, C]
-            let mut k = vec![0f32; wd.len()];
-            for ch in 0..m {
-                for y in 0..kh {
-                    for x in 0..kw {
-                        k[(y * kw + x) * m + ch] = wd[(ch * kh + y) * kw + x];
-                    }
-                }
-            }
+            let k = transpose(wd, m, kh * kw);
             let op = DepthwiseConv2d { kernel: [kh, kw], stride, padding: pads.0, bias: bias.is_some() };
             (Op::DepthwiseConv2d(op), TensorF32 { shape: vec![1, kh, kw, m], data: k })
         } else {
             // [M, C/g, kh, kw] → OHWI [M, kh, kw, C/g]
-            let mut k = vec![0f32; wd.len()];
-            for o in 0..m {
-                for i in 0..cg {
-                    for y in 0..kh {
-                        for x in 0..kw {
-                            k[((o * kh + y) * kw + x) * cg + i] = wd[((o * cg + i) * kh + y) * kw + x];
-                        }
-                    }
-                }
-            }
+            let k = oihw_to_ohwi(wd, [m, cg, kh, kw]);
             let op =
                 Conv2d { filters: m, kernel: [kh, kw], stride, padding: pads.0, groups: group, bias: bias.is_some() };
             (Op::Conv2d(op), TensorF32 { shape: vec![m, kh, kw, cg], data: k })
