@@ -16,46 +16,37 @@ set -u
 what="${1:-all}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
-modules='import tflite_micro, ai_edge_litert, numpy'
 status=0
 
-install_python() {
+# install_pip PACKAGES...: makes `import PACKAGES` work in $MCUFIT_PYTHON (checked, never modified) or
+# in .venv (created / completed with pip). Package names are their import names with '_' for '-'.
+# Extra pip flags (e.g. --pre) go before the packages.
+install_pip() {
+    local flags=() pkgs=()
+    for a in "$@"; do case "$a" in --*) flags+=("$a") ;; *) pkgs+=("$a") ;; esac; done
+    local mods
+    mods="import $(printf '%s, ' "${pkgs[@]//-/_}")"
+    mods="${mods%, }"
     if [ -n "${MCUFIT_PYTHON:-}" ]; then
-        if "$MCUFIT_PYTHON" -c "$modules" 2>/dev/null; then return 0; fi
-        echo "setup-verify-tools.sh: MCUFIT_PYTHON=$MCUFIT_PYTHON cannot import tflite_micro, ai_edge_litert, numpy;" \
-            "install them there (pip install --pre tflite-micro ai-edge-litert numpy) or unset MCUFIT_PYTHON to use $venv" >&2
+        if "$MCUFIT_PYTHON" -c "$mods" 2>/dev/null; then return 0; fi
+        echo "setup-verify-tools.sh: MCUFIT_PYTHON=$MCUFIT_PYTHON cannot run '$mods';" \
+            "install them there (pip install ${flags[*]:+${flags[*]} }${pkgs[*]}) or unset MCUFIT_PYTHON to use $venv" >&2
         return 1
     fi
-    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$modules" 2>/dev/null; then
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$mods" 2>/dev/null; then
         return 0
     fi
     local py
     py="$(command -v python3 || true)"
     if [ -z "$py" ]; then echo "setup-verify-tools.sh: python3 not found" >&2; return 1; fi
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv" || return 1
-    # tflite-micro publishes only dev (pre-release) versions, hence --pre.
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check --pre tflite-micro ai-edge-litert numpy || return 1
-    "$venv/bin/python" -c "$modules"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${flags[@]}" "${pkgs[@]}" || return 1
+    "$venv/bin/python" -c "$mods"
 }
 
-install_onnx() {
-    local onnx_modules='import onnx, onnxruntime, numpy'
-    if [ -n "${MCUFIT_PYTHON:-}" ]; then
-        if "$MCUFIT_PYTHON" -c "$onnx_modules" 2>/dev/null; then return 0; fi
-        echo "setup-verify-tools.sh: MCUFIT_PYTHON=$MCUFIT_PYTHON cannot import onnx, onnxruntime, numpy;" \
-            "install them there (pip install onnx onnxruntime numpy) or unset MCUFIT_PYTHON to use $venv" >&2
-        return 1
-    fi
-    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$onnx_modules" 2>/dev/null; then
-        return 0
-    fi
-    local py
-    py="$(command -v python3 || true)"
-    if [ -z "$py" ]; then echo "setup-verify-tools.sh: python3 not found" >&2; return 1; fi
-    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv" || return 1
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check onnx onnxruntime numpy || return 1
-    "$venv/bin/python" -c "$onnx_modules"
-}
+# tflite-micro publishes only dev (pre-release) versions, hence --pre.
+install_python() { install_pip --pre tflite-micro ai-edge-litert numpy; }
+install_onnx() { install_pip onnx onnxruntime numpy; }
 
 install_arm() {
     if command -v arm-none-eabi-gcc >/dev/null && command -v arm-none-eabi-size >/dev/null \
