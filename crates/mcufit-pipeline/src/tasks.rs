@@ -339,6 +339,44 @@ pub struct ExportReport {
     pub notes: Vec<String>,
 }
 
+impl ExportReport {
+    /// What every export reports about the model it built (`q` and its artefacts); fit, footprint,
+    /// accuracy, verification and notes are the caller's (left empty).
+    fn built(
+        model: &str,
+        data: String,
+        format: Format,
+        out: &Path,
+        calibration_samples: usize,
+        q: &QuantizedModel,
+        art: &Artefacts,
+    ) -> Self {
+        ExportReport {
+            model: model.to_string(),
+            data,
+            format,
+            out: out.to_path_buf(),
+            calibration_samples,
+            input_scale: q.input().scale,
+            input_zero_point: q.input().zero_point,
+            ops: q.ops.len(),
+            macs: q.macs(),
+            order: art.order.clone(),
+            predicted_peak_bytes: art.peak,
+            tflite_bytes: art.tflite.len(),
+            c_arena_bytes: art.c.plan.arena_bytes,
+            c_scratch_bytes: art.c.scratch_bytes,
+            c_const_bytes: art.c.const_bytes,
+            fit: None,
+            footprint: Footprint::default(),
+            fit_note: None,
+            accuracy: None,
+            verify: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Quantizes a model directory, writes the export (atomically), checks it against `budget` and,
 /// with `verify`, runs it in TFLM, host C and Cortex-M4 against the int8 reference.
 #[allow(clippy::too_many_arguments)]
@@ -368,29 +406,9 @@ pub fn export_dir(
         ),
         None => (None, None),
     };
-    Ok(ExportReport {
-        model: graph.name.clone(),
-        data: l.record.spec,
-        format,
-        out: out.to_path_buf(),
-        calibration_samples: calibration.min(l.splits.train.len()),
-        input_scale: q.input().scale,
-        input_zero_point: q.input().zero_point,
-        ops: q.ops.len(),
-        macs: q.macs(),
-        order: art.order.clone(),
-        predicted_peak_bytes: art.peak,
-        tflite_bytes: art.tflite.len(),
-        c_arena_bytes: art.c.plan.arena_bytes,
-        c_scratch_bytes: art.c.scratch_bytes,
-        c_const_bytes: art.c.const_bytes,
-        fit,
-        footprint,
-        fit_note,
-        accuracy,
-        verify,
-        notes: Vec::new(),
-    })
+    let calibration = calibration.min(l.splits.train.len());
+    let built = ExportReport::built(&graph.name, l.record.spec, format, out, calibration, &q, &art);
+    Ok(ExportReport { fit, footprint, fit_note, accuracy, verify, ..built })
 }
 
 /// Exports an imported int8 `.tflite` as it is (no quantization: the file's own int8 model) in the
@@ -425,29 +443,8 @@ pub fn export_imported(
     };
     write_export(&art, format, out)?;
     let (fit, footprint, fit_note) = export_fit(q, graph, &art, format, budget)?;
-    Ok(ExportReport {
-        model: graph.name.clone(),
-        data: spec,
-        format,
-        out: out.to_path_buf(),
-        calibration_samples: 0,
-        input_scale: q.input().scale,
-        input_zero_point: q.input().zero_point,
-        ops: q.ops.len(),
-        macs: q.macs(),
-        order: art.order.clone(),
-        predicted_peak_bytes: art.peak,
-        tflite_bytes: art.tflite.len(),
-        c_arena_bytes: art.c.plan.arena_bytes,
-        c_scratch_bytes: art.c.scratch_bytes,
-        c_const_bytes: art.c.const_bytes,
-        fit,
-        footprint,
-        fit_note,
-        accuracy: None,
-        verify,
-        notes,
-    })
+    let built = ExportReport::built(&graph.name, spec, format, out, 0, q, &art);
+    Ok(ExportReport { fit, footprint, fit_note, verify, notes, ..built })
 }
 
 fn write_export(art: &Artefacts, format: Format, out: &Path) -> Result<()> {
