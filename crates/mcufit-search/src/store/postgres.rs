@@ -5,13 +5,11 @@
 
 use std::error::Error as StdError;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, NoTls};
 
-use super::sql::{self, RowGet, Tx, Val};
-use super::{Claim, Outcome, Proposer, SearchMeta, Trial, TrialStore};
+use super::sql::{RowGet, SqlDatabase, Tx, Val};
 use crate::error::{Result, SearchError};
 
 /// A trial store in a PostgreSQL database.
@@ -84,6 +82,12 @@ impl PostgresStore {
         })?;
         Ok(PostgresStore { shown, client: Mutex::new(client) })
     }
+}
+
+impl SqlDatabase for PostgresStore {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
 
     fn with_tx<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut client = self.client.lock().map_err(|_| SearchError::Store("connection lock poisoned".into()))?;
@@ -102,33 +106,6 @@ fn hide_password(url: &str) -> String {
     match cred.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_string(),
-    }
-}
-
-impl TrialStore for PostgresStore {
-    fn describe(&self) -> String {
-        self.shown.clone()
-    }
-    fn create(&self, meta: &SearchMeta) -> Result<()> {
-        self.with_tx(|tx| sql::create(tx, meta))
-    }
-    fn meta(&self) -> Result<Option<SearchMeta>> {
-        self.with_tx(sql::read_meta)
-    }
-    fn claim(&self, worker: &str, lease: Duration, propose: &mut Proposer) -> Result<Claim> {
-        self.with_tx(|tx| sql::claim(tx, worker, lease, propose))
-    }
-    fn renew(&self, id: u64, worker: &str, lease: Duration) -> Result<bool> {
-        self.with_tx(|tx| sql::renew(tx, id, worker, lease))
-    }
-    fn finish(&self, id: u64, worker: &str, outcome: &Outcome) -> Result<bool> {
-        self.with_tx(|tx| sql::finish(tx, id, worker, outcome))
-    }
-    fn requeue_running(&self) -> Result<u64> {
-        self.with_tx(sql::requeue_running)
-    }
-    fn trials(&self) -> Result<Vec<Trial>> {
-        self.with_tx(sql::trials)
     }
 }
 

@@ -3,8 +3,43 @@
 
 use std::time::Duration;
 
-use super::{now, Claim, NewTrial, Outcome, Proposer, SearchMeta, Status, Trial};
+use super::{now, Claim, NewTrial, Outcome, Proposer, SearchMeta, Status, Trial, TrialStore};
 use crate::error::{Result, SearchError};
+
+/// A database the store runs on: its name for messages and one transaction at a time. Every
+/// [`TrialStore`] operation is the same SQL over it (the impl below), whichever engine it is.
+pub(crate) trait SqlDatabase: Send + Sync {
+    fn describe(&self) -> String;
+    /// Runs `f` in a transaction and commits it when `f` succeeds.
+    fn with_tx<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T>;
+}
+
+impl<D: SqlDatabase> TrialStore for D {
+    fn describe(&self) -> String {
+        SqlDatabase::describe(self)
+    }
+    fn create(&self, meta: &SearchMeta) -> Result<()> {
+        self.with_tx(|tx| create(tx, meta))
+    }
+    fn meta(&self) -> Result<Option<SearchMeta>> {
+        self.with_tx(read_meta)
+    }
+    fn claim(&self, worker: &str, lease: Duration, propose: &mut Proposer) -> Result<Claim> {
+        self.with_tx(|tx| claim(tx, worker, lease, propose))
+    }
+    fn renew(&self, id: u64, worker: &str, lease: Duration) -> Result<bool> {
+        self.with_tx(|tx| renew(tx, id, worker, lease))
+    }
+    fn finish(&self, id: u64, worker: &str, outcome: &Outcome) -> Result<bool> {
+        self.with_tx(|tx| finish(tx, id, worker, outcome))
+    }
+    fn requeue_running(&self) -> Result<u64> {
+        self.with_tx(requeue_running)
+    }
+    fn trials(&self) -> Result<Vec<Trial>> {
+        self.with_tx(trials)
+    }
+}
 
 /// The tables (the same text for both engines: SQLite maps the type names to its affinities).
 pub(crate) const SCHEMA: [&str; 3] = [

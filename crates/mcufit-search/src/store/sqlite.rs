@@ -8,8 +8,7 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
 
-use super::sql::{self, RowGet, Tx, Val};
-use super::{Claim, Outcome, Proposer, SearchMeta, Trial, TrialStore};
+use super::sql::{self, RowGet, SqlDatabase, Tx, Val};
 use crate::error::{Result, SearchError};
 
 /// A trial store in a SQLite file.
@@ -74,6 +73,12 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
+}
+
+impl SqlDatabase for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
 
     fn with_tx<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().map_err(|_| SearchError::Store("connection lock poisoned".into()))?;
@@ -82,32 +87,5 @@ impl SqliteStore {
         let v = f(&mut t)?;
         t.0.commit()?;
         Ok(v)
-    }
-}
-
-impl TrialStore for SqliteStore {
-    fn describe(&self) -> String {
-        format!("sqlite:{}", self.path.display())
-    }
-    fn create(&self, meta: &SearchMeta) -> Result<()> {
-        self.with_tx(|tx| sql::create(tx, meta))
-    }
-    fn meta(&self) -> Result<Option<SearchMeta>> {
-        self.with_tx(sql::read_meta)
-    }
-    fn claim(&self, worker: &str, lease: Duration, propose: &mut Proposer) -> Result<Claim> {
-        self.with_tx(|tx| sql::claim(tx, worker, lease, propose))
-    }
-    fn renew(&self, id: u64, worker: &str, lease: Duration) -> Result<bool> {
-        self.with_tx(|tx| sql::renew(tx, id, worker, lease))
-    }
-    fn finish(&self, id: u64, worker: &str, outcome: &Outcome) -> Result<bool> {
-        self.with_tx(|tx| sql::finish(tx, id, worker, outcome))
-    }
-    fn requeue_running(&self) -> Result<u64> {
-        self.with_tx(sql::requeue_running)
-    }
-    fn trials(&self) -> Result<Vec<Trial>> {
-        self.with_tx(sql::trials)
     }
 }
