@@ -790,12 +790,15 @@ fn remove_dir_if_any(p: &Path) -> Result<()> {
 
 /// Restores directory `dir` written by [`replace_dir`] after a kill between its last two renames:
 /// when `dir` is missing, the complete `dir.tmp` (the newer) becomes `dir`, failing that `dir.old`.
-/// A leftover `dir.partial` is removed. Returns whether `dir` exists afterwards.
+/// A leftover `dir.partial` is removed, and so is `dir.old` when `dir` is there. Returns whether
+/// `dir` exists afterwards.
 pub fn recover_dir(dir: impl AsRef<Path>) -> Result<bool> {
     let dir = dir.as_ref();
     // What a killed writer was filling is never read; it goes.
     remove_dir_if_any(&dir.with_extension("partial"))?;
     if dir.exists() {
+        // Killed after the last rename but before the superseded state was removed: it goes too.
+        remove_dir_if_any(&dir.with_extension("old"))?;
         return Ok(true);
     }
     for side in [dir.with_extension("tmp"), dir.with_extension("old")] {
