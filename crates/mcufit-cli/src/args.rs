@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use mcufit_pipeline::config::{LrSchedule, OptimizerKind, TrainConfig};
+use mcufit_pipeline::config::{EngineKind, LrSchedule, OptimizerKind, TrainConfig};
 use mcufit_pipeline::{BudgetSpec, Target, DEFAULT_DATA};
 
 /// Extra board profiles.
@@ -126,6 +126,16 @@ pub struct TrainArgs {
     /// Keep at most this many samples per split, for quick runs.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Forward/backward code: auto (mcufit's CPU engine where it applies, burn otherwise) or
+    /// burn (burn's autodiff everywhere: the reference, for comparisons).
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    pub engine: Engine,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Auto,
+    Burn,
 }
 
 impl TrainArgs {
@@ -152,7 +162,11 @@ impl TrainArgs {
             .with_seed(self.seed)
             .with_augment(!self.no_augment)
             .with_threads(self.threads)
-            .with_max_steps_per_epoch(self.max_steps))
+            .with_max_steps_per_epoch(self.max_steps)
+            .with_engine(match self.engine {
+                Engine::Auto => EngineKind::Auto,
+                Engine::Burn => EngineKind::Burn,
+            }))
     }
 
     pub fn load_options(&self, seed: u64) -> mcufit_pipeline::config::LoadOptions {

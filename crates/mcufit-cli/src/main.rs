@@ -14,6 +14,11 @@ mod cmd_search;
 mod cmd_train;
 mod cmd_zoo;
 
+/// Training allocates and frees activation-sized buffers every step; glibc returns large blocks to
+/// the OS and page-faults them back in (~8 % of a training step on mnist-cnn), mimalloc keeps them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "mcufit", version, about = "Make a convolutional network fit a microcontroller", long_about = None)]
 struct Cli {

@@ -119,5 +119,5 @@ pub mod config {
     pub use mcufit_ir::HeadSpec;
     pub use mcufit_prune::baselines::BaselineKind;
     pub use mcufit_prune::{summary as compress_summary, CompressConfig, DepthConfig, Salience};
-    pub use mcufit_train::{LrSchedule, Network, OptimizerKind, TrainConfig};
+    pub use mcufit_train::{EngineKind, LrSchedule, Network, OptimizerKind, TrainConfig};
 }

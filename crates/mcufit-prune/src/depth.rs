@@ -19,16 +19,15 @@
 //! [`depth_prune`] runs all of it.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use mcufit_cost::{Board, Budget, CostModel, CostOptions, Resource, Usage};
 use mcufit_ir::{cut_points, head_graph, truncate_with_head, Cut, Graph, HeadSpec, NodeId, Weights};
 use mcufit_train::burn::module::Module;
-use mcufit_train::burn::tensor::activation::log_softmax;
-use mcufit_train::burn::tensor::Tensor;
 use mcufit_train::{
-    default_device, evaluate, train_network, train_with_hook, BatchSource, EpochStats, EvalReport, LrSchedule, Mode,
-    Network, NoHook, SplitMix64, TrainConfig, Trainer,
+    default_device, evaluate, log_softmax_at, train_network, train_with_hook, BatchSource, EpochStats, EvalReport,
+    Evaluator, LrSchedule, Network, NoHook, SplitMix64, TrainConfig, Trainer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -354,9 +353,10 @@ pub fn assemble(base: &Network, cut: &Cut, spec: &HeadSpec, head: &Network) -> R
 }
 
 /// A frozen trunk: the base network's nodes up to the deepest of some cuts, in evaluation mode
-/// with batch norm folded, computing the cut tensors.
+/// (on the CPU engine where it applies), computing the cut tensors.
 struct Trunk {
-    network: Network,
+    /// Behind a lock because [`BatchSource`] reads batches through `&self`.
+    eval: Mutex<Evaluator>,
     nodes: Vec<NodeId>,
 }
 
@@ -368,39 +368,15 @@ impl Trunk {
         let g = truncate_with_head(base.graph(), deepest, &HeadSpec::Gap, base.num_classes())?;
         let filler = Network::new(&g, &base.device(), 0)?.to_weights()?;
         let w = assemble_weights(&g, deepest.node, base, &filler)?;
-        let network = Network::from_weights(&g, &w, &base.device())?.valid().fuse_bn()?;
-        Ok(Trunk { network, nodes: cuts.iter().map(|c| c.node).collect() })
+        let network = Network::from_weights(&g, &w, &base.device())?;
+        Ok(Trunk { eval: Mutex::new(Evaluator::new(&network)?), nodes: cuts.iter().map(|c| c.node).collect() })
     }
 
-    /// The NCHW cut tensors of a host NHWC batch, one per cut, in the order given to `new`.
-    fn features(&self, images: &[f32], n: usize) -> Result<Vec<Tensor<4>>> {
-        let x = self.network.input_from_nhwc(images, n, &self.network.device())?;
-        let (_, cap) = self.network.forward_capture(x, Mode::Eval, &self.nodes)?;
-        self.nodes
-            .iter()
-            .map(|id| {
-                cap.get(id).cloned().ok_or_else(|| PruneError::Config(format!("cut node #{id} was not computed")))
-            })
-            .collect()
+    /// The NHWC cut tensors of a host NHWC batch, one per cut, in the order given to `new`.
+    fn features(&self, images: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+        let mut eval = self.eval.lock().map_err(|_| PruneError::Config("trunk evaluator poisoned".into()))?;
+        Ok(eval.outputs(images, n, &self.nodes)?)
     }
-}
-
-/// NCHW tensor → host NHWC floats.
-fn to_nhwc(t: Tensor<4>, out: &mut Vec<f32>) -> Result<()> {
-    let [n, c, h, w] = t.dims();
-    let v = t.into_data().try_into_vec_as::<f32>().map_err(|e| PruneError::Config(format!("{e:?}")))?;
-    out.clear();
-    out.resize(v.len(), 0.0);
-    let hw = h * w;
-    for b in 0..n {
-        let (src, dst) = (&v[b * c * hw..(b + 1) * c * hw], &mut out[b * c * hw..(b + 1) * c * hw]);
-        for ch in 0..c {
-            for p in 0..hw {
-                dst[p * c + ch] = src[ch * hw + p];
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A data set seen through a frozen trunk: each example is the cut tensor of the underlying
@@ -420,8 +396,8 @@ impl<'a> CutFeatures<'a> {
 
     fn fill(&self, raw: &[f32], n: usize, images: &mut Vec<f32>) -> mcufit_train::Result<()> {
         let err = |e: PruneError| mcufit_train::TrainError::Data(format!("trunk features: {e}"));
-        let f = self.trunk.features(raw, n).map_err(err)?.pop().expect("one cut");
-        to_nhwc(f, images).map_err(err)
+        *images = self.trunk.features(raw, n).map_err(err)?.pop().expect("one cut");
+        Ok(())
     }
 }
 
@@ -568,7 +544,7 @@ pub fn train_heads(
     for r in &mut runs {
         r.trainer.set_steps_per_epoch(spe);
     }
-    let (mut raw, mut labels, mut nhwc) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut labels) = (Vec::new(), Vec::new());
     for epoch in first..config.epochs {
         let start = Instant::now();
         let mut acc = vec![(0f64, 0usize, 0usize, 0f64); runs.len()]; // loss sum, correct, seen, lr
@@ -581,8 +557,7 @@ pub fn train_heads(
             }
             let feats = trunk.features(&raw, labels.len())?;
             for ((r, f), a) in runs.iter_mut().zip(feats).zip(&mut acc) {
-                to_nhwc(f, &mut nhwc)?;
-                let s = r.trainer.step(&nhwc, &labels, &mut NoHook)?;
+                let s = r.trainer.step(&f, &labels, &mut NoHook)?;
                 a.0 += s.loss * s.examples as f64;
                 a.1 += s.correct;
                 a.2 += s.examples;
@@ -684,27 +659,24 @@ fn trainer_batches(config: &TrainConfig, len: usize, epoch: usize) -> Vec<Vec<us
 /// Evaluates every head on `data` with one trunk pass per batch, as [`evaluate`] would evaluate
 /// each head on its [`CutFeatures`] (BN folded, the same batches).
 fn evaluate_heads(trunk: &Trunk, heads: &[&Network], data: &dyn BatchSource, batch: usize) -> Result<Vec<EvalReport>> {
-    let nets = heads.iter().map(|h| h.valid().fuse_bn()).collect::<mcufit_train::Result<Vec<_>>>()?;
-    let k = nets.first().map(|n| n.num_classes()).unwrap_or(0);
-    let mut confusion = vec![vec![vec![0usize; k]; k]; nets.len()];
-    let mut loss = vec![0f64; nets.len()];
+    let mut evals = heads.iter().map(|h| Evaluator::new(h)).collect::<mcufit_train::Result<Vec<_>>>()?;
+    let k = heads.first().map(|n| n.num_classes()).unwrap_or(0);
+    let mut confusion = vec![vec![vec![0usize; k]; k]; evals.len()];
+    let mut loss = vec![0f64; evals.len()];
     let (mut raw, mut labels) = (Vec::new(), Vec::new());
     let all: Vec<usize> = (0..data.len()).collect();
     for idx in all.chunks(batch) {
         data.batch(idx, &mut raw, &mut labels)?;
-        let feats = trunk.features(&raw, labels.len())?;
-        for (h, (net, f)) in nets.iter().zip(feats).enumerate() {
-            let logits = net.forward_mode(f, Mode::Eval)?;
-            let logp = log_softmax(logits, 1)
-                .into_data()
-                .try_into_vec_as::<f32>()
-                .map_err(|e| PruneError::Config(format!("{e:?}")))?;
-            for (row, &y) in logp.chunks_exact(k).zip(&labels) {
+        let n = labels.len();
+        let feats = trunk.features(&raw, n)?;
+        for (h, (eval, f)) in evals.iter_mut().zip(feats).enumerate() {
+            let logits = eval.logits(&f, n)?;
+            for (row, &y) in logits.chunks_exact(k).zip(&labels) {
                 let y = y as usize;
                 if y >= k {
                     return Err(PruneError::Data(format!("label {y} out of range for {k} classes")));
                 }
-                loss[h] -= row[y] as f64;
+                loss[h] -= log_softmax_at(row, y);
                 confusion[h][y][argmax(row)] += 1;
             }
         }

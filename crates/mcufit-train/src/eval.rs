@@ -1,11 +1,13 @@
 //! Evaluation: accuracy, per-class accuracy, confusion matrix.
 
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 use crate::data::BatchSource;
 use crate::error::{Result, TrainError};
+use crate::fast::{EngineKind, FastPath};
+use mcufit_ir::NodeId;
+
 use crate::network::{to_vec, Mode, Network};
 
 /// Result of [`evaluate`].
@@ -54,10 +56,8 @@ pub fn evaluate(network: &Network, data: &dyn BatchSource, batch_size: usize) ->
     if data.is_empty() {
         return Err(TrainError::Data("evaluation dataset is empty".into()));
     }
-    // Fold BN into the convs: inference needs no separate normalisation pass.
-    let net = network.valid().fuse_bn()?;
-    let device = net.device();
-    let k = net.num_classes();
+    let mut eval = Evaluator::new(network)?;
+    let k = network.num_classes();
     let mut confusion = vec![vec![0usize; k]; k];
     let mut loss_sum = 0f64;
     let (mut images, mut labels) = (Vec::new(), Vec::new());
@@ -65,20 +65,89 @@ pub fn evaluate(network: &Network, data: &dyn BatchSource, batch_size: usize) ->
     for idx in all.chunks(batch_size) {
         data.batch(idx, &mut images, &mut labels)?;
         let n = labels.len();
-        let x = net.input_from_nhwc(&images, n, &device)?;
-        let logits = net.forward_mode(x, Mode::Eval)?;
-        let logp = to_vec(log_softmax(logits, 1))?;
-        for (row, &y) in logp.chunks_exact(k).zip(&labels) {
+        let logits = eval.logits(&images, n)?;
+        for (row, &y) in logits.chunks_exact(k).zip(&labels) {
             let y = y as usize;
             if y >= k {
                 return Err(TrainError::Data(format!("label {y} out of range for {k} classes")));
             }
-            loss_sum -= row[y] as f64;
+            loss_sum -= log_softmax_at(row, y);
             let pred = argmax(row);
             confusion[y][pred] += 1;
         }
     }
     EvalReport::from_confusion(confusion, loss_sum)
+}
+
+/// Evaluation-mode forward passes of one network on host NHWC batches: on mcufit's CPU engine
+/// where it applies (buffers kept between batches), else on burn with BN folded into the convs.
+pub struct Evaluator {
+    network: Network,
+    fast: Option<FastPath>,
+    /// Whether the engine has this network's parameters already.
+    gathered: bool,
+}
+
+impl Evaluator {
+    /// An evaluator of `network` (an evaluation-mode copy; the original is not changed).
+    pub fn new(network: &Network) -> Result<Evaluator> {
+        let valid = network.valid();
+        let fast = FastPath::for_network(&valid, EngineKind::Auto);
+        let network = if fast.is_some() { valid } else { valid.fuse_bn()? };
+        Ok(Evaluator { network, fast, gathered: false })
+    }
+
+    /// The network evaluated (BN-folded when burn runs it).
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Logits `[n, classes]` (row-major) of `n` NHWC images.
+    pub fn logits(&mut self, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        let end = self.network.plan().logits_node;
+        Ok(self.outputs(images, n, &[end])?.pop().unwrap_or_default())
+    }
+
+    /// The NHWC outputs of `nodes` (each `n·h·w·c` floats of the node's shape) for `n` NHWC
+    /// images, in the order given; nodes after the logits node are not computed (an error).
+    pub fn outputs(&mut self, images: &[f32], n: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
+        if let Some(fast) = &mut self.fast {
+            fast.forward_eval(&self.network, images, n, !self.gathered)?;
+            self.gathered = true;
+            return nodes.iter().map(|&id| fast.output(id).map(<[f32]>::to_vec)).collect();
+        }
+        let x = self.network.input_from_nhwc(images, n, &self.network.device())?;
+        let end = self.network.plan().logits_node;
+        let (logits, mut cap) = self.network.forward_capture(x, Mode::Eval, nodes)?;
+        nodes
+            .iter()
+            .map(|&id| {
+                let t = if id == end {
+                    logits.clone().reshape([n, self.network.num_classes(), 1, 1])
+                } else {
+                    cap.remove(&id).ok_or_else(|| TrainError::Graph(format!("node #{id} is after the logits")))?
+                };
+                nchw_to_nhwc(t)
+            })
+            .collect()
+    }
+}
+
+/// NCHW tensor → host NHWC floats.
+fn nchw_to_nhwc(t: burn::tensor::Tensor<4>) -> Result<Vec<f32>> {
+    let [n, c, h, w] = t.dims();
+    let v = to_vec(t)?;
+    let hw = h * w;
+    let mut out = vec![0.0; v.len()];
+    for b in 0..n {
+        let (src, dst) = (&v[b * c * hw..(b + 1) * c * hw], &mut out[b * c * hw..(b + 1) * c * hw]);
+        for ch in 0..c {
+            for p in 0..hw {
+                dst[p * c + ch] = src[ch * hw + p];
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl EvalReport {
@@ -105,6 +174,13 @@ impl EvalReport {
             confusion,
         })
     }
+}
+
+/// `log softmax(row)[y]`, computed stably in f64.
+pub fn log_softmax_at(row: &[f32], y: usize) -> f64 {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+    row[y] as f64 - max - sum.ln()
 }
 
 /// Index of the largest value (first one on ties; NaN never wins).

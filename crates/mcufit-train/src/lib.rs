@@ -22,6 +22,7 @@
 mod data;
 mod error;
 mod eval;
+mod fast;
 mod network;
 pub mod ops;
 mod rng;
@@ -30,7 +31,8 @@ mod weights;
 
 pub use data::{BatchSource, InMemory, Splits};
 pub use error::{Result, TrainError};
-pub use eval::{evaluate, EvalReport};
+pub use eval::{evaluate, log_softmax_at, EvalReport, Evaluator};
+pub use fast::EngineKind;
 pub use network::{nhwc_to_tensor, Bn, Layer, Mode, Network, Plan, ProducerWeight};
 pub use rng::SplitMix64;
 pub use train::{

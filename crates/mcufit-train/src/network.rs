@@ -190,6 +190,18 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// For each node, the channel group whose mask multiplies its output (see the module docs).
+    pub fn mask_sites(&self) -> &[Option<GroupId>] {
+        &self.mask_site
+    }
+
+    /// Whether some batch norm is folded into its producer ([`Network::fuse_bn`]): inference only.
+    pub fn is_folded(&self) -> bool {
+        self.folded.iter().any(|&f| f)
+    }
+}
+
 /// Deterministic host-side initialisation: Kaiming-uniform for convs (ReLU nets), Glorot-uniform
 /// for dense layers, zero biases, BN γ=1 β=0. Each node has its own stream derived from
 /// (seed, node index), so the same seed gives the same weights on every backend.

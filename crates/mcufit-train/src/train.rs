@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{BatchSource, Splits};
 use crate::error::{Result, TrainError};
 use crate::eval::{argmax, check_data, evaluate, EvalReport};
+use crate::fast::{EngineKind, FastPath};
 use crate::network::{to_vec, Mode, Network};
 use crate::ops;
 use crate::rng::SplitMix64;
@@ -119,6 +120,10 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Cap on training steps per epoch (quick experiments); `None` = whole dataset.
     pub max_steps_per_epoch: Option<usize>,
+    /// Which code runs the forward and backward pass: mcufit's CPU engine where it applies
+    /// (`Auto`), or burn's autodiff (`Burn`, the reference path).
+    #[config(default = "EngineKind::Auto")]
+    pub engine: EngineKind,
 }
 
 impl TrainConfig {
@@ -325,6 +330,8 @@ pub struct Trainer {
     images: Vec<f32>,
     labels: Vec<u32>,
     onehot: Vec<f32>,
+    /// The CPU engine for this network; built at the first step (`None` inside: burn trains).
+    fast: Option<Option<FastPath>>,
 }
 
 fn build_optimizer(network: &Network, config: &TrainConfig) -> ModuleOptimizer {
@@ -389,6 +396,7 @@ impl Trainer {
             images: Vec::new(),
             labels: Vec::new(),
             onehot: Vec::new(),
+            fast: None,
         })
     }
 
@@ -423,6 +431,8 @@ impl Trainer {
         self.network.as_ref().ok_or_else(|| TrainError::Checkpoint("network lost by an earlier failed step".into()))
     }
     pub fn network_mut(&mut self) -> Result<&mut Network> {
+        // The caller may change the network's structure: the engine is rebuilt at the next step.
+        self.fast = None;
         self.network.as_mut().ok_or_else(|| TrainError::Checkpoint("network lost by an earlier failed step".into()))
     }
     /// The trained network in evaluation mode.
@@ -458,7 +468,75 @@ impl Trainer {
             self.onehot[i * k + y as usize] = 1.0;
         }
         let targets = Tensor::<2>::from_data(TensorData::new(self.onehot.clone(), [n, k]), &self.device);
+        if self.uses_engine()? {
+            return self.step_engine(images, x, targets, labels, hook);
+        }
         self.step_tensors(x, targets, labels, hook)
+    }
+
+    /// Whether steps on host batches ([`Trainer::step`]) run on mcufit's CPU engine (see
+    /// [`TrainConfig::engine`]); `false`: burn's autodiff.
+    pub fn uses_engine(&mut self) -> Result<bool> {
+        if self.fast.is_none() {
+            let fast = FastPath::for_network(self.network()?, self.config.engine);
+            self.fast = Some(fast);
+        }
+        Ok(matches!(self.fast, Some(Some(_))))
+    }
+
+    /// [`Trainer::step`] on the CPU engine (see [`crate::fast`]): same loss, hooks and optimiser.
+    fn step_engine(
+        &mut self,
+        images: &[f32],
+        x: Tensor<4>,
+        targets: Tensor<2>,
+        labels: &[u32],
+        hook: &mut dyn TrainHook,
+    ) -> Result<StepStats> {
+        let lr = self.lr();
+        let ctx = StepContext { epoch: self.state.epoch, step: self.state.global_step, lr };
+        let targets = hook.targets(&x, targets, &ctx)?;
+        drop(x);
+        let n = labels.len();
+        let net = self.network.as_ref().ok_or_else(|| TrainError::Checkpoint("network lost".into()))?;
+        let Some(Some(fast)) = self.fast.as_mut() else {
+            return Err(TrainError::Config("the CPU engine is not available for this network".into()));
+        };
+        let k = net.num_classes();
+        let logits_host = fast.forward_train(net, images, n)?;
+        let logits = Tensor::<2>::from_data(TensorData::new(logits_host.clone(), [n, k]), &self.device).require_grad();
+        let task = ops::cross_entropy(logits.clone(), targets);
+        let extra = hook.extra_loss(net, &logits, &ctx)?;
+        let (loss, extra_val) = match extra {
+            Some(e) => {
+                let v = to_vec(e.clone().detach())?.first().copied().unwrap_or(0.0) as f64;
+                (task.clone() + e, v)
+            }
+            None => (task.clone(), 0.0),
+        };
+        let task_val = to_vec(task.detach())?.first().copied().unwrap_or(f32::NAN) as f64;
+        if !task_val.is_finite() || !extra_val.is_finite() {
+            return Err(TrainError::Diverged(format!(
+                "loss {task_val} (extra {extra_val}) at epoch {} step {}; lower the learning rate",
+                ctx.epoch, ctx.step
+            )));
+        }
+        let mut grads = loss.backward();
+        let dlogits = logits
+            .grad_remove(&mut grads)
+            .ok_or_else(|| TrainError::Graph("the loss has no gradient with respect to the logits".into()))?;
+        let dlogits = to_vec(dlogits)?;
+        let mut grads = GradientsParams::from_grads(grads, net);
+        fast.backward(net, &dlogits, &mut grads, &self.device.clone().without_autodiff())?;
+        fast.update_running_stats(net, n)?;
+        let correct = logits_host.chunks_exact(k).zip(labels).filter(|(row, &y)| argmax(row) == y as usize).count();
+        let net = self.network.take().ok_or_else(|| TrainError::Checkpoint("network lost".into()))?;
+        let mut net = self.optimizer.step(lr, net, grads);
+        let after = hook.after_step(&mut net, &ctx);
+        self.network = Some(net);
+        after?;
+        self.state.global_step += 1;
+        Ok(StepStats { loss: task_val, extra_loss: extra_val, correct, examples: labels.len(), lr })
     }
 
     /// One optimisation step on device tensors: `x` NCHW, `targets` one-hot/soft `[N, classes]`.

@@ -1,0 +1,435 @@
+//! Windowed ops on NHWC images: the window geometry (TF padding), im2col / col2im around the
+//! GEMM of an ordinary convolution, and direct depthwise convolution.
+
+use mcufit_ir::{Padding, Shape};
+use rayon::prelude::*;
+
+use crate::elem::emit;
+use crate::matmul::{matmul_seq, View};
+use crate::simd::simd_fn;
+
+/// Geometry of a window (conv kernel or pool) sliding over one NHWC image.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    /// Input height, width, channels.
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    /// Output height and width.
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    /// Padding before (top, left); TF SAME puts the odd pixel after.
+    pub pt: usize,
+    pub pl: usize,
+}
+
+impl Window {
+    pub fn new(input: Shape, output: Shape, kernel: [usize; 2], stride: [usize; 2], padding: Padding) -> Window {
+        Window {
+            h: input.h,
+            w: input.w,
+            c: input.c,
+            oh: output.h,
+            ow: output.w,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: stride[0],
+            sw: stride[1],
+            pt: padding.pads(input.h, kernel[0], stride[0]).0,
+            pl: padding.pads(input.w, kernel[1], stride[1]).0,
+        }
+    }
+    /// Elements of one input image.
+    pub fn in_image(&self) -> usize {
+        self.h * self.w * self.c
+    }
+    /// Kernel taps of output row `oy`: `(first, end, first input row)`.
+    #[inline]
+    pub fn rows(&self, oy: usize) -> (usize, usize, usize) {
+        span(oy, self.sh, self.pt, self.kh, self.h)
+    }
+    /// Kernel taps of output column `ox`: `(first, end, first input column)`.
+    #[inline]
+    pub fn cols(&self, ox: usize) -> (usize, usize, usize) {
+        span(ox, self.sw, self.pl, self.kw, self.w)
+    }
+}
+
+/// The taps `k0..k1` of a window at output position `o` that fall inside `0..len`, and the input
+/// position of tap `k0`. TF padding guarantees at least one tap (the padding before is < kernel).
+#[inline]
+fn span(o: usize, stride: usize, pad: usize, kernel: usize, len: usize) -> (usize, usize, usize) {
+    let start = (o * stride) as isize - pad as isize;
+    let k0 = (-start).max(0) as usize;
+    let k1 = ((len as isize - start).max(0) as usize).min(kernel);
+    (k0, k1.max(k0), (start + k0 as isize) as usize)
+}
+
+/// im2col of one image: `cols[(oy, ox), (ky, kx, ci)]` = the input pixel under each tap (0 in
+/// the padding). `cols` holds `oh * ow` rows of `kh * kw * c`.
+fn im2col_image(g: &Window, img: &[f32], cols: &mut [f32]) {
+    let (c, kk) = (g.c, g.kh * g.kw * g.c);
+    for (oy, row) in cols.chunks_exact_mut(g.ow * kk).enumerate() {
+        let (ky0, ky1, iy0) = g.rows(oy);
+        for (ox, dst) in row.chunks_exact_mut(kk).enumerate() {
+            let (kx0, kx1, ix0) = g.cols(ox);
+            if ky0 > 0 || ky1 < g.kh || kx0 > 0 || kx1 < g.kw {
+                dst.fill(0.0);
+            }
+            for ky in ky0..ky1 {
+                let iy = iy0 + ky - ky0;
+                // The taps kx0..kx1 of one kernel row read one contiguous run of input pixels.
+                let src = &img[(iy * g.w + ix0) * c..(iy * g.w + ix0 + kx1 - kx0) * c];
+                dst[(ky * g.kw + kx0) * c..(ky * g.kw + kx1) * c].copy_from_slice(src);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// col2im of one image: scatter-adds `dc` (the gradient of its im2col matrix) into `dx`
+    /// (written, or added to when `acc`).
+    fn col2im_image(g: &Window, dc: &[f32], dx: &mut [f32], acc: bool) {
+        let (c, kk) = (g.c, g.kh * g.kw * g.c);
+        if !acc {
+            dx.fill(0.0);
+        }
+        for oy in 0..g.oh {
+            let (ky0, ky1, iy0) = g.rows(oy);
+            for ox in 0..g.ow {
+                let (kx0, kx1, ix0) = g.cols(ox);
+                let src = &dc[(oy * g.ow + ox) * kk..(oy * g.ow + ox + 1) * kk];
+                for ky in ky0..ky1 {
+                    let iy = iy0 + ky - ky0;
+                    let d = &mut dx[(iy * g.w + ix0) * c..(iy * g.w + ix0 + kx1 - kx0) * c];
+                    let s = &src[(ky * g.kw + kx0) * c..(ky * g.kw + kx1) * c];
+                    d.iter_mut().zip(s).for_each(|(d, &s)| *d += s);
+                }
+            }
+        }
+    }
+}
+
+/// Target size (floats) of one chunk's im2col matrix: small enough to stay in L2 between its
+/// construction and the GEMM that consumes it.
+const CHUNK_FLOATS: usize = 1 << 16;
+/// Partial kernel-gradient buffers of a convolution backward (fixed: thread-count independent).
+pub(crate) const CONV_GROUPS: usize = 8;
+
+thread_local! {
+    /// Per-thread im2col / col2im scratch of the chunked convolutions.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` floats of this thread's scratch (contents are garbage).
+fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLS.with(|c| {
+        let mut v = c.borrow_mut();
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        f(&mut v[..len])
+    })
+}
+
+/// How an ordinary convolution is cut into chunks of whole images (a function of the shapes
+/// only, so the partial sums and their order do not depend on the thread count).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvPlan {
+    pub win: Window,
+    pub cout: usize,
+    /// 1x1, stride 1: the NHWC input is already the `[N·H·W, Cin]` GEMM operand.
+    pub direct: bool,
+}
+
+impl ConvPlan {
+    fn kk(&self) -> usize {
+        self.win.kh * self.win.kw * self.win.c
+    }
+    fn rows_img(&self) -> usize {
+        self.win.oh * self.win.ow
+    }
+    /// Images per chunk.
+    fn per_chunk(&self) -> usize {
+        (CHUNK_FLOATS / (self.rows_img() * self.kk()).max(1)).max(1)
+    }
+    /// Number of partial kernel-gradient buffers for a batch of `n` (each `kk * cout` floats).
+    pub fn groups(&self, n: usize) -> usize {
+        n.div_ceil(self.per_chunk()).min(CONV_GROUPS)
+    }
+    /// The GEMM lhs of images `i0..i0 + imgs` (`rows x kk`): the input itself (direct) or its
+    /// im2col matrix built in `cols`.
+    fn lhs<'a>(&self, x: &'a [f32], i0: usize, imgs: usize, cols: &'a mut [f32]) -> &'a [f32] {
+        let (ii, ci) = (self.win.in_image(), self.rows_img() * self.kk());
+        if self.direct {
+            &x[i0 * ii..(i0 + imgs) * ii]
+        } else {
+            for i in 0..imgs {
+                im2col_image(&self.win, &x[(i0 + i) * ii..(i0 + i + 1) * ii], &mut cols[i * ci..(i + 1) * ci]);
+            }
+            &cols[..imgs * ci]
+        }
+    }
+
+    /// `y = conv(x) + bias`, `wmat` the kernel as `[(ky, kx, ci), cout]`. Parallel over chunks.
+    /// `epi`: an evaluation-mode BN (+ ReLU) applied to each chunk right after its GEMM, while it
+    /// is in cache (tiled `a`, `b` of [`crate::norm::eval_coefs`] and the ReLU cap).
+    pub fn forward(
+        &self,
+        x: &[f32],
+        wmat: &[f32],
+        bias: Option<&[f32]>,
+        epi: Option<(&[f32], &[f32], crate::norm::Relu)>,
+        y: &mut [f32],
+    ) {
+        let (kk, cout, ri) = (self.kk(), self.cout, self.rows_img());
+        let pc = self.per_chunk();
+        let scratch = if self.direct { 0 } else { pc * ri * kk };
+        y.par_chunks_mut(pc * ri * cout).enumerate().for_each(|(ch, yc)| {
+            let imgs = yc.len() / (ri * cout);
+            let rows = imgs * ri;
+            if let Some(b) = bias {
+                for r in yc.chunks_exact_mut(cout) {
+                    r.copy_from_slice(b);
+                }
+            }
+            with_cols(scratch, |cols| {
+                let lhs = self.lhs(x, ch * pc, imgs, cols);
+                matmul_seq(rows, cout, kk, yc, cout, bias.is_some(), View::rows(lhs, kk), View::rows(wmat, cout));
+            });
+            if let Some((a, b, relu)) = epi {
+                crate::norm::affine_inplace(yc, a, b, relu.is_some(), relu.unwrap_or(0.0));
+            }
+        });
+    }
+
+    /// Backward: `part` gets [`ConvPlan::groups`] partial kernel gradients (`[(ky, kx, ci), cout]`
+    /// each; their sum in order is dW), `dx`, when given, is written (or added to when `acc`).
+    /// Parallel over the groups, each a fixed run of chunks.
+    pub fn backward(&self, x: &[f32], wmat: &[f32], dy: &[f32], part: &mut [f32], dx: Option<(&mut [f32], bool)>) {
+        let (kk, cout, ri, ii) = (self.kk(), self.cout, self.rows_img(), self.win.in_image());
+        let n = dy.len() / (ri * cout);
+        let pc = self.per_chunk();
+        let nch = n.div_ceil(pc);
+        let groups = self.groups(n);
+        // Group k covers chunks nch·k/groups .. nch·(k+1)/groups; its images and dx are contiguous.
+        let img_at = |k: usize| (nch * k / groups * pc).min(n);
+        let (acc, mut dx) = match dx {
+            Some((d, acc)) => (acc, Some(d)),
+            None => (false, None),
+        };
+        let mut jobs = Vec::with_capacity(groups);
+        for (k, p) in part[..groups * kk * cout].chunks_exact_mut(kk * cout).enumerate() {
+            let (i0, i1) = (img_at(k), img_at(k + 1));
+            let d = dx.take().map(|d| {
+                let (head, tail) = d.split_at_mut((i1 - i0) * ii);
+                dx = Some(tail);
+                head
+            });
+            jobs.push((i0, i1, p, d));
+        }
+        let scratch = if self.direct { 0 } else { pc * ri * kk };
+        jobs.into_par_iter().for_each(|(i0, i1, p, mut d)| {
+            with_cols(scratch, |cols| {
+                let mut i = i0;
+                while i < i1 {
+                    let imgs = pc.min(i1 - i);
+                    let rows = imgs * ri;
+                    let dyc = &dy[i * ri * cout..(i + imgs) * ri * cout];
+                    let lhs = self.lhs(x, i, imgs, cols);
+                    // dW partial (+)= colsᵀ · dY
+                    matmul_seq(kk, cout, rows, p, cout, i > i0, View::transposed(lhs, kk), View::rows(dyc, cout));
+                    if let Some(d) = d.as_deref_mut() {
+                        let dxc = &mut d[(i - i0) * ii..(i - i0 + imgs) * ii];
+                        if self.direct {
+                            matmul_seq(
+                                rows,
+                                kk,
+                                cout,
+                                dxc,
+                                kk,
+                                acc,
+                                View::rows(dyc, cout),
+                                View::transposed(wmat, cout),
+                            );
+                        } else {
+                            // dCols = dY · Wᵀ (reusing the scratch), then scatter-add onto the pixels.
+                            let dc = &mut cols[..rows * kk];
+                            matmul_seq(
+                                rows,
+                                kk,
+                                cout,
+                                dc,
+                                kk,
+                                false,
+                                View::rows(dyc, cout),
+                                View::transposed(wmat, cout),
+                            );
+                            for j in 0..imgs {
+                                col2im_image(
+                                    &self.win,
+                                    &dc[j * ri * kk..(j + 1) * ri * kk],
+                                    &mut dxc[j * ii..(j + 1) * ii],
+                                    acc,
+                                );
+                            }
+                        }
+                    }
+                    i += imgs;
+                }
+            });
+        });
+    }
+}
+
+/// `out = Σ_k part[k]` over `groups` records of `out.len()` floats, in record order.
+pub(crate) fn sum_groups(part: &[f32], groups: usize, out: &mut [f32]) {
+    let len = out.len();
+    out.par_chunks_mut(crate::elem::EW_CHUNK).enumerate().for_each(|(j, o)| {
+        let off = j * crate::elem::EW_CHUNK;
+        o.copy_from_slice(&part[off..off + o.len()]);
+        for k in 1..groups {
+            let p = &part[k * len + off..k * len + off + o.len()];
+            o.iter_mut().zip(p).for_each(|(o, &p)| *o += p);
+        }
+    });
+}
+
+/// Depthwise convolution forward: `y[n, oy, ox, c] = b[c] + Σ x[n, iy, ix, c] · k[ky, kx, c]`,
+/// `k` re-laid as `[kh * kw, c]`.
+pub(crate) fn depthwise_forward(g: &Window, x: &[f32], k: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let c = g.c;
+    y.par_chunks_mut(g.ow * c).enumerate().for_each(|(r, yrow)| {
+        let (n, oy) = (r / g.oh, r % g.oh);
+        depthwise_row(g, &x[n * g.in_image()..(n + 1) * g.in_image()], k, bias, oy, yrow);
+    });
+}
+
+simd_fn! {
+    /// One output row `oy` of a depthwise convolution of image `img`.
+    fn depthwise_row(g: &Window, img: &[f32], k: &[f32], bias: Option<&[f32]>, oy: usize, yrow: &mut [f32]) {
+        let c = g.c;
+        let (ky0, ky1, iy0) = g.rows(oy);
+        for (ox, out) in yrow.chunks_exact_mut(c).enumerate() {
+            match bias {
+                Some(b) => out.copy_from_slice(b),
+                None => out.fill(0.0),
+            }
+            let (kx0, kx1, ix0) = g.cols(ox);
+            for ky in ky0..ky1 {
+                let iy = iy0 + ky - ky0;
+                for kx in kx0..kx1 {
+                    let ix = ix0 + kx - kx0;
+                    let xs = &img[(iy * g.w + ix) * c..(iy * g.w + ix + 1) * c];
+                    let ks = &k[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
+                    out.iter_mut().zip(xs.iter().zip(ks)).for_each(|(o, (&a, &b))| *o += a * b);
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise backward for all images. `part` gets one record per image of `kh * kw * c` kernel
+/// gradient sums then `c` bias gradient sums (summed over images by the caller, in order);
+/// `dx`, when given, is written (or added to when `acc`).
+pub(crate) fn depthwise_backward(
+    g: &Window,
+    x: &[f32],
+    k: &[f32],
+    dy: &[f32],
+    part: &mut [f32],
+    dx: Option<(&mut [f32], bool)>,
+) {
+    let rec = (g.kh * g.kw + 1) * g.c;
+    match dx {
+        Some((dx, acc)) => {
+            part.par_chunks_mut(rec).zip(dx.par_chunks_mut(g.in_image())).enumerate().for_each(|(n, (p, dx))| {
+                if !acc {
+                    dx.fill(0.0);
+                }
+                depthwise_backward_image(g, n, x, k, dy, p, Some(dx));
+            })
+        }
+        None => {
+            part.par_chunks_mut(rec).enumerate().for_each(|(n, p)| depthwise_backward_image(g, n, x, k, dy, p, None))
+        }
+    }
+}
+
+simd_fn! {
+    fn depthwise_backward_image(
+        g: &Window,
+        n: usize,
+        x: &[f32],
+        k: &[f32],
+        dy: &[f32],
+        part: &mut [f32],
+        dx: Option<&mut [f32]>,
+    ) {
+        let mut dx = dx;
+        let c = g.c;
+        let img = &x[n * g.in_image()..(n + 1) * g.in_image()];
+        let out_img = g.oh * g.ow * c;
+        let dy = &dy[n * out_img..(n + 1) * out_img];
+        part.fill(0.0);
+        let (dk, db) = part.split_at_mut(g.kh * g.kw * c);
+        for oy in 0..g.oh {
+            let (ky0, ky1, iy0) = g.rows(oy);
+            for ox in 0..g.ow {
+                let (kx0, kx1, ix0) = g.cols(ox);
+                let d = &dy[(oy * g.ow + ox) * c..(oy * g.ow + ox + 1) * c];
+                db.iter_mut().zip(d).for_each(|(b, &d)| *b += d);
+                for ky in ky0..ky1 {
+                    let iy = iy0 + ky - ky0;
+                    for kx in kx0..kx1 {
+                        let px = (iy * g.w + ix0 + kx - kx0) * c;
+                        let tap = (ky * g.kw + kx) * c;
+                        let xs = &img[px..px + c];
+                        dk[tap..tap + c].iter_mut().zip(d.iter().zip(xs)).for_each(|(s, (&d, &x))| *s += d * x);
+                        if let Some(dx) = dx.as_deref_mut() {
+                            let ks = &k[tap..tap + c];
+                            dx[px..px + c].iter_mut().zip(d.iter().zip(ks)).for_each(|(s, (&d, &w))| *s += d * w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Re-lays a burn `[out, in, kh, kw]` kernel as the GEMM matrix `[(ky, kx, in), out]`.
+pub(crate) fn kernel_to_matrix(kernel: &[f32], out: usize, cin: usize, kh: usize, kw: usize, m: &mut [f32]) {
+    for o in 0..out {
+        for ci in 0..cin {
+            for t in 0..kh * kw {
+                m[(t * cin + ci) * out + o] = kernel[(o * cin + ci) * kh * kw + t];
+            }
+        }
+    }
+}
+
+/// The inverse of [`kernel_to_matrix`]: a `[(ky, kx, in), out]` gradient back to burn's layout.
+pub(crate) fn matrix_to_kernel(m: &[f32], out: usize, cin: usize, kh: usize, kw: usize, kernel: &mut [f32]) {
+    for o in 0..out {
+        for ci in 0..cin {
+            for t in 0..kh * kw {
+                kernel[(o * cin + ci) * kh * kw + t] = m[(t * cin + ci) * out + o];
+            }
+        }
+    }
+}
+
+/// `emit` of a row-broadcast bias: each `[c]` row of `y` is set to `b`.
+pub(crate) fn fill_rows(y: &mut [f32], b: &[f32]) {
+    let c = b.len();
+    let rows_per = (crate::elem::EW_CHUNK / c).max(1);
+    y.par_chunks_mut(rows_per * c).for_each(|y| {
+        for r in y.chunks_exact_mut(c) {
+            emit(false, r, b.iter().copied());
+        }
+    });
+}

@@ -1,0 +1,704 @@
+//! The [`Engine`]: a plan built once from the graph, per-node buffers kept between steps, and the
+//! forward / backward walks over the nodes.
+
+use std::time::{Duration, Instant};
+
+use mcufit_ir::{Graph, NodeId, Op, Shape};
+
+use crate::conv::{self, ConvPlan, Window};
+use crate::elem::{self, ensure, scratch};
+use crate::matmul::{matmul, View};
+use crate::norm::{self, BnStats};
+use crate::pool;
+use crate::{EngineError, Mode, NodeParams, Params, Result};
+
+/// How one node is computed, with the state it keeps between forward and backward.
+enum Step {
+    Input,
+    /// Ordinary convolution: GEMM of the input (1x1 stride 1) or its im2col matrix with `wmat`.
+    Conv {
+        plan: ConvPlan,
+        /// The kernel re-laid as `[(ky, kx, ci), cout]` (filled by each forward).
+        wmat: Vec<f32>,
+        /// Its gradient, before re-laying to burn's layout.
+        dwmat: Vec<f32>,
+    },
+    /// Depthwise convolution (multiplier 1) with the kernel re-laid as `[kh·kw, c]`.
+    Depthwise {
+        win: Window,
+        wmat: Vec<f32>,
+    },
+    Dense {
+        nin: usize,
+        units: usize,
+    },
+    BatchNorm {
+        eps: f32,
+        stats: BnStats,
+        /// The cap of a ReLU fused onto the output (the BN's only consumer).
+        relu: norm::Relu,
+    },
+    /// ReLU (`cap` = infinity) or ReLU6 (`cap` = 6).
+    Relu {
+        cap: f32,
+    },
+    MaxPool {
+        win: Window,
+        arg: Vec<u32>,
+    },
+    AvgPool {
+        win: Window,
+    },
+    GlobalAvgPool,
+    Add,
+    Concat,
+    /// Flatten / reshape: NHWC data unchanged, the node shares its input's buffers.
+    Alias,
+    /// A ReLU computed by the batch norm before it: shares its buffers like an alias.
+    FusedRelu,
+}
+
+impl Step {
+    fn kind(&self) -> &'static str {
+        match self {
+            Step::Input => "input",
+            Step::Conv { .. } => "conv2d",
+            Step::Depthwise { .. } => "depthwise_conv2d",
+            Step::Dense { .. } => "dense",
+            Step::BatchNorm { .. } => "batch_norm",
+            Step::Relu { .. } => "relu",
+            Step::MaxPool { .. } => "max_pool2d",
+            Step::AvgPool { .. } => "avg_pool2d",
+            Step::GlobalAvgPool => "global_avg_pool",
+            Step::Add => "add",
+            Step::Concat => "concat",
+            Step::Alias => "flatten/reshape",
+            Step::FusedRelu => "relu (fused into batch_norm)",
+        }
+    }
+}
+
+/// Forward and backward of an mcufit IR graph on the CPU (see the crate docs for the contract).
+///
+/// Buffers are sized for the batch size of the last call and reused: steps at a constant batch
+/// size allocate nothing (beyond gemm's own packing buffers).
+pub struct Engine {
+    steps: Vec<Step>,
+    names: Vec<String>,
+    inputs: Vec<Vec<NodeId>>,
+    shapes: Vec<Shape>,
+    mask_site: Vec<Option<usize>>,
+    /// The node whose buffers hold each node's output (itself, or the source of an alias).
+    buf: Vec<NodeId>,
+    /// Whether a node's output gradient is needed (some parameter or mask lies at or before it).
+    needs_grad: Vec<bool>,
+    logits: NodeId,
+    classes: usize,
+    /// Batch size and mode of the last completed forward (`None`: no valid forward).
+    last: Option<(usize, Mode)>,
+    acts: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    /// Output before the mask, for mask sites that are not batch norms.
+    premask: Vec<Vec<f32>>,
+    written: Vec<bool>,
+    /// Shared partial-sum scratch of the reductions.
+    part: Vec<f32>,
+    /// `eval_fold[conv] = Some(bn)`: in [`Mode::Eval`] the BN (the conv's only consumer) is
+    /// applied by the conv as it writes each chunk; the BN then just takes over the buffer.
+    eval_fold: Vec<Option<NodeId>>,
+    /// Coefficients of a folded BN (scratch: `[a, b]` then their tiles).
+    epi: (Vec<f32>, Vec<f32>),
+    grad: Params,
+    times: Vec<(Duration, Duration)>,
+}
+
+fn invalid(m: String) -> EngineError {
+    EngineError::Invalid(m)
+}
+
+/// A required parameter of `len` values.
+fn need<'a>(v: &'a Option<Vec<f32>>, len: usize, node: &str, what: &str) -> Result<&'a [f32]> {
+    match v {
+        Some(v) if v.len() == len => Ok(v),
+        Some(v) => Err(invalid(format!("node '{node}': {what} has {} values, expected {len}", v.len()))),
+        None => Err(invalid(format!("node '{node}' needs a {what} parameter ({len} values)"))),
+    }
+}
+
+/// An optional parameter (a bias) of `len` values.
+fn opt<'a>(v: &'a Option<Vec<f32>>, len: usize, node: &str, what: &str) -> Result<Option<&'a [f32]>> {
+    v.as_ref().map(|_| need(v, len, node, what)).transpose()
+}
+
+/// Sets `g` to zeros shaped like `p` (`None` where `p` is).
+fn zeros_like(g: &mut Option<Vec<f32>>, p: &Option<Vec<f32>>) {
+    match p {
+        Some(p) => {
+            let v = g.get_or_insert_with(Vec::new);
+            ensure(v, p.len());
+            v.fill(0.0);
+        }
+        None => *g = None,
+    }
+}
+
+impl Engine {
+    /// Plans the computation of `graph` up to `logits_node` (a flat `[1, 1, classes]` tensor; later
+    /// nodes are ignored). `mask_site[node] = Some(g)`: channel group `g`'s mask multiplies that
+    /// node's output channels. `Err(Unsupported)` for what the engine does not implement (grouped
+    /// convolutions other than depthwise, a softmax before the logits, a mask on an input,
+    /// flatten or reshape node), so that the caller can fall back to burn.
+    pub fn new(graph: &Graph, logits_node: NodeId, mask_site: Vec<Option<usize>>) -> Result<Engine> {
+        let shapes = graph.shapes()?;
+        let count = graph.nodes.len();
+        if logits_node >= count {
+            return Err(invalid(format!("logits node #{logits_node} is not in the graph ({count} nodes)")));
+        }
+        if !shapes[logits_node].is_flat() {
+            return Err(invalid(format!(
+                "logits node '{}' has shape {}; it must be a flat [1,1,classes] tensor",
+                graph.nodes[logits_node].name, shapes[logits_node]
+            )));
+        }
+        if mask_site.len() != count {
+            return Err(invalid(format!("mask_site has {} entries, the graph has {count} nodes", mask_site.len())));
+        }
+        let end = logits_node + 1;
+        let mut steps = Vec::with_capacity(end);
+        let mut buf = Vec::with_capacity(end);
+        let mut needs_grad = Vec::with_capacity(end);
+        let mut consumers = vec![0usize; end];
+        for node in &graph.nodes[..end] {
+            for &i in &node.inputs {
+                consumers[i] += 1;
+            }
+        }
+        for (id, node) in graph.nodes.iter().enumerate().take(end) {
+            let unsupported = |what: &str| EngineError::Unsupported(format!("node '{}': {what}", node.name));
+            let inp = node.inputs.first().map(|&i| shapes[i]).unwrap_or(shapes[id]);
+            let out = shapes[id];
+            let step = match &node.op {
+                Op::Input { .. } => Step::Input,
+                Op::Conv2d(c) if c.groups == 1 => {
+                    let win = Window::new(inp, out, c.kernel, c.stride, c.padding);
+                    let k = c.kernel[0] * c.kernel[1] * inp.c;
+                    Step::Conv {
+                        plan: ConvPlan { win, cout: c.filters, direct: c.kernel == [1, 1] && c.stride == [1, 1] },
+                        wmat: vec![0.0; k * c.filters],
+                        dwmat: vec![0.0; k * c.filters],
+                    }
+                }
+                // A conv with one group per channel is a depthwise conv, in the same kernel layout.
+                Op::Conv2d(c) if c.groups == inp.c && c.filters == inp.c => {
+                    let win = Window::new(inp, out, c.kernel, c.stride, c.padding);
+                    Step::Depthwise { win, wmat: vec![0.0; c.kernel[0] * c.kernel[1] * inp.c] }
+                }
+                Op::Conv2d(c) => {
+                    return Err(unsupported(&format!(
+                        "grouped conv2d (groups={}, {} -> {} channels) other than depthwise",
+                        c.groups, inp.c, c.filters
+                    )))
+                }
+                Op::DepthwiseConv2d(d) => {
+                    let win = Window::new(inp, out, d.kernel, d.stride, d.padding);
+                    Step::Depthwise { win, wmat: vec![0.0; d.kernel[0] * d.kernel[1] * inp.c] }
+                }
+                Op::Dense(d) => Step::Dense { nin: inp.elements(), units: d.units },
+                Op::BatchNorm(b) => Step::BatchNorm {
+                    eps: b.eps,
+                    stats: BnStats {
+                        mean: vec![0.0; out.c],
+                        var: vec![0.0; out.c],
+                        inv_std: vec![0.0; out.c],
+                        coef: vec![0.0; 5 * out.c],
+                        tiles: Vec::new(),
+                    },
+                    relu: None,
+                },
+                Op::Relu | Op::Relu6 => {
+                    let cap = if matches!(node.op, Op::Relu) { f32::INFINITY } else { 6.0 };
+                    // A ReLU that is the only consumer of a batch norm is computed by that BN (one
+                    // pass over the data instead of two, forward and backward).
+                    let src = node.inputs[0];
+                    match &mut steps[src] {
+                        Step::BatchNorm { relu, .. } if consumers[src] == 1 && mask_site[id].is_none() => {
+                            *relu = Some(cap);
+                            Step::FusedRelu
+                        }
+                        _ => Step::Relu { cap },
+                    }
+                }
+                Op::MaxPool2d(p) => {
+                    Step::MaxPool { win: Window::new(inp, out, p.pool, p.strides(), p.padding), arg: Vec::new() }
+                }
+                Op::AvgPool2d(p) => Step::AvgPool { win: Window::new(inp, out, p.pool, p.strides(), p.padding) },
+                Op::GlobalAvgPool => Step::GlobalAvgPool,
+                Op::Add => Step::Add,
+                Op::Concat => Step::Concat,
+                Op::Flatten | Op::Reshape { .. } => Step::Alias,
+                Op::Softmax => return Err(unsupported("softmax before the logits node")),
+            };
+            if mask_site[id].is_some() && matches!(step, Step::Input | Step::Alias) {
+                return Err(unsupported(&format!("a channel mask on a '{}' node", node.op.kind())));
+            }
+            let alias = matches!(step, Step::Alias | Step::FusedRelu);
+            buf.push(if alias { buf[node.inputs[0]] } else { id });
+            let has_params = matches!(step, Step::Conv { .. } | Step::Depthwise { .. } | Step::Dense { .. })
+                || matches!(step, Step::BatchNorm { .. })
+                || mask_site[id].is_some();
+            needs_grad.push(id > 0 && (has_params || node.inputs.iter().any(|&i| needs_grad[i])));
+            steps.push(step);
+        }
+        let mut eval_fold = vec![None; end];
+        for (id, node) in graph.nodes.iter().enumerate().take(end) {
+            if let (Step::BatchNorm { .. }, Some(&src)) = (&steps[id], node.inputs.first()) {
+                if matches!(steps[src], Step::Conv { .. }) && consumers[src] == 1 && mask_site[src].is_none() {
+                    eval_fold[src] = Some(id);
+                }
+            }
+        }
+        Ok(Engine {
+            eval_fold,
+            epi: (Vec::new(), Vec::new()),
+            names: graph.nodes[..end].iter().map(|n| n.name.clone()).collect(),
+            inputs: graph.nodes[..end].iter().map(|n| n.inputs.clone()).collect(),
+            shapes: shapes[..end].to_vec(),
+            mask_site: mask_site[..end].to_vec(),
+            buf,
+            needs_grad,
+            logits: logits_node,
+            classes: shapes[logits_node].c,
+            last: None,
+            acts: vec![Vec::new(); end],
+            grads: vec![Vec::new(); end],
+            premask: vec![Vec::new(); end],
+            written: vec![false; end],
+            part: Vec::new(),
+            grad: Params::default(),
+            times: vec![(Duration::ZERO, Duration::ZERO); end],
+            steps,
+        })
+    }
+
+    /// Forward pass of `n` NHWC images (`x`: `n·h·w·c` floats). Returns the logits `[n, classes]`,
+    /// row-major. [`Mode::Train`] uses batch statistics and keeps what [`Engine::backward`]
+    /// needs; [`Mode::Eval`] uses the running statistics (`running_mean` / `running_var` must be
+    /// set on every batch norm).
+    pub fn forward(&mut self, params: &Params, x: &[f32], n: usize, mode: Mode) -> Result<&[f32]> {
+        self.last = None;
+        let s = self.shapes[0];
+        if n == 0 || x.len() != n * s.elements() {
+            return Err(invalid(format!(
+                "a batch of {n} images needs {} floats ({}x{}x{} NHWC each), got {} (n must be > 0)",
+                n * s.elements(),
+                s.h,
+                s.w,
+                s.c,
+                x.len()
+            )));
+        }
+        if params.nodes.len() < self.steps.len() {
+            return Err(invalid(format!(
+                "params has {} node entries, the graph needs one per node ({} up to the logits)",
+                params.nodes.len(),
+                self.steps.len()
+            )));
+        }
+        // The whole walk runs on one rayon worker: the parallel loops of the nodes then start
+        // from inside the pool instead of each handing its work over from a foreign thread (a
+        // sleep / wake-up per loop, which dominated small models).
+        rayon::scope(|_| -> Result<()> {
+            for id in 0..self.steps.len() {
+                let t0 = Instant::now();
+                self.forward_node(id, params, x, n, mode)?;
+                self.times[id].0 = t0.elapsed();
+            }
+            Ok(())
+        })?;
+        self.last = Some((n, mode));
+        Ok(&self.acts[self.buf[self.logits]][..n * self.classes])
+    }
+
+    /// The mask applied at `id`'s output, if any, checked against the channel count.
+    fn mask<'a>(&self, params: &'a Params, id: NodeId) -> Result<Option<&'a [f32]>> {
+        let Some(g) = self.mask_site[id] else { return Ok(None) };
+        let slot = params.masks.get(g).ok_or_else(|| {
+            invalid(format!(
+                "node '{}' is the mask site of group {g}, but params.masks has {} groups",
+                self.names[id],
+                params.masks.len()
+            ))
+        })?;
+        opt(slot, self.shapes[id].c, &self.names[id], &format!("mask of group {g}"))
+    }
+
+    fn forward_node(&mut self, id: NodeId, params: &Params, x: &[f32], n: usize, mode: Mode) -> Result<()> {
+        if matches!(self.steps[id], Step::Alias | Step::FusedRelu) {
+            return Ok(());
+        }
+        let mask = self.mask(params, id)?;
+        // An evaluation-mode BN folded into this conv: its tiled coefficients and ReLU.
+        let epi = match (mode, self.eval_fold[id]) {
+            (Mode::Eval, Some(bn)) => {
+                let bn_mask = self.mask(params, bn)?;
+                let (bp, bname, c) = (&params.nodes[bn], &self.names[bn], self.shapes[bn].c);
+                let Step::BatchNorm { eps, relu, .. } = self.steps[bn] else { unreachable!("eval_fold targets a BN") };
+                let gamma = need(&bp.gamma, c, bname, "gamma")?;
+                let beta = need(&bp.beta, c, bname, "beta")?;
+                let rm = need(&bp.running_mean, c, bname, "running_mean (eval mode)")?;
+                let rv = need(&bp.running_var, c, bname, "running_var (eval mode)")?;
+                let (coef, tiles) = &mut self.epi;
+                ensure(coef, 2 * c);
+                let (a, _) = norm::eval_coefs(gamma, beta, rm, rv, bn_mask, eps, coef, tiles);
+                Some((a.len(), relu))
+            }
+            _ => None,
+        };
+        let Engine { steps, names, inputs, shapes, buf, acts, premask, part, eval_fold, epi: epi_buf, .. } = self;
+        let epi = epi.map(|(t, relu)| (&epi_buf.1[..t], &epi_buf.1[t..2 * t], relu));
+        let (name, p, out_shape) = (&names[id], &params.nodes[id], shapes[id]);
+        let mut y = std::mem::take(&mut acts[id]);
+        ensure(&mut y, n * out_shape.elements());
+        let arg = |k: usize| -> &[f32] { &acts[buf[inputs[id][k]]] };
+        let mut mask_done = false;
+        match &mut steps[id] {
+            Step::Input => y.copy_from_slice(x),
+            Step::Conv { plan, wmat, .. } => {
+                let (win, cout) = (&plan.win, plan.cout);
+                let (cin, kk) = (win.c, win.kh * win.kw * win.c);
+                let kernel = need(&p.kernel, kk * cout, name, "kernel [out, in, kh, kw]")?;
+                conv::kernel_to_matrix(kernel, cout, cin, win.kh, win.kw, wmat);
+                let bias = opt(&p.bias, cout, name, "bias")?;
+                plan.forward(arg(0), wmat, bias, epi, &mut y);
+            }
+            Step::Depthwise { win, wmat } => {
+                let (c, taps) = (win.c, win.kh * win.kw);
+                let kernel = need(&p.kernel, taps * c, name, "kernel [c, 1, kh, kw]")?;
+                for ch in 0..c {
+                    for t in 0..taps {
+                        wmat[t * c + ch] = kernel[ch * taps + t];
+                    }
+                }
+                let bias = opt(&p.bias, c, name, "bias")?;
+                conv::depthwise_forward(win, arg(0), wmat, bias, &mut y);
+            }
+            Step::Dense { nin, units } => {
+                let w = need(&p.weight, *nin * *units, name, "weight [in, units]")?;
+                let bias = opt(&p.bias, *units, name, "bias")?;
+                if let Some(b) = bias {
+                    conv::fill_rows(&mut y, b);
+                }
+                matmul(
+                    n,
+                    *units,
+                    *nin,
+                    &mut y,
+                    *units,
+                    bias.is_some(),
+                    View::rows(arg(0), *nin),
+                    View::rows(w, *units),
+                );
+            }
+            Step::BatchNorm { eps, stats, relu } => {
+                let c = out_shape.c;
+                let gamma = need(&p.gamma, c, name, "gamma")?;
+                let beta = need(&p.beta, c, name, "beta")?;
+                match mode {
+                    Mode::Train => {
+                        norm::bn_train_forward(arg(0), gamma, beta, mask, *eps, *relu, &mut y, stats, part);
+                    }
+                    // The conv before computed this BN: take over its buffer.
+                    Mode::Eval if eval_fold[inputs[id][0]] == Some(id) => {
+                        std::mem::swap(&mut y, &mut acts[inputs[id][0]]);
+                    }
+                    Mode::Eval => {
+                        let rm = need(&p.running_mean, c, name, "running_mean (eval mode)")?;
+                        let rv = need(&p.running_var, c, name, "running_var (eval mode)")?;
+                        norm::bn_eval_forward(arg(0), gamma, beta, rm, rv, mask, *eps, *relu, &mut y, stats);
+                    }
+                }
+                mask_done = true;
+            }
+            Step::Relu { cap } => elem::relu_forward(arg(0), &mut y, *cap),
+            Step::MaxPool { win, arg: idx } => {
+                ensure(idx, y.len());
+                pool::max_forward(win, arg(0), &mut y, idx);
+            }
+            Step::AvgPool { win } => pool::avg_forward(win, arg(0), &mut y),
+            Step::GlobalAvgPool => {
+                let s = shapes[inputs[id][0]];
+                pool::gap_forward(arg(0), s.spatial(), s.c, &mut y);
+            }
+            Step::Add => {
+                elem::add_forward(arg(0), arg(1), &mut y);
+                for k in 2..inputs[id].len() {
+                    elem::add_assign(arg(k), &mut y);
+                }
+            }
+            Step::Concat => {
+                let mut off = 0;
+                for (k, &i) in inputs[id].iter().enumerate() {
+                    let cx = shapes[i].c;
+                    elem::concat_forward(arg(k), cx, &mut y, out_shape.c, off);
+                    off += cx;
+                }
+            }
+            Step::Alias | Step::FusedRelu => unreachable!("handled above"),
+        }
+        if let (Some(m), false) = (mask, mask_done) {
+            let pre = &mut premask[id];
+            ensure(pre, y.len());
+            elem::mask_forward(&mut y, pre, m);
+        }
+        acts[id] = y;
+        Ok(())
+    }
+
+    /// After a forward: the NHWC output of `node` (`n·h·w·c` floats of the node's shape), e.g. the
+    /// cut tensors a frozen trunk feeds to auxiliary heads. `None` before a forward and for nodes
+    /// after the logits node.
+    pub fn output(&self, node: NodeId) -> Option<&[f32]> {
+        let (n, _) = self.last?;
+        self.steps.get(node)?;
+        let len = n * self.shapes[node].elements();
+        self.acts.get(self.buf[node]).and_then(|a| a.get(..len))
+    }
+
+    /// After a [`Mode::Train`] forward: the batch mean and biased variance of batch-norm node
+    /// `node` (`[c]` each); `None` for other nodes or when the last forward was not a training one.
+    pub fn batch_stats(&self, node: NodeId) -> Option<(&[f32], &[f32])> {
+        match (self.last, self.steps.get(node)) {
+            (Some((_, Mode::Train)), Some(Step::BatchNorm { stats, .. })) => Some((&stats.mean, &stats.var)),
+            _ => None,
+        }
+    }
+
+    /// Gradients of `sum(dlogits · logits)` (`dlogits`: `[n, classes]` of the last forward, which
+    /// must be a [`Mode::Train`] one with these `params`) with respect to every parameter in
+    /// `params`, in the same layout: `Some` where `params` has a kernel / weight / bias / gamma /
+    /// beta, running statistics `None`, masks `Some` where `params.masks[g]` is. No gradient with
+    /// respect to the input images is computed.
+    pub fn backward(&mut self, params: &Params, dlogits: &[f32]) -> Result<&Params> {
+        let n = match self.last {
+            Some((n, Mode::Train)) => n,
+            Some((_, Mode::Eval)) => {
+                return Err(invalid("backward needs a Mode::Train forward; the last forward was Mode::Eval".into()))
+            }
+            None => return Err(invalid("backward needs a successful Mode::Train forward first".into())),
+        };
+        if dlogits.len() != n * self.classes {
+            return Err(invalid(format!(
+                "dlogits has {} values, expected {n} x {} (batch x classes)",
+                dlogits.len(),
+                self.classes
+            )));
+        }
+        if params.nodes.len() < self.steps.len() {
+            return Err(invalid(format!(
+                "params has {} node entries, expected {}",
+                params.nodes.len(),
+                self.steps.len()
+            )));
+        }
+        self.prepare_grads(params);
+        self.written.fill(false);
+        for id in 0..self.steps.len() {
+            if self.needs_grad[id] && self.buf[id] == id {
+                ensure(&mut self.grads[id], n * self.shapes[id].elements());
+            }
+            self.times[id].1 = Duration::ZERO;
+        }
+        let top = self.buf[self.logits];
+        if !self.needs_grad[self.logits] {
+            return Ok(&self.grad);
+        }
+        self.grads[top].copy_from_slice(dlogits);
+        self.written[top] = true;
+        // On one rayon worker, as in `forward`.
+        rayon::scope(|_| -> Result<()> {
+            for id in (1..self.steps.len()).rev() {
+                if !self.needs_grad[id] || self.buf[id] != id || !self.written[id] {
+                    continue;
+                }
+                let t0 = Instant::now();
+                self.backward_node(id, params, n)?;
+                self.times[id].1 = t0.elapsed();
+            }
+            Ok(())
+        })?;
+        Ok(&self.grad)
+    }
+
+    /// Shapes `self.grad` like `params` (see [`Engine::backward`]), all zeros.
+    fn prepare_grads(&mut self, params: &Params) {
+        let g = &mut self.grad;
+        g.nodes.resize_with(params.nodes.len(), NodeParams::default);
+        for (gn, pn) in g.nodes.iter_mut().zip(&params.nodes) {
+            zeros_like(&mut gn.kernel, &pn.kernel);
+            zeros_like(&mut gn.weight, &pn.weight);
+            zeros_like(&mut gn.bias, &pn.bias);
+            zeros_like(&mut gn.gamma, &pn.gamma);
+            zeros_like(&mut gn.beta, &pn.beta);
+            gn.running_mean = None;
+            gn.running_var = None;
+        }
+        g.masks.resize(params.masks.len(), None);
+        for (gm, pm) in g.masks.iter_mut().zip(&params.masks) {
+            zeros_like(gm, pm);
+        }
+    }
+
+    fn backward_node(&mut self, id: NodeId, params: &Params, n: usize) -> Result<()> {
+        let mask = self.mask(params, id)?;
+        // The mask's group, where a mask is applied (`mask` is only Some at a mask site).
+        let group = self.mask_site[id].unwrap_or(0);
+        let Engine { steps, names, inputs, shapes, buf, needs_grad, acts, grads, premask, written, part, grad, .. } =
+            self;
+        let name = &names[id];
+        let p = &params.nodes[id];
+        let c = shapes[id].c;
+        let mut dy = std::mem::take(&mut grads[id]);
+        let g = &mut grad.nodes[id];
+        let is_bn = matches!(steps[id], Step::BatchNorm { .. });
+        if let (Some(m), false) = (mask, is_bn) {
+            let dmask = grad.masks[group].as_mut().expect("shaped like params.masks");
+            elem::mask_backward(&mut dy, &premask[id], m, dmask, part);
+        }
+        // The gradient slot of input `k`: `(buffer, accumulate?)`, or None when not needed.
+        let ins = &inputs[id];
+        let target = |k: usize| -> Option<NodeId> { needs_grad[ins[k]].then_some(buf[ins[k]]) };
+        macro_rules! with_dx {
+            ($k:expr, |$dx:ident, $acc:ident| $body:expr) => {
+                if let Some(t) = target($k) {
+                    let $acc = written[t];
+                    let $dx: &mut [f32] = &mut grads[t];
+                    $body;
+                    written[t] = true;
+                }
+            };
+        }
+        let arg = |k: usize| -> &[f32] { &acts[buf[ins[k]]] };
+        match &mut steps[id] {
+            Step::Input | Step::Alias | Step::FusedRelu => unreachable!("not reached by the backward walk"),
+            Step::Conv { plan, wmat, dwmat } => {
+                let (win, cout) = (plan.win, plan.cout);
+                let kk = win.kh * win.kw * win.c;
+                if let Some(db) = g.bias.as_mut() {
+                    elem::col_sums(&dy, cout, db, part);
+                }
+                let groups = plan.groups(n);
+                let pt = scratch(part, groups * kk * cout);
+                match target(0) {
+                    Some(t) => {
+                        let acc = written[t];
+                        plan.backward(arg(0), wmat, &dy, pt, Some((&mut grads[t], acc)));
+                        written[t] = true;
+                    }
+                    None => plan.backward(arg(0), wmat, &dy, pt, None),
+                }
+                // dW = the partials summed in group order.
+                conv::sum_groups(pt, groups, dwmat);
+                let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
+                conv::matrix_to_kernel(dwmat, cout, win.c, win.kh, win.kw, dk);
+            }
+            Step::Depthwise { win, wmat } => {
+                let taps = win.kh * win.kw;
+                let rec = (taps + 1) * c;
+                let pt = scratch(part, n * rec);
+                let x = arg(0);
+                match target(0) {
+                    Some(t) => {
+                        let acc = written[t];
+                        conv::depthwise_backward(win, x, wmat, &dy, pt, Some((&mut grads[t], acc)));
+                        written[t] = true;
+                    }
+                    None => conv::depthwise_backward(win, x, wmat, &dy, pt, None),
+                }
+                let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
+                for ch in 0..c {
+                    for t in 0..taps {
+                        let s: f64 = pt.chunks_exact(rec).map(|r| r[t * c + ch] as f64).sum();
+                        dk[ch * taps + t] = s as f32;
+                    }
+                }
+                if let Some(db) = g.bias.as_mut() {
+                    elem::sum_partials(pt, c, taps, taps + 1, db, false);
+                }
+            }
+            Step::Dense { nin, units } => {
+                let (nin, units) = (*nin, *units);
+                if let Some(db) = g.bias.as_mut() {
+                    elem::col_sums(&dy, units, db, part);
+                }
+                let dw = g.weight.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no weight")))?;
+                matmul(nin, units, n, dw, units, false, View::transposed(arg(0), nin), View::rows(&dy, units));
+                let w = need(&p.weight, nin * units, name, "weight [in, units]")?;
+                with_dx!(0, |dx, acc| matmul(
+                    n,
+                    nin,
+                    units,
+                    dx,
+                    nin,
+                    acc,
+                    View::rows(&dy, units),
+                    View::transposed(w, units)
+                ));
+            }
+            Step::BatchNorm { stats, relu, .. } => {
+                let gamma = need(&p.gamma, c, name, "gamma")?;
+                let beta = need(&p.beta, c, name, "beta")?;
+                let dmask = match mask {
+                    Some(m) => Some((m, grad.masks[group].as_deref_mut().expect("shaped like params.masks"))),
+                    None => None,
+                };
+                let g = &mut grad.nodes[id];
+                let (dgamma, dbeta) = match (g.gamma.as_deref_mut(), g.beta.as_deref_mut()) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => return Err(invalid(format!("node '{name}' has no gamma / beta"))),
+                };
+                let dx = target(0).map(|t| {
+                    let acc = written[t];
+                    written[t] = true;
+                    (&mut grads[t][..], acc)
+                });
+                norm::bn_backward(&dy, &acts[buf[ins[0]]], *relu, gamma, beta, dmask, stats, dgamma, dbeta, dx, part);
+            }
+            Step::Relu { cap } => {
+                let y = if mask.is_some() { &premask[id] } else { &acts[id] };
+                with_dx!(0, |dx, acc| elem::relu_backward(y, &dy, dx, acc, *cap));
+            }
+            Step::MaxPool { win, arg: idx } => with_dx!(0, |dx, acc| pool::max_backward(win, &dy, idx, dx, acc)),
+            Step::AvgPool { win } => with_dx!(0, |dx, acc| pool::avg_backward(win, &dy, dx, acc)),
+            Step::GlobalAvgPool => {
+                let s = shapes[ins[0]];
+                with_dx!(0, |dx, acc| pool::gap_backward(&dy, s.spatial(), s.c, dx, acc));
+            }
+            Step::Add => {
+                for k in 0..ins.len() {
+                    with_dx!(k, |dx, acc| elem::copy_into(acc, dx, &dy));
+                }
+            }
+            Step::Concat => {
+                let mut off = 0;
+                for k in 0..ins.len() {
+                    let cx = shapes[ins[k]].c;
+                    with_dx!(k, |dx, acc| elem::concat_backward(&dy, c, off, dx, cx, acc));
+                    off += cx;
+                }
+            }
+        }
+        grads[id] = dy;
+        Ok(())
+    }
+
+    /// Wall time of each node (up to the logits) in the last forward and the last backward, its
+    /// mask included; `(forward, backward)` per node id. For profiling (see `examples/engine_bench.rs`).
+    pub fn node_times(&self) -> &[(Duration, Duration)] {
+        &self.times
+    }
+
+    /// Short name of what computes node `id` (e.g. `conv2d`, `batch_norm`), for profiles.
+    pub fn node_kind(&self, id: NodeId) -> &'static str {
+        self.steps.get(id).map_or("-", Step::kind)
+    }
+}

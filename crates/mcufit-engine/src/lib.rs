@@ -1,0 +1,82 @@
+//! # mcufit-engine
+//!
+//! A purpose-built CPU forward and backward pass of an mcufit IR [`Graph`], the fast path of the
+//! training engine (`mcufit-train` keeps burn for the loss, the hooks, the optimisers and CUDA).
+//!
+//! ## Contract
+//! - Activations are **NHWC** f32, the IR's own layout: flatten and reshape move no data, a 1x1
+//!   convolution is one GEMM `[N*H*W, Cin] x [Cin, Cout]`, a k x k convolution is im2col + GEMM.
+//! - Parameters and gradients travel in **burn's layouts** ([`Params`]), so the caller copies
+//!   tensors in and out without re-laying them: conv kernel `[out, in, kh, kw]`, depthwise kernel
+//!   `[c, 1, kh, kw]`, dense weight `[in, units]`.
+//! - Same math as `mcufit_train::ops`: TF SAME padding (odd pixel bottom/right), max pooling never
+//!   selects a padded pixel, average pooling over valid pixels only, training-mode batch norm with
+//!   the batch mean and the biased variance, a channel mask multiplied onto the output of its mask
+//!   site (after the BN of a producer that feeds exactly one BN).
+//! - Deterministic: the result of a step depends only on its inputs, not on the thread count
+//!   (reductions over the batch use fixed chunks summed in a fixed order).
+//! - Buffers are kept between steps of the same batch size: no per-step allocation.
+//!
+//! ## Performance notes
+//! - A k x k convolution runs in chunks of whole images (im2col of ~256 KiB, in a per-thread
+//!   scratch that stays in L2, then a single-threaded GEMM), parallel over chunks. Its backward
+//!   accumulates the kernel gradient of a fixed run of chunks into one of at most 8 partial
+//!   buffers, summed in order afterwards (1x1 convolutions alike), so the long reduction over
+//!   N·H·W rows is parallel and still thread-count independent.
+//! - A ReLU / ReLU6 that is the only consumer of a batch norm (and no mask site) is computed by
+//!   the BN, forward and backward; x̂ is never stored: the backward recomputes it (and the ReLU's
+//!   input) from the BN's input, bit for bit.
+//! - The hand-written loops are compiled for AVX-512 and AVX2 as well and picked at run time
+//!   (`simd.rs`); per-channel loops run over tiles of rows so narrow channel counts still fill
+//!   whole vectors.
+//! - `forward` / `backward` run their node walk on one rayon worker (`rayon::scope`), so the
+//!   parallel loops do not each hand work over from the caller's thread.
+//!
+//! ```text
+//! let mut engine = Engine::new(&graph, logits_node, mask_site)?;
+//! let logits = engine.forward(&params, &x_nhwc, n, Mode::Train)?;   // [n, classes]
+//! let grads = engine.backward(&params, &dlogits)?;                  // same layout as params
+//! ```
+
+mod conv;
+mod elem;
+mod engine;
+mod error;
+mod matmul;
+mod norm;
+mod pool;
+mod simd;
+
+pub use engine::Engine;
+pub use error::{EngineError, Result};
+
+/// Whether batch norm uses batch statistics (training) or running ones (evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// Parameters (or gradients) of one IR node, in burn's layouts; the fields its op uses are
+/// `Some`. conv: `kernel` `[out, in, kh, kw]` + optional `bias`; depthwise: `kernel`
+/// `[c, 1, kh, kw]` + optional `bias`; dense: `weight` `[in, units]` (input index in NHWC-flatten
+/// order) + optional `bias`; batch norm: `gamma`, `beta`, and in [`Mode::Eval`] `running_mean`,
+/// `running_var`. Gradients never carry running statistics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeParams {
+    pub kernel: Option<Vec<f32>>,
+    pub weight: Option<Vec<f32>>,
+    pub bias: Option<Vec<f32>>,
+    pub gamma: Option<Vec<f32>>,
+    pub beta: Option<Vec<f32>>,
+    pub running_mean: Option<Vec<f32>>,
+    pub running_var: Option<Vec<f32>>,
+}
+
+/// All parameters of a network: one [`NodeParams`] per IR node, one optional mask per channel
+/// group (`None` = identity, no gradient).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params {
+    pub nodes: Vec<NodeParams>,
+    pub masks: Vec<Option<Vec<f32>>>,
+}
