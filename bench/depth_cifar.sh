@@ -8,7 +8,8 @@
 #   depth+width  compress --method depth+width  --epochs T/2                (heads T/2, width-prune the cut T/2)
 # One seed (the split's); test read once per final model. Prints one table row per method.
 # Usage: bash bench/depth_cifar.sh            Env: BASE_EPOCHS (10), T (6), OUT (runs/depth-cifar),
-#        MODELS ("resnet-8 mobilenet-v1-025-cifar"), CIFAR (../shared/datasets/cifar10), THREADS (0 = all).
+#        MODELS ("resnet-8 mobilenet-v1-025-cifar"), CIFAR (../shared/datasets/cifar10), THREADS (0 = all),
+#        MCUFIT (the binary; default: build and use target/release/mcufit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CIFAR=${CIFAR:-../shared/datasets/cifar10}
@@ -20,8 +21,9 @@ HALF=$((T / 2))
 OUT=${OUT:-runs/depth-cifar}
 MODELS=${MODELS:-"resnet-8 mobilenet-v1-025-cifar"}
 THREADS=${THREADS:-0}
-cargo build --release -q -p mcufit-cli
-M=./target/release/mcufit
+# MCUFIT: a fixed binary (e.g. a copy), so that rebuilding the tree meanwhile does not mix versions.
+if [ -z "${MCUFIT:-}" ]; then cargo build --release -q -p mcufit-cli; fi
+M=${MCUFIT:-./target/release/mcufit}
 mkdir -p "$OUT"
 echo "load: $(uptime)"
 for model in $MODELS; do
@@ -46,16 +48,22 @@ for model in $MODELS; do
   run depth --method depth --epochs "$HALF" --finetune-epochs "$HALF"
   run depth+width --method depth+width --epochs "$HALF"
 done
-python3 - "$OUT" "$MODELS" <<'PY'
-import json, os, sys
-out, models = sys.argv[1], sys.argv[2].split()
+python3 - "$OUT" "$MODELS" "$M" <<'PY'
+import json, os, re, sys
+out, models, mcufit = sys.argv[1], sys.argv[2].split(), sys.argv[3]
 def acc(d):
+    """(val, test) of the delivered model: the CLI's last "delivered" line for depth runs (their
+    report.json holds the cut table), else report.json's figures."""
+    log = d + ".log"
+    if os.path.exists(log):
+        for line in reversed(open(log, errors="replace").read().replace("\r", "\n").splitlines()):
+            m = re.search(r"delivered: validation ([0-9.]+) %, test ([0-9.]+) %", line)
+            if m:
+                return float(m.group(1)) / 100, float(m.group(2)) / 100
     r = json.load(open(os.path.join(d, "report.json")))
-    # compress / depth / width reports name their accuracies differently; take what is there.
-    for a in (r.get("accuracy_after"), r.get("accuracy"), r):
-        if isinstance(a, dict) and "test" in a:
-            return a.get("val"), a["test"]
-    return None, r.get("test_accuracy")
+    if "accuracy_after" in r:
+        return r["accuracy_after"]["val"], r["accuracy_after"]["test"]
+    return r.get("val_accuracy"), r.get("test_accuracy")
 print("| model | method | val % | test % | params | model B | MACs | wall s |")
 print("|---|---|---|---|---|---|---|---|")
 for m in models:
@@ -63,7 +71,7 @@ for m in models:
         d = os.path.join(out, f"{m}-{name}")
         if not os.path.isfile(os.path.join(d, "model.json")):
             print(f"| {m} | {name} | failed or missing | | | | | |"); continue
-        a = json.loads(os.popen(f"./target/release/mcufit analyze {d} --json").read())
+        a = json.loads(os.popen(f"{mcufit} analyze {d} --json").read())
         v, t = acc(d)
         wall = open(d + ".time").read().split()[0] if os.path.exists(d + ".time") else "?"
         f = lambda x: "-" if x is None else f"{100 * x:.2f}"

@@ -5,7 +5,7 @@ use mcufit_ir::{Padding, Shape};
 use rayon::prelude::*;
 
 use crate::elem::emit;
-use crate::matmul::{matmul_seq, View};
+use crate::matmul::{matmul_segs, matmul_seq, narrow_ok, Seg, View};
 use crate::simd::simd_fn;
 
 /// Geometry of a window (conv kernel or pool) sliding over one NHWC image.
@@ -175,6 +175,21 @@ impl ConvPlan {
         }
     }
 
+    /// The direct (im2col-free) form of a convolution, where the narrow kernel takes its
+    /// products (`cout` <= 64, and `cin` <= 64 for the stride-1 input gradient), and the padded
+    /// image holds every input pixel.
+    fn taps(&self) -> Option<Taps> {
+        let g = &self.win;
+        let t = Taps { g: *g, cout: self.cout };
+        let (hp, wp) = t.in_dims();
+        let ok = !self.direct
+            && hp >= g.pt + g.h
+            && wp >= g.pl + g.w
+            && narrow_ok(self.cout)
+            && (!t.unit_stride() || narrow_ok(g.c));
+        ok.then_some(t)
+    }
+
     /// `y = conv(x) + bias`, `wmat` the kernel as `[(ky, kx, ci), cout]`. Parallel over chunks.
     /// `epi`: an evaluation-mode BN (+ ReLU) applied to each chunk right after its GEMM, while it
     /// is in cache (tiled `a`, `b` of [`crate::norm::eval_coefs`] and the ReLU cap).
@@ -184,18 +199,41 @@ impl ConvPlan {
         wmat: &[f32],
         bias: Option<&[f32]>,
         epi: Option<(&[f32], &[f32], crate::norm::Relu)>,
+        xpad: &mut Vec<f32>,
         y: &mut [f32],
     ) {
         let (kk, cout, ri) = (self.kk(), self.cout, self.rows_img());
         let pc = self.per_chunk();
+        // The bias tiled over whole rows, so that each chunk is filled by a few long copies.
+        let btile: Vec<f32> = bias.map_or(Vec::new(), |b| b.repeat((256 / cout).max(1)));
+        let fill = |yc: &mut [f32]| {
+            for r in yc.chunks_mut(btile.len()) {
+                r.copy_from_slice(&btile[..r.len()]);
+            }
+        };
+        if let Some(t) = self.taps() {
+            // Direct: each image padded once into `xpad` (kept for the backward).
+            let (ii, pl) = (self.win.in_image(), t.in_len());
+            let n = y.len() / (ri * cout);
+            crate::elem::ensure(xpad, n * pl);
+            y.par_chunks_mut(ri * cout).zip(xpad.par_chunks_mut(pl)).enumerate().for_each(|(i, (yi, xp))| {
+                if bias.is_some() {
+                    fill(yi);
+                }
+                t.pad_input(&x[i * ii..(i + 1) * ii], xp);
+                t.forward_image(xp, wmat, yi, bias.is_some());
+                if let Some((a, b, relu)) = epi {
+                    crate::norm::affine_inplace(yi, a, b, relu.is_some(), relu.unwrap_or(0.0));
+                }
+            });
+            return;
+        }
         let scratch = if self.direct { 0 } else { pc * ri * kk };
         y.par_chunks_mut(pc * ri * cout).enumerate().for_each(|(ch, yc)| {
             let imgs = yc.len() / (ri * cout);
             let rows = imgs * ri;
-            if let Some(b) = bias {
-                for r in yc.chunks_exact_mut(cout) {
-                    r.copy_from_slice(b);
-                }
+            if bias.is_some() {
+                fill(yc);
             }
             with_cols(scratch, |cols| {
                 let lhs = self.lhs(x, ch * pc, imgs, cols);
@@ -210,7 +248,17 @@ impl ConvPlan {
     /// Backward: `part` gets [`ConvPlan::groups`] partial kernel gradients (`[(ky, kx, ci), cout]`
     /// each; their sum in order is dW), `dx`, when given, is written (or added to when `acc`).
     /// Parallel over the groups, each a fixed run of chunks.
-    pub fn backward(&self, x: &[f32], wmat: &[f32], dy: &[f32], part: &mut [f32], dx: Option<(&mut [f32], bool)>) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        x: &[f32],
+        wmat: &[f32],
+        xpad: &[f32],
+        wflip: &mut Vec<f32>,
+        dy: &[f32],
+        part: &mut [f32],
+        dx: Option<(&mut [f32], bool)>,
+    ) {
         let (kk, cout, ri, ii) = (self.kk(), self.cout, self.rows_img(), self.win.in_image());
         let n = dy.len() / (ri * cout);
         let pc = self.per_chunk();
@@ -231,6 +279,35 @@ impl ConvPlan {
                 head
             });
             jobs.push((i0, i1, p, d));
+        }
+        if let Some(t) = self.taps() {
+            // `xpad`: the padded images of the forward. The input gradient: a convolution of the
+            // padded dY (stride 1), else dCols = dY · Wᵀ and col2im.
+            let unit = t.unit_stride();
+            if unit {
+                dx_kernel(&self.win, cout, wmat, wflip);
+            }
+            let (xl, wflip) = (t.in_len(), &wflip[..]);
+            let scratch = if unit { t.dy_len() } else { ri * kk };
+            jobs.into_par_iter().for_each(|(i0, i1, p, mut d)| {
+                with_cols(scratch, |buf| {
+                    for i in i0..i1 {
+                        let dyi = &dy[i * ri * cout..(i + 1) * ri * cout];
+                        t.kernel_grad_image(&xpad[i * xl..(i + 1) * xl], dyi, p, i > i0);
+                        let Some(d) = d.as_deref_mut() else { continue };
+                        let dxi = &mut d[(i - i0) * ii..(i - i0 + 1) * ii];
+                        if unit {
+                            t.pad_dy(dyi, buf);
+                            t.dx_image(buf, wflip, dxi, acc);
+                        } else {
+                            let (dyv, wt) = (View::rows(dyi, cout), View::transposed(wmat, cout));
+                            matmul_seq(ri, kk, cout, buf, kk, false, dyv, wt);
+                            col2im_image(&self.win, buf, dxi, acc);
+                        }
+                    }
+                });
+            });
+            return;
         }
         let scratch = if self.direct { 0 } else { pc * ri * kk };
         jobs.into_par_iter().for_each(|(i0, i1, p, mut d)| {
@@ -283,6 +360,128 @@ impl ConvPlan {
                 }
             });
         });
+    }
+}
+
+/// A convolution computed on a zero-padded copy of each image, without im2col: for an output
+/// row and a kernel row `ky`, the taps `(kx, ci)` of output pixel `ox` read `kw·c` consecutive
+/// floats of the padded input row from pixel `ox·sw` on, so each product is [`matmul_segs`] with
+/// one segment per kernel row (forward) or per output row (kernel gradient).
+#[derive(Clone, Copy)]
+struct Taps {
+    g: Window,
+    cout: usize,
+}
+
+impl Taps {
+    /// Padded input: the `((oh - 1)·sh + kh) x ((ow - 1)·sw + kw)` pixels the windows cover,
+    /// the image at `(pt, pl)`.
+    fn in_dims(&self) -> (usize, usize) {
+        let g = &self.g;
+        ((g.oh - 1) * g.sh + g.kh, (g.ow - 1) * g.sw + g.kw)
+    }
+    fn unit_stride(&self) -> bool {
+        self.g.sh == 1 && self.g.sw == 1
+    }
+    fn in_len(&self) -> usize {
+        let (hp, wp) = self.in_dims();
+        hp * wp * self.g.c
+    }
+    /// Padded output gradient: `(h + kh - 1) x (w + kw - 1)` pixels, dY at
+    /// `(kh - 1 - pt, kw - 1 - pl)`.
+    fn dy_dims(&self) -> (usize, usize) {
+        (self.g.h + self.g.kh - 1, self.g.w + self.g.kw - 1)
+    }
+    fn dy_len(&self) -> usize {
+        let (hq, wq) = self.dy_dims();
+        hq * wq * self.cout
+    }
+
+    fn pad_input(&self, img: &[f32], xp: &mut [f32]) {
+        let g = &self.g;
+        let (hp, wp) = self.in_dims();
+        pad(img, g.h, g.w, g.c, hp, wp, g.pt, g.pl, &mut xp[..hp * wp * g.c]);
+    }
+
+    fn pad_dy(&self, dy: &[f32], dyp: &mut [f32]) {
+        let g = &self.g;
+        let (hq, wq) = self.dy_dims();
+        pad(dy, g.oh, g.ow, self.cout, hq, wq, g.kh - 1 - g.pt, g.kw - 1 - g.pl, &mut dyp[..hq * wq * self.cout]);
+    }
+
+    /// `y (+)= conv(x)` of one image, `xp` its padded copy (`acc`: `y` holds the bias).
+    fn forward_image(&self, xp: &[f32], wmat: &[f32], y: &mut [f32], acc: bool) {
+        let (g, cout) = (&self.g, self.cout);
+        let (_, wp) = self.in_dims();
+        let run = g.kw * g.c;
+        let mut segs = vec![Seg { a: 0, b: 0, k: run }; g.kh];
+        for (oy, yr) in y.chunks_exact_mut(g.ow * cout).enumerate() {
+            for (ky, s) in segs.iter_mut().enumerate() {
+                *s = Seg { a: (oy * g.sh + ky) * wp * g.c, b: ky * run, k: run };
+            }
+            matmul_segs(g.ow, cout, &segs, xp, g.sw * g.c, 1, wmat, cout, yr, cout, acc);
+        }
+    }
+
+    /// Kernel gradient of one image, `[(ky, kx, ci), cout]`, written or added to (`acc`): for
+    /// each `ky`, rows `(kx, ci)` = `kw·c` consecutive floats of the padded input, reduced over the
+    /// output pixels, one segment per output row.
+    fn kernel_grad_image(&self, xp: &[f32], dy: &[f32], dw: &mut [f32], acc: bool) {
+        let (g, cout) = (&self.g, self.cout);
+        let (_, wp) = self.in_dims();
+        let run = g.kw * g.c;
+        let mut segs = vec![Seg { a: 0, b: 0, k: g.ow }; g.oh];
+        for ky in 0..g.kh {
+            for (oy, s) in segs.iter_mut().enumerate() {
+                *s = Seg { a: (oy * g.sh + ky) * wp * g.c, b: oy * g.ow, k: g.ow };
+            }
+            matmul_segs(run, cout, &segs, xp, 1, g.sw * g.c, dy, cout, &mut dw[ky * run * cout..], cout, acc);
+        }
+    }
+
+    /// `dx (+)=` the input gradient of one image: the convolution of the padded dY with the
+    /// flipped, transposed kernel `wflip` ([`dx_kernel`]).
+    fn dx_image(&self, dyp: &[f32], wflip: &[f32], dx: &mut [f32], acc: bool) {
+        let (g, cout) = (&self.g, self.cout);
+        let (_, wq) = self.dy_dims();
+        let run = g.kw * cout;
+        let mut segs = vec![Seg { a: 0, b: 0, k: run }; g.kh];
+        for (iy, xr) in dx.chunks_exact_mut(g.w * g.c).enumerate() {
+            for (ky, s) in segs.iter_mut().enumerate() {
+                *s = Seg { a: (iy + ky) * wq * cout, b: ky * run, k: run };
+            }
+            matmul_segs(g.w, g.c, &segs, dyp, cout, 1, wflip, g.c, xr, g.c, acc);
+        }
+    }
+}
+
+/// Copies an `h x w x c` image into a zeroed `hp x wp x c` one at `(top, left)`.
+#[allow(clippy::too_many_arguments)]
+fn pad(img: &[f32], h: usize, w: usize, c: usize, hp: usize, wp: usize, top: usize, left: usize, out: &mut [f32]) {
+    for (r, row) in out.chunks_exact_mut(wp * c).enumerate().take(hp) {
+        if r < top || r >= top + h {
+            row.fill(0.0);
+            continue;
+        }
+        let src = &img[(r - top) * w * c..(r - top + 1) * w * c];
+        row[..left * c].fill(0.0);
+        row[left * c..(left + w) * c].copy_from_slice(src);
+        row[(left + w) * c..].fill(0.0);
+    }
+}
+
+/// The kernel of the input gradient of a stride-1 convolution: `[(ky, kx, co), ci]` =
+/// `wmat[(kh - 1 - ky, kw - 1 - kx, ci), co]`.
+fn dx_kernel(g: &Window, cout: usize, wmat: &[f32], f: &mut Vec<f32>) {
+    let (c, taps) = (g.c, g.kh * g.kw);
+    crate::elem::ensure(f, taps * cout * c);
+    for t in 0..taps {
+        let src = taps - 1 - t;
+        for ci in 0..c {
+            for co in 0..cout {
+                f[(t * cout + co) * c + ci] = wmat[(src * c + ci) * cout + co];
+            }
+        }
     }
 }
 

@@ -85,17 +85,48 @@ simd_fn! {
     }
 }
 
-/// `y = a + b`.
-pub(crate) fn add_forward(a: &[f32], b: &[f32], y: &mut [f32]) {
-    y.par_chunks_mut(EW_CHUNK)
-        .zip(a.par_chunks(EW_CHUNK))
-        .zip(b.par_chunks(EW_CHUNK))
-        .for_each(|((y, a), b)| add_chunk(a, b, y));
+/// `y = a + b`, or `min(max(a + b, 0), cap)` with a fused ReLU.
+pub(crate) fn add_forward(a: &[f32], b: &[f32], y: &mut [f32], relu: Option<f32>) {
+    y.par_chunks_mut(EW_CHUNK).zip(a.par_chunks(EW_CHUNK)).zip(b.par_chunks(EW_CHUNK)).for_each(
+        |((y, a), b)| match relu {
+            None => add_chunk(a, b, y),
+            Some(cap) => add_relu_chunk(a, b, y, cap),
+        },
+    );
 }
 
 simd_fn! {
     fn add_chunk(a: &[f32], b: &[f32], y: &mut [f32]) {
         y.iter_mut().zip(a.iter().zip(b)).for_each(|(y, (&a, &b))| *y = a + b);
+    }
+}
+
+simd_fn! {
+    fn add_relu_chunk(a: &[f32], b: &[f32], y: &mut [f32], cap: f32) {
+        y.iter_mut().zip(a.iter().zip(b)).for_each(|(y, (&a, &b))| *y = (a + b).max(0.0).min(cap));
+    }
+}
+
+/// In place `y = min(max(y, 0), cap)`.
+pub(crate) fn relu_inplace(y: &mut [f32], cap: f32) {
+    y.par_chunks_mut(EW_CHUNK).for_each(|y| relu_inplace_chunk(y, cap));
+}
+
+simd_fn! {
+    fn relu_inplace_chunk(y: &mut [f32], cap: f32) {
+        y.iter_mut().for_each(|y| *y = y.max(0.0).min(cap));
+    }
+}
+
+/// In place `dy = 0` where `y` (a ReLU's output) is not in `(0, cap)`.
+pub(crate) fn relu_mask_inplace(y: &[f32], dy: &mut [f32], cap: f32) {
+    dy.par_chunks_mut(EW_CHUNK).zip(y.par_chunks(EW_CHUNK)).for_each(|(d, y)| relu_mask_chunk(y, d, cap));
+}
+
+simd_fn! {
+    fn relu_mask_chunk(y: &[f32], dy: &mut [f32], cap: f32) {
+        // `&`, not `&&`: a branch-free select the compiler vectorises.
+        dy.iter_mut().zip(y).for_each(|(d, &y)| *d = if (y > 0.0) & (y < cap) { *d } else { 0.0 });
     }
 }
 

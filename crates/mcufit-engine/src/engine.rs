@@ -22,6 +22,10 @@ enum Step {
         wmat: Vec<f32>,
         /// Its gradient, before re-laying to burn's layout.
         dwmat: Vec<f32>,
+        /// Zero-padded copies of the input images (direct stride-1 convolutions), kept from the
+        /// forward for the backward; and the kernel of the input gradient (scratch).
+        xpad: Vec<f32>,
+        wflip: Vec<f32>,
     },
     /// Depthwise convolution (multiplier 1) with the kernel re-laid as `[kh·kw, c]`.
     Depthwise {
@@ -50,11 +54,14 @@ enum Step {
         win: Window,
     },
     GlobalAvgPool,
-    Add,
+    /// Sum of the inputs, with the cap of a ReLU fused onto it (its only consumer).
+    Add {
+        relu: norm::Relu,
+    },
     Concat,
     /// Flatten / reshape: NHWC data unchanged, the node shares its input's buffers.
     Alias,
-    /// A ReLU computed by the batch norm before it: shares its buffers like an alias.
+    /// A ReLU computed by the batch norm or add before it: shares its buffers like an alias.
     FusedRelu,
 }
 
@@ -70,10 +77,10 @@ impl Step {
             Step::MaxPool { .. } => "max_pool2d",
             Step::AvgPool { .. } => "avg_pool2d",
             Step::GlobalAvgPool => "global_avg_pool",
-            Step::Add => "add",
+            Step::Add { .. } => "add",
             Step::Concat => "concat",
             Step::Alias => "flatten/reshape",
-            Step::FusedRelu => "relu (fused into batch_norm)",
+            Step::FusedRelu => "relu (fused into batch_norm / add)",
         }
     }
 }
@@ -186,6 +193,8 @@ impl Engine {
                         plan: ConvPlan { win, cout: c.filters, direct: c.kernel == [1, 1] && c.stride == [1, 1] },
                         wmat: vec![0.0; k * c.filters],
                         dwmat: vec![0.0; k * c.filters],
+                        xpad: Vec::new(),
+                        wflip: Vec::new(),
                     }
                 }
                 // A conv with one group per channel is a depthwise conv, in the same kernel layout.
@@ -225,6 +234,13 @@ impl Engine {
                             *relu = Some(cap);
                             Step::FusedRelu
                         }
+                        // Likewise an add (whose output is not masked: the mask comes before the ReLU).
+                        Step::Add { relu }
+                            if consumers[src] == 1 && mask_site[id].is_none() && mask_site[src].is_none() =>
+                        {
+                            *relu = Some(cap);
+                            Step::FusedRelu
+                        }
                         _ => Step::Relu { cap },
                     }
                 }
@@ -233,7 +249,7 @@ impl Engine {
                 }
                 Op::AvgPool2d(p) => Step::AvgPool { win: Window::new(inp, out, p.pool, p.strides(), p.padding) },
                 Op::GlobalAvgPool => Step::GlobalAvgPool,
-                Op::Add => Step::Add,
+                Op::Add => Step::Add { relu: None },
                 Op::Concat => Step::Concat,
                 Op::Flatten | Op::Reshape { .. } => Step::Alias,
                 Op::Softmax => return Err(unsupported("softmax before the logits node")),
@@ -363,13 +379,13 @@ impl Engine {
         let mut mask_done = false;
         match &mut steps[id] {
             Step::Input => y.copy_from_slice(x),
-            Step::Conv { plan, wmat, .. } => {
+            Step::Conv { plan, wmat, xpad, .. } => {
                 let (win, cout) = (&plan.win, plan.cout);
                 let (cin, kk) = (win.c, win.kh * win.kw * win.c);
                 let kernel = need(&p.kernel, kk * cout, name, "kernel [out, in, kh, kw]")?;
                 conv::kernel_to_matrix(kernel, cout, cin, win.kh, win.kw, wmat);
                 let bias = opt(&p.bias, cout, name, "bias")?;
-                plan.forward(arg(0), wmat, bias, epi, &mut y);
+                plan.forward(arg(0), wmat, bias, epi, xpad, &mut y);
             }
             Step::Depthwise { win, wmat } => {
                 let (c, taps) = (win.c, win.kh * win.kw);
@@ -429,10 +445,14 @@ impl Engine {
                 let s = shapes[inputs[id][0]];
                 pool::gap_forward(arg(0), s.spatial(), s.c, &mut y);
             }
-            Step::Add => {
-                elem::add_forward(arg(0), arg(1), &mut y);
+            Step::Add { relu } => {
+                let last = inputs[id].len() == 2;
+                elem::add_forward(arg(0), arg(1), &mut y, relu.filter(|_| last));
                 for k in 2..inputs[id].len() {
                     elem::add_assign(arg(k), &mut y);
+                }
+                if let (Some(cap), false) = (*relu, last) {
+                    elem::relu_inplace(&mut y, cap);
                 }
             }
             Step::Concat => {
@@ -457,9 +477,20 @@ impl Engine {
     /// After a forward: the NHWC output of `node` (`n·h·w·c` floats of the node's shape), e.g. the
     /// cut tensors a frozen trunk feeds to auxiliary heads. `None` before a forward and for nodes
     /// after the logits node.
+    ///
+    /// Also `None` for a node whose own output is never materialised: a batch norm or add whose
+    /// ReLU is fused into it (its buffer holds the ReLU's output), and in [`Mode::Eval`] a
+    /// convolution whose batch norm is folded into it (its buffer holds the BN's output).
     pub fn output(&self, node: NodeId) -> Option<&[f32]> {
-        let (n, _) = self.last?;
-        self.steps.get(node)?;
+        let (n, mode) = self.last?;
+        let fused_relu = match self.steps.get(node)? {
+            Step::BatchNorm { relu, .. } | Step::Add { relu } => relu.is_some(),
+            _ => false,
+        };
+        let folded = mode == Mode::Eval && self.eval_fold.get(node).is_some_and(Option::is_some);
+        if fused_relu || folded {
+            return None;
+        }
         let len = n * self.shapes[node].elements();
         self.acts.get(self.buf[node]).and_then(|a| a.get(..len))
     }
@@ -580,7 +611,7 @@ impl Engine {
         let arg = |k: usize| -> &[f32] { &acts[buf[ins[k]]] };
         match &mut steps[id] {
             Step::Input | Step::Alias | Step::FusedRelu => unreachable!("not reached by the backward walk"),
-            Step::Conv { plan, wmat, dwmat } => {
+            Step::Conv { plan, wmat, dwmat, xpad, wflip } => {
                 let (win, cout) = (plan.win, plan.cout);
                 let kk = win.kh * win.kw * win.c;
                 if let Some(db) = g.bias.as_mut() {
@@ -591,10 +622,10 @@ impl Engine {
                 match target(0) {
                     Some(t) => {
                         let acc = written[t];
-                        plan.backward(arg(0), wmat, &dy, pt, Some((&mut grads[t], acc)));
+                        plan.backward(arg(0), wmat, xpad, wflip, &dy, pt, Some((&mut grads[t], acc)));
                         written[t] = true;
                     }
-                    None => plan.backward(arg(0), wmat, &dy, pt, None),
+                    None => plan.backward(arg(0), wmat, xpad, wflip, &dy, pt, None),
                 }
                 // dW = the partials summed in group order.
                 conv::sum_groups(pt, groups, dwmat);
@@ -673,9 +704,22 @@ impl Engine {
                 let s = shapes[ins[0]];
                 with_dx!(0, |dx, acc| pool::gap_backward(&dy, s.spatial(), s.c, dx, acc));
             }
-            Step::Add => {
-                for k in 0..ins.len() {
+            Step::Add { relu } => {
+                if let Some(cap) = *relu {
+                    // Through the fused ReLU first (its output is this node's).
+                    elem::relu_mask_inplace(&acts[id], &mut dy, cap);
+                }
+                // One input whose gradient is not written yet (and no other input shares) takes
+                // `dy`'s buffer instead of a copy; the others get copies first.
+                let tg: Vec<Option<NodeId>> = (0..ins.len()).map(target).collect();
+                let owner = (0..ins.len())
+                    .find(|&k| tg[k].is_some_and(|t| !written[t] && tg.iter().filter(|&&o| o == Some(t)).count() == 1));
+                for k in (0..ins.len()).filter(|&k| Some(k) != owner) {
                     with_dx!(k, |dx, acc| elem::copy_into(acc, dx, &dy));
+                }
+                if let Some(t) = owner.and_then(|k| tg[k]) {
+                    std::mem::swap(&mut grads[t], &mut dy);
+                    written[t] = true;
                 }
             }
             Step::Concat => {

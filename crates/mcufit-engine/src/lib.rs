@@ -18,14 +18,23 @@
 //! - Buffers are kept between steps of the same batch size: no per-step allocation.
 //!
 //! ## Performance notes
-//! - A k x k convolution runs in chunks of whole images (im2col of ~256 KiB, in a per-thread
-//!   scratch that stays in L2, then a single-threaded GEMM), parallel over chunks. Its backward
-//!   accumulates the kernel gradient of a fixed run of chunks into one of at most 8 partial
-//!   buffers, summed in order afterwards (1x1 convolutions alike), so the long reduction over
-//!   N·H·W rows is parallel and still thread-count independent.
-//! - A ReLU / ReLU6 that is the only consumer of a batch norm (and no mask site) is computed by
-//!   the BN, forward and backward; x̂ is never stored: the backward recomputes it (and the ReLU's
-//!   input) from the BN's input, bit for bit.
+//! - A k x k convolution with at most 64 output channels (and, at stride 1, at most 64 input
+//!   channels) on an AVX-512 CPU runs directly, without im2col (`conv.rs`, `Taps`): each image is
+//!   zero-padded once (kept for the backward) and every product is a segmented one of the
+//!   register-blocked narrow kernel (`matmul.rs`): the taps `(kx, ci)` of a kernel row read
+//!   consecutive floats of a padded input row. The kernel gradient reduces over output rows the
+//!   same way; the stride-1 input gradient is the convolution of the padded dY with the flipped
+//!   kernel (stride 2: dY · Wᵀ with gemm, then col2im). gemm transposes a row-major output, so
+//!   16-64 output channels became its vector dimension with packing per call: 2-3x slower there.
+//! - Other convolutions run in chunks of whole images (im2col of ~256 KiB, in a per-thread
+//!   scratch that stays in L2, then a single-threaded GEMM), parallel over chunks.
+//! - A convolution backward accumulates the kernel gradient of a fixed run of images into one of
+//!   at most 8 partial buffers, summed in order afterwards (1x1 convolutions alike), so the long
+//!   reduction over N·H·W rows is parallel and still thread-count independent.
+//! - A ReLU / ReLU6 that is the only consumer of a batch norm or an add (and no mask site) is
+//!   computed by it, forward and backward; for a BN x̂ is never stored: the backward recomputes
+//!   it (and the ReLU's input) from the BN's input, bit for bit. An add's backward hands its dY
+//!   buffer to one input instead of copying it.
 //! - The hand-written loops are compiled for AVX-512 and AVX2 as well and picked at run time
 //!   (`simd.rs`); per-channel loops run over tiles of rows so narrow channel counts still fill
 //!   whole vectors.

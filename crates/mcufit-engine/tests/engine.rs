@@ -442,3 +442,38 @@ fn grouped_conv_is_unsupported_and_bad_inputs_are_invalid() {
     let err = e.forward(&missing, &x, 1, Mode::Train).unwrap_err().to_string();
     assert!(err.contains("kernel"), "{err}");
 }
+
+/// `Engine::output`: the logits node's output is what `forward` returned; a ReLU fused into its
+/// BN or add is readable, the fused BN / add itself and (in eval mode) a conv with its BN folded
+/// in are not (`None`), and nothing is readable before a forward.
+#[test]
+fn outputs_are_readable_exactly_where_they_are_materialised() {
+    let g = mcufit_ir::zoo::get("resnet-8").unwrap();
+    let (logits, sites) = zoo_plan(&g);
+    let params = random_params(&g, &sites, 5);
+    let x = zoo_input(&g, 2, 6);
+    let mut e = Engine::new(&g, logits, sites).unwrap();
+    assert!(e.output(logits).is_none());
+    for mode in [Mode::Train, Mode::Eval] {
+        let y = e.forward(&params, &x, 2, mode).unwrap().to_vec();
+        assert_eq!(e.output(logits).unwrap(), &y[..]);
+        let consumers = g.consumers();
+        for (id, node) in g.nodes.iter().enumerate().take(logits + 1).skip(1) {
+            let fused_into_relu = consumers[id].len() == 1
+                && matches!(node.op, Op::BatchNorm(_) | Op::Add)
+                && matches!(g.nodes[consumers[id][0]].op, Op::Relu | Op::Relu6);
+            let folded = mode == Mode::Eval
+                && matches!(node.op, Op::Conv2d(_))
+                && consumers[id].len() == 1
+                && matches!(g.nodes[consumers[id][0]].op, Op::BatchNorm(_));
+            let out = e.output(id);
+            if fused_into_relu || folded {
+                assert!(out.is_none(), "{mode:?} node {id} ({}) is not materialised", node.name);
+            } else if matches!(node.op, Op::Relu | Op::Relu6 | Op::Add) {
+                let out = out.unwrap_or_else(|| panic!("{mode:?} node {id} ({}) must be readable", node.name));
+                assert_eq!(out.len(), 2 * g.shapes().unwrap()[id].elements());
+                assert!(out.iter().all(|v| v.is_finite() && *v >= 0.0 || matches!(node.op, Op::Add)));
+            }
+        }
+    }
+}

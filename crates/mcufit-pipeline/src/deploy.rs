@@ -275,13 +275,19 @@ pub fn missing_tool(t: Tools) -> Option<String> {
 /// unbounded), replacing the code/runtime terms of `estimate` ([`footprint`]) by the image's.
 /// `Ok(Ok(measured))`: it links, with the image's real sizes; `Ok(Err(why))`: it does not fit;
 /// `Err`: the link could not be attempted.
+///
+/// The link runs in a fresh directory under the system temp directory (unique per call, so that
+/// concurrent links in one process never share one), removed afterwards.
 pub fn link_for_board(
     q: &QuantizedModel,
     estimate: &Footprint,
     a: &Artefacts,
     budget: &Budget,
-    workdir: &Path,
 ) -> Result<std::result::Result<Footprint, String>> {
+    static LINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = LINKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let workdir = std::env::temp_dir().join(format!("mcufit-link-{}-{call}", std::process::id()));
+    let workdir = workdir.as_path();
     let mut fp = estimate.clone();
     let mem = BoardMemory {
         ram_bytes: budget.ram.unwrap_or(verify::QEMU_MAX.ram_bytes),

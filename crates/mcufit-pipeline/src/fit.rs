@@ -518,24 +518,16 @@ pub fn fit(
         Some(why) => {
             notes.push(format!("the Cortex-M link was not checked ({why}); RAM and flash code terms are estimates"))
         }
-        None if budget.target == crate::budget::Target::C => {
-            match deploy::link_for_board(
-                &q,
-                &after,
-                &art,
-                budget,
-                &std::env::temp_dir().join(format!("mcufit-fit-link-{}", std::process::id())),
-            )? {
-                Ok(fp) => {
-                    link_detail = format!("links for the Cortex-M4 in {} B RAM / {} B flash", fp.ram(), fp.flash());
-                    after = fp;
-                }
-                Err(why) => {
-                    link_detail = format!("does not link: {why}");
-                    link_error = Some(why);
-                }
+        None if budget.target == crate::budget::Target::C => match deploy::link_for_board(&q, &after, &art, budget)? {
+            Ok(fp) => {
+                link_detail = format!("links for the Cortex-M4 in {} B RAM / {} B flash", fp.ram(), fp.flash());
+                after = fp;
             }
-        }
+            Err(why) => {
+                link_detail = format!("does not link: {why}");
+                link_error = Some(why);
+            }
+        },
         None => notes.push(
             "the .tflite target's code and runtime terms are estimates (TFLM's size depends on its build)".into(),
         ),

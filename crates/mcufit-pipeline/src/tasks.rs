@@ -470,13 +470,10 @@ fn export_fit(
         if format == Format::C && budget.target == Target::C {
             match deploy::missing_tool(mcufit_export::verify::Tools::Arm) {
                 Some(why) => fit_note = Some(format!("not linked ({why}): code and runtime terms are estimates")),
-                None => {
-                    let tmp = std::env::temp_dir().join(format!("mcufit-export-link-{}", std::process::id()));
-                    match deploy::link_for_board(q, &footprint, art, budget, &tmp)? {
-                        Ok(fp) => footprint = fp,
-                        Err(why) => link_error = Some(why),
-                    }
-                }
+                None => match deploy::link_for_board(q, &footprint, art, budget)? {
+                    Ok(fp) => footprint = fp,
+                    Err(why) => link_error = Some(why),
+                },
             }
         }
         let check = budget.check(&footprint);

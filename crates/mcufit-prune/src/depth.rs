@@ -372,10 +372,17 @@ impl Trunk {
         Ok(Trunk { eval: Mutex::new(Evaluator::new(&network)?), nodes: cuts.iter().map(|c| c.node).collect() })
     }
 
-    /// The NHWC cut tensors of a host NHWC batch, one per cut, in the order given to `new`.
-    fn features(&self, images: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+    /// Runs a host NHWC batch through the trunk and hands `use_cuts` the evaluator, whose
+    /// [`Evaluator::output`] of each cut node (in `self.nodes`) is that cut's NHWC tensor.
+    fn with_features<T>(
+        &self,
+        images: &[f32],
+        n: usize,
+        use_cuts: impl FnOnce(&Evaluator, &[NodeId]) -> Result<T>,
+    ) -> Result<T> {
         let mut eval = self.eval.lock().map_err(|_| PruneError::Config("trunk evaluator poisoned".into()))?;
-        Ok(eval.outputs(images, n, &self.nodes)?)
+        eval.forward(images, n, &self.nodes)?;
+        use_cuts(&eval, &self.nodes)
     }
 }
 
@@ -396,8 +403,13 @@ impl<'a> CutFeatures<'a> {
 
     fn fill(&self, raw: &[f32], n: usize, images: &mut Vec<f32>) -> mcufit_train::Result<()> {
         let err = |e: PruneError| mcufit_train::TrainError::Data(format!("trunk features: {e}"));
-        *images = self.trunk.features(raw, n).map_err(err)?.pop().expect("one cut");
-        Ok(())
+        self.trunk
+            .with_features(raw, n, |eval, nodes| {
+                images.clear();
+                images.extend_from_slice(eval.output(nodes[0])?);
+                Ok(())
+            })
+            .map_err(err)
     }
 }
 
@@ -555,14 +567,16 @@ pub fn train_heads(
             } else {
                 data.train.batch(idx, &mut raw, &mut labels)?;
             }
-            let feats = trunk.features(&raw, labels.len())?;
-            for ((r, f), a) in runs.iter_mut().zip(feats).zip(&mut acc) {
-                let s = r.trainer.step(&f, &labels, &mut NoHook)?;
-                a.0 += s.loss * s.examples as f64;
-                a.1 += s.correct;
-                a.2 += s.examples;
-                a.3 = s.lr;
-            }
+            trunk.with_features(&raw, labels.len(), |eval, nodes| {
+                for ((r, &node), a) in runs.iter_mut().zip(nodes).zip(&mut acc) {
+                    let s = r.trainer.step(eval.output(node)?, &labels, &mut NoHook)?;
+                    a.0 += s.loss * s.examples as f64;
+                    a.1 += s.correct;
+                    a.2 += s.examples;
+                    a.3 = s.lr;
+                }
+                Ok(())
+            })?;
         }
         let secs = start.elapsed().as_secs_f64();
         let val = match data.val {
@@ -668,18 +682,20 @@ fn evaluate_heads(trunk: &Trunk, heads: &[&Network], data: &dyn BatchSource, bat
     for idx in all.chunks(batch) {
         data.batch(idx, &mut raw, &mut labels)?;
         let n = labels.len();
-        let feats = trunk.features(&raw, n)?;
-        for (h, (eval, f)) in evals.iter_mut().zip(feats).enumerate() {
-            let logits = eval.logits(&f, n)?;
-            for (row, &y) in logits.chunks_exact(k).zip(&labels) {
-                let y = y as usize;
-                if y >= k {
-                    return Err(PruneError::Data(format!("label {y} out of range for {k} classes")));
+        trunk.with_features(&raw, n, |trunk_eval, nodes| {
+            for (h, (eval, &node)) in evals.iter_mut().zip(nodes).enumerate() {
+                let logits = eval.logits(trunk_eval.output(node)?, n)?;
+                for (row, &y) in logits.chunks_exact(k).zip(&labels) {
+                    let y = y as usize;
+                    if y >= k {
+                        return Err(PruneError::Data(format!("label {y} out of range for {k} classes")));
+                    }
+                    loss[h] -= log_softmax_at(row, y);
+                    confusion[h][y][argmax(row)] += 1;
                 }
-                loss[h] -= log_softmax_at(row, y);
-                confusion[h][y][argmax(row)] += 1;
             }
-        }
+            Ok(())
+        })?;
     }
     confusion.into_iter().zip(loss).map(|(c, l)| Ok(EvalReport::from_confusion(c, l)?)).collect()
 }

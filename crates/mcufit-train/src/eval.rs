@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::BatchSource;
 use crate::error::{Result, TrainError};
 use crate::fast::{EngineKind, FastPath};
+use std::collections::HashMap;
+
 use mcufit_ir::NodeId;
 
 use crate::network::{to_vec, Mode, Network};
@@ -86,6 +88,8 @@ pub struct Evaluator {
     fast: Option<FastPath>,
     /// Whether the engine has this network's parameters already.
     gathered: bool,
+    /// On burn: the NHWC outputs of the last [`Evaluator::forward`]'s nodes.
+    captured: HashMap<NodeId, Vec<f32>>,
 }
 
 impl Evaluator {
@@ -94,7 +98,7 @@ impl Evaluator {
         let valid = network.valid();
         let fast = FastPath::for_network(&valid, EngineKind::Auto);
         let network = if fast.is_some() { valid } else { valid.fuse_bn()? };
-        Ok(Evaluator { network, fast, gathered: false })
+        Ok(Evaluator { network, fast, gathered: false, captured: HashMap::new() })
     }
 
     /// The network evaluated (BN-folded when burn runs it).
@@ -102,34 +106,52 @@ impl Evaluator {
         &self.network
     }
 
+    /// Whether mcufit's CPU engine runs it (`false`: burn).
+    pub fn uses_engine(&self) -> bool {
+        self.fast.is_some()
+    }
+
     /// Logits `[n, classes]` (row-major) of `n` NHWC images.
     pub fn logits(&mut self, images: &[f32], n: usize) -> Result<Vec<f32>> {
         let end = self.network.plan().logits_node;
-        Ok(self.outputs(images, n, &[end])?.pop().unwrap_or_default())
+        self.forward(images, n, &[end])?;
+        Ok(self.output(end)?.to_vec())
     }
 
-    /// The NHWC outputs of `nodes` (each `n·h·w·c` floats of the node's shape) for `n` NHWC
-    /// images, in the order given; nodes after the logits node are not computed (an error).
-    pub fn outputs(&mut self, images: &[f32], n: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
+    /// Runs `n` NHWC images through the network; then [`Evaluator::output`] reads the outputs of
+    /// `nodes` (on the engine every node up to the logits is readable without copies).
+    pub fn forward(&mut self, images: &[f32], n: usize, nodes: &[NodeId]) -> Result<()> {
         if let Some(fast) = &mut self.fast {
             fast.forward_eval(&self.network, images, n, !self.gathered)?;
             self.gathered = true;
-            return nodes.iter().map(|&id| fast.output(id).map(<[f32]>::to_vec)).collect();
+            return Ok(());
         }
         let x = self.network.input_from_nhwc(images, n, &self.network.device())?;
         let end = self.network.plan().logits_node;
         let (logits, mut cap) = self.network.forward_capture(x, Mode::Eval, nodes)?;
-        nodes
-            .iter()
-            .map(|&id| {
-                let t = if id == end {
-                    logits.clone().reshape([n, self.network.num_classes(), 1, 1])
-                } else {
-                    cap.remove(&id).ok_or_else(|| TrainError::Graph(format!("node #{id} is after the logits")))?
-                };
-                nchw_to_nhwc(t)
-            })
-            .collect()
+        self.captured.clear();
+        for &id in nodes {
+            let t = if id == end {
+                logits.clone().reshape([n, self.network.num_classes(), 1, 1])
+            } else {
+                cap.remove(&id).ok_or_else(|| TrainError::Graph(format!("node #{id} is after the logits")))?
+            };
+            self.captured.insert(id, nchw_to_nhwc(t)?);
+        }
+        Ok(())
+    }
+
+    /// The NHWC output of `node` (`n·h·w·c` floats of its shape) from the last
+    /// [`Evaluator::forward`].
+    pub fn output(&self, node: NodeId) -> Result<&[f32]> {
+        match &self.fast {
+            Some(fast) => fast.output(node),
+            None => self
+                .captured
+                .get(&node)
+                .map(Vec::as_slice)
+                .ok_or_else(|| TrainError::Graph(format!("node #{node} was not captured by the last forward"))),
+        }
     }
 }
 

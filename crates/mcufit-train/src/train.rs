@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{BatchSource, Splits};
 use crate::error::{Result, TrainError};
-use crate::eval::{argmax, check_data, evaluate, EvalReport};
+use crate::eval::{argmax, check_data, evaluate, EvalReport, Evaluator};
 use crate::fast::{EngineKind, FastPath};
 use crate::network::{to_vec, Mode, Network};
 use crate::ops;
@@ -188,10 +188,11 @@ pub trait TrainHook {
         let _ = (network, logits, ctx);
         Ok(None)
     }
-    /// The targets the cross-entropy is taken against for batch `x`: by default the one-hot
-    /// labels unchanged; [`Distill`] blends in a teacher's predictions.
-    fn targets(&mut self, x: &Tensor<4>, targets: Tensor<2>, ctx: &StepContext) -> Result<Tensor<2>> {
-        let _ = (x, ctx);
+    /// The targets the cross-entropy is taken against for a batch (`images`: its `n` NHWC host
+    /// images, `n` = the rows of `targets`): by default the one-hot labels unchanged; [`Distill`]
+    /// blends in a teacher's predictions.
+    fn targets(&mut self, images: &[f32], targets: Tensor<2>, ctx: &StepContext) -> Result<Tensor<2>> {
+        let _ = (images, ctx);
         Ok(targets)
     }
     /// Called after each optimizer step (e.g. clamp or re-threshold masks).
@@ -218,6 +219,8 @@ pub struct Distill {
     pub teacher: Network,
     pub alpha: f64,
     pub temperature: f64,
+    /// The teacher's evaluator, built at the first step (the teacher must not change after it).
+    eval: Option<Evaluator>,
 }
 
 impl Distill {
@@ -228,13 +231,18 @@ impl Distill {
         if !(temperature.is_finite() && temperature > 0.0) {
             return Err(TrainError::Config(format!("distillation temperature must be > 0, got {temperature}")));
         }
-        Ok(Distill { teacher, alpha, temperature })
+        Ok(Distill { teacher, alpha, temperature, eval: None })
     }
 }
 
 impl TrainHook for Distill {
-    fn targets(&mut self, x: &Tensor<4>, targets: Tensor<2>, _ctx: &StepContext) -> Result<Tensor<2>> {
-        let logits = self.teacher.forward_mode(x.clone(), Mode::Eval)?.detach();
+    fn targets(&mut self, images: &[f32], targets: Tensor<2>, _ctx: &StepContext) -> Result<Tensor<2>> {
+        let [n, k] = targets.dims();
+        let eval = match &mut self.eval {
+            Some(e) => e,
+            None => self.eval.insert(Evaluator::new(&self.teacher)?),
+        };
+        let logits = Tensor::<2>::from_data(TensorData::new(eval.logits(images, n)?, [n, k]), &targets.device());
         let soft = burn::tensor::activation::softmax(logits / self.temperature, 1);
         Ok(targets * (1.0 - self.alpha) + soft * self.alpha)
     }
@@ -458,7 +466,13 @@ impl Trainer {
         let net = self.network()?;
         let n = labels.len();
         let k = net.num_classes();
-        let x = net.input_from_nhwc(images, n, &self.device)?;
+        if images.len() != n * net.input_shape().elements() {
+            return Err(TrainError::Data(format!(
+                "a batch of {n} labels needs {} image floats, got {}",
+                n * net.input_shape().elements(),
+                images.len()
+            )));
+        }
         self.onehot.clear();
         self.onehot.resize(n * k, 0.0);
         for (i, &y) in labels.iter().enumerate() {
@@ -469,9 +483,9 @@ impl Trainer {
         }
         let targets = Tensor::<2>::from_data(TensorData::new(self.onehot.clone(), [n, k]), &self.device);
         if self.uses_engine()? {
-            return self.step_engine(images, x, targets, labels, hook);
+            return self.step_engine(images, targets, labels, hook);
         }
-        self.step_tensors(x, targets, labels, hook)
+        self.step_burn(images, targets, labels, hook)
     }
 
     /// Whether steps on host batches ([`Trainer::step`]) run on mcufit's CPU engine (see
@@ -488,15 +502,13 @@ impl Trainer {
     fn step_engine(
         &mut self,
         images: &[f32],
-        x: Tensor<4>,
         targets: Tensor<2>,
         labels: &[u32],
         hook: &mut dyn TrainHook,
     ) -> Result<StepStats> {
         let lr = self.lr();
         let ctx = StepContext { epoch: self.state.epoch, step: self.state.global_step, lr };
-        let targets = hook.targets(&x, targets, &ctx)?;
-        drop(x);
+        let targets = hook.targets(images, targets, &ctx)?;
         let n = labels.len();
         let net = self.network.as_ref().ok_or_else(|| TrainError::Checkpoint("network lost".into()))?;
         let Some(Some(fast)) = self.fast.as_mut() else {
@@ -539,19 +551,19 @@ impl Trainer {
         Ok(StepStats { loss: task_val, extra_loss: extra_val, correct, examples: labels.len(), lr })
     }
 
-    /// One optimisation step on device tensors: `x` NCHW, `targets` one-hot/soft `[N, classes]`.
-    /// `labels` (host) are only used for the accuracy count and may be empty.
-    pub fn step_tensors(
+    /// [`Trainer::step`] on burn's autodiff (the reference path, and CUDA's).
+    fn step_burn(
         &mut self,
-        x: Tensor<4>,
+        images: &[f32],
         targets: Tensor<2>,
         labels: &[u32],
         hook: &mut dyn TrainHook,
     ) -> Result<StepStats> {
         let lr = self.lr();
         let ctx = StepContext { epoch: self.state.epoch, step: self.state.global_step, lr };
-        let targets = hook.targets(&x, targets, &ctx)?;
+        let targets = hook.targets(images, targets, &ctx)?;
         let net = self.network()?;
+        let x = net.input_from_nhwc(images, labels.len(), &self.device)?;
         let logits = net.forward_mode(x, Mode::Train)?;
         let task = ops::cross_entropy(logits.clone(), targets);
         let extra = hook.extra_loss(net, &logits, &ctx)?;
@@ -572,12 +584,8 @@ impl Trainer {
             )));
         }
         let k = net.num_classes();
-        let correct = if labels.is_empty() {
-            0
-        } else {
-            let probs = to_vec(logits.detach())?;
-            probs.chunks_exact(k).zip(labels).filter(|(row, &y)| argmax(row) == y as usize).count()
-        };
+        let probs = to_vec(logits.detach())?;
+        let correct = probs.chunks_exact(k).zip(labels).filter(|(row, &y)| argmax(row) == y as usize).count();
         let net = self.network.take().ok_or_else(|| TrainError::Checkpoint("network lost".into()))?;
         let mut net = self.optimizer.step(lr, net, grads);
         let after = hook.after_step(&mut net, &ctx);

@@ -731,7 +731,7 @@ fn distillation_blends_teacher_predictions_into_the_targets() {
     let ctx = StepContext { epoch: 0, step: 0, lr: 0.1 };
     let blend = |alpha: f64| {
         let mut d = Distill::new(teacher.clone(), alpha, 1.0).unwrap();
-        host(d.targets(&x, t.clone(), &ctx).unwrap().reshape([16]))
+        host(d.targets(&imgs, t.clone(), &ctx).unwrap().reshape([16]))
     };
     // alpha 0: the labels; alpha 1: the teacher's softmax; 0.25: the mix. Every row sums to 1.
     assert_eq!(blend(0.0), onehot);

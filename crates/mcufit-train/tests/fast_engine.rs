@@ -4,6 +4,7 @@
 //! is taken on the CPU and is reproducible for a seed.
 
 use mcufit_ir::Graph;
+use mcufit_train::burn::module::Module;
 use mcufit_train::burn::tensor::{Device, Tensor};
 use mcufit_train::*;
 
@@ -192,4 +193,66 @@ fn engine_training_is_reproducible_for_a_seed() {
     let a = train(&graph, &Splits { train: &data, val: None }, &cfg).unwrap();
     let b = train(&graph, &Splits { train: &data, val: None }, &cfg).unwrap();
     assert_eq!(state(&a.network), state(&b.network));
+}
+
+/// NCHW host floats (as burn captures them) → NHWC.
+fn nchw_to_nhwc(v: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for b in 0..n {
+        for ch in 0..c {
+            for p in 0..h * w {
+                out[(b * h * w + p) * c + ch] = v[(b * c + ch) * h * w + p];
+            }
+        }
+    }
+    out
+}
+
+/// The evaluator's node outputs (what the depth-pruning trunk feeds its heads) against burn's
+/// captured activations, on the engine (mnist-ds) and on its burn fallback (a grouped conv).
+#[test]
+fn evaluator_outputs_match_burn_on_the_engine_and_on_the_fallback() {
+    let grouped = {
+        let mut b = mcufit_ir::GraphBuilder::new("grouped", mcufit_ir::Shape::new(8, 8, 4));
+        let c = b.conv_bn_relu(0, 8, 3, 1, mcufit_ir::Padding::Same);
+        let g = b.add(
+            mcufit_ir::Op::Conv2d(mcufit_ir::Conv2d {
+                filters: 8,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: mcufit_ir::Padding::Same,
+                groups: 2,
+                bias: true,
+            }),
+            &[c],
+        );
+        let p = b.add(mcufit_ir::Op::GlobalAvgPool, &[g]);
+        b.dense(p, 3);
+        b.build().unwrap()
+    };
+    for (graph, engine) in [(mcufit_ir::zoo::get("mnist-ds").unwrap(), true), (grouped, false)] {
+        let net = network(&graph, false);
+        let (x, _) = batch(&graph, 5, 21);
+        // The cut points: what the depth-pruning trunk reads.
+        let nodes: Vec<usize> = mcufit_ir::cut_points(&graph).unwrap().iter().map(|c| c.node).collect();
+        assert!(!nodes.is_empty());
+        let mut eval = Evaluator::new(&net).unwrap();
+        eval.forward(&x, 5, &nodes).unwrap();
+        let valid = net.valid();
+        let (_, cap) =
+            valid.forward_capture(valid.input_from_nhwc(&x, 5, &Device::flex()).unwrap(), Mode::Eval, &nodes).unwrap();
+        for &id in &nodes {
+            let t = cap[&id].clone();
+            let dims = t.dims();
+            let want = nchw_to_nhwc(&host(t), dims);
+            let got = eval.output(id).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{} node {id}: {a} vs {b}", graph.name);
+            }
+        }
+        let logits = eval.logits(&x, 5).unwrap();
+        assert_eq!(logits.len(), 5 * graph.num_outputs());
+        assert_eq!(eval.uses_engine(), engine, "{}", graph.name);
+    }
 }
