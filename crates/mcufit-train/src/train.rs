@@ -326,6 +326,41 @@ fn set_threads(n: usize) {
     }
 }
 
+/// A step's loss: cross-entropy plus the hook's extra term, and their values on the host.
+struct StepLoss {
+    total: Tensor<1>,
+    task: f64,
+    extra: f64,
+}
+
+impl StepLoss {
+    /// The loss of `logits` against `targets`; `Err(Diverged)` when either term is not finite.
+    fn new(
+        net: &Network,
+        logits: &Tensor<2>,
+        targets: Tensor<2>,
+        hook: &mut dyn TrainHook,
+        ctx: &StepContext,
+    ) -> Result<StepLoss> {
+        let task = ops::cross_entropy(logits.clone(), targets);
+        let (total, extra) = match hook.extra_loss(net, logits, ctx)? {
+            Some(e) => {
+                let v = to_vec(e.clone().detach())?.first().copied().unwrap_or(0.0) as f64;
+                (task.clone() + e, v)
+            }
+            None => (task.clone(), 0.0),
+        };
+        let task = to_vec(task.detach())?.first().copied().unwrap_or(f32::NAN) as f64;
+        if !task.is_finite() || !extra.is_finite() {
+            return Err(TrainError::Diverged(format!(
+                "loss {task} (extra {extra}) at epoch {} step {}; lower the learning rate",
+                ctx.epoch, ctx.step
+            )));
+        }
+        Ok(StepLoss { total, task, extra })
+    }
+}
+
 /// Drives training of one network.
 pub struct Trainer {
     network: Option<Network>,
@@ -482,10 +517,13 @@ impl Trainer {
             self.onehot[i * k + y as usize] = 1.0;
         }
         let targets = Tensor::<2>::from_data(TensorData::new(self.onehot.clone(), [n, k]), &self.device);
+        let lr = self.lr();
+        let ctx = StepContext { epoch: self.state.epoch, step: self.state.global_step, lr };
+        let targets = hook.targets(images, targets, &ctx)?;
         if self.uses_engine()? {
-            return self.step_engine(images, targets, labels, hook);
+            return self.step_engine(images, targets, labels, hook, ctx);
         }
-        self.step_burn(images, targets, labels, hook)
+        self.step_burn(images, targets, labels, hook, ctx)
     }
 
     /// Whether steps on host batches ([`Trainer::step`]) run on mcufit's CPU engine (see
@@ -505,10 +543,8 @@ impl Trainer {
         targets: Tensor<2>,
         labels: &[u32],
         hook: &mut dyn TrainHook,
+        ctx: StepContext,
     ) -> Result<StepStats> {
-        let lr = self.lr();
-        let ctx = StepContext { epoch: self.state.epoch, step: self.state.global_step, lr };
-        let targets = hook.targets(images, targets, &ctx)?;
         let n = labels.len();
         let net = self.network.as_ref().ok_or_else(|| TrainError::Checkpoint("network lost".into()))?;
         let Some(Some(fast)) = self.fast.as_mut() else {
@@ -517,23 +553,8 @@ impl Trainer {
         let k = net.num_classes();
         let logits_host = fast.forward_train(net, images, n)?;
         let logits = Tensor::<2>::from_data(TensorData::new(logits_host.clone(), [n, k]), &self.device).require_grad();
-        let task = ops::cross_entropy(logits.clone(), targets);
-        let extra = hook.extra_loss(net, &logits, &ctx)?;
-        let (loss, extra_val) = match extra {
-            Some(e) => {
-                let v = to_vec(e.clone().detach())?.first().copied().unwrap_or(0.0) as f64;
-                (task.clone() + e, v)
-            }
-            None => (task.clone(), 0.0),
-        };
-        let task_val = to_vec(task.detach())?.first().copied().unwrap_or(f32::NAN) as f64;
-        if !task_val.is_finite() || !extra_val.is_finite() {
-            return Err(TrainError::Diverged(format!(
-                "loss {task_val} (extra {extra_val}) at epoch {} step {}; lower the learning rate",
-                ctx.epoch, ctx.step
-            )));
-        }
-        let mut grads = loss.backward();
+        let loss = StepLoss::new(net, &logits, targets, hook, &ctx)?;
+        let mut grads = loss.total.backward();
         let dlogits = logits
             .grad_remove(&mut grads)
             .ok_or_else(|| TrainError::Graph("the loss has no gradient with respect to the logits".into()))?;
@@ -541,14 +562,7 @@ impl Trainer {
         let mut grads = GradientsParams::from_grads(grads, net);
         fast.backward(net, &dlogits, &mut grads, &self.device.clone().without_autodiff())?;
         fast.update_running_stats(net, n)?;
-        let correct = logits_host.chunks_exact(k).zip(labels).filter(|(row, &y)| argmax(row) == y as usize).count();
-        let net = self.network.take().ok_or_else(|| TrainError::Checkpoint("network lost".into()))?;
-        let mut net = self.optimizer.step(lr, net, grads);
-        let after = hook.after_step(&mut net, &ctx);
-        self.network = Some(net);
-        after?;
-        self.state.global_step += 1;
-        Ok(StepStats { loss: task_val, extra_loss: extra_val, correct, examples: labels.len(), lr })
+        self.finish_step(grads, &logits_host, labels, hook, ctx, &loss)
     }
 
     /// [`Trainer::step`] on burn's autodiff (the reference path, and CUDA's).
@@ -558,41 +572,36 @@ impl Trainer {
         targets: Tensor<2>,
         labels: &[u32],
         hook: &mut dyn TrainHook,
+        ctx: StepContext,
     ) -> Result<StepStats> {
-        let lr = self.lr();
-        let ctx = StepContext { epoch: self.state.epoch, step: self.state.global_step, lr };
-        let targets = hook.targets(images, targets, &ctx)?;
         let net = self.network()?;
         let x = net.input_from_nhwc(images, labels.len(), &self.device)?;
         let logits = net.forward_mode(x, Mode::Train)?;
-        let task = ops::cross_entropy(logits.clone(), targets);
-        let extra = hook.extra_loss(net, &logits, &ctx)?;
-        let (loss, extra_val) = match extra {
-            Some(e) => {
-                let v = to_vec(e.clone().detach())?.first().copied().unwrap_or(0.0) as f64;
-                (task.clone() + e, v)
-            }
-            None => (task.clone(), 0.0),
-        };
-        let grads = loss.backward();
-        let grads = GradientsParams::from_grads(grads, net);
-        let task_val = to_vec(task.detach())?.first().copied().unwrap_or(f32::NAN) as f64;
-        if !task_val.is_finite() || !extra_val.is_finite() {
-            return Err(TrainError::Diverged(format!(
-                "loss {task_val} (extra {extra_val}) at epoch {} step {}; lower the learning rate",
-                ctx.epoch, ctx.step
-            )));
-        }
-        let k = net.num_classes();
-        let probs = to_vec(logits.detach())?;
-        let correct = probs.chunks_exact(k).zip(labels).filter(|(row, &y)| argmax(row) == y as usize).count();
+        let loss = StepLoss::new(net, &logits, targets, hook, &ctx)?;
+        let grads = GradientsParams::from_grads(loss.total.backward(), net);
+        let logits_host = to_vec(logits.detach())?;
+        self.finish_step(grads, &logits_host, labels, hook, ctx, &loss)
+    }
+
+    /// The end of every step: the accuracy count, the optimiser step, the hook's `after_step`.
+    fn finish_step(
+        &mut self,
+        grads: GradientsParams,
+        logits: &[f32],
+        labels: &[u32],
+        hook: &mut dyn TrainHook,
+        ctx: StepContext,
+        loss: &StepLoss,
+    ) -> Result<StepStats> {
         let net = self.network.take().ok_or_else(|| TrainError::Checkpoint("network lost".into()))?;
-        let mut net = self.optimizer.step(lr, net, grads);
+        let k = net.num_classes();
+        let correct = logits.chunks_exact(k).zip(labels).filter(|(row, &y)| argmax(row) == y as usize).count();
+        let mut net = self.optimizer.step(ctx.lr, net, grads);
         let after = hook.after_step(&mut net, &ctx);
         self.network = Some(net);
         after?;
         self.state.global_step += 1;
-        Ok(StepStats { loss: task_val, extra_loss: extra_val, correct, examples: labels.len(), lr })
+        Ok(StepStats { loss: loss.task, extra_loss: loss.extra, correct, examples: labels.len(), lr: ctx.lr })
     }
 
     fn epoch_batches(&self, len: usize, epoch: usize) -> Vec<Vec<usize>> {
