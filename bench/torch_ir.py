@@ -37,6 +37,14 @@ def out_len(padding, size, kernel, stride):
     return -(-size // stride) if padding == "same" else (size - kernel) // stride + 1
 
 
+def nhwc_flat(a):
+    """[N, C, H, W] -> [N, H*W*C] in NHWC order (mcufit's); a plain flatten when H = W = 1, so that
+    ONNX export writes Flatten, not a Transpose (which mcufit does not import)."""
+    if a.shape[2] == 1 and a.shape[3] == 1:
+        return a.flatten(1)
+    return a.permute(0, 2, 3, 1).reshape(a.shape[0], -1)
+
+
 class BatchNorm(nn.Module):
     """BN over dim 1 of an NCHW or [N, C] tensor."""
 
@@ -161,7 +169,7 @@ class IRModule(nn.Module):
                     y = F.avg_pool2d(F.pad(a, pad), k, s) / F.avg_pool2d(F.pad(ones, pad), k, s)
             elif op == "dense":
                 if a.dim() == 4:
-                    a = a.permute(0, 2, 3, 1).reshape(a.shape[0], -1)
+                    a = nhwc_flat(a)
                 y = self.layers[self.key(i)](a)
             elif op == "batch_norm":
                 y = self.layers[self.key(i)](a)
@@ -178,9 +186,10 @@ class IRModule(nn.Module):
             elif op == "concat":
                 y = torch.cat(xs, dim=1)
             elif op == "global_avg_pool":
-                y = a.mean(dim=(2, 3)) if a.dim() == 4 else a
+                # adaptive_avg_pool2d, not mean(): it exports to ONNX GlobalAveragePool (mcufit imports it)
+                y = F.adaptive_avg_pool2d(a, 1).flatten(1) if a.dim() == 4 else a
             elif op == "flatten":
-                y = a.permute(0, 2, 3, 1).reshape(a.shape[0], -1) if a.dim() == 4 else a
+                y = nhwc_flat(a) if a.dim() == 4 else a
             elif op == "reshape":
                 h, w, c = n["shape"]
                 nhwc = a.permute(0, 2, 3, 1) if a.dim() == 4 else a

@@ -62,7 +62,10 @@ fn bench(spec: &str, g: &Graph, batch: usize, reps: usize, eval: bool) {
     let dl = vec![1.0 / (batch * classes) as f32; batch * classes];
     let mut steps = Vec::with_capacity(reps);
     let mut by_kind: BTreeMap<&'static str, (Duration, Duration)> = BTreeMap::new();
+    let mut by_node = vec![(Duration::ZERO, Duration::ZERO); engine.node_times().len().max(g.nodes.len())];
+    let mut cpu_steps = Vec::with_capacity(reps);
     for rep in 0..reps + 3 {
+        let c0 = cpu_time();
         let t0 = Instant::now();
         if eval {
             engine.forward(&params, &x, batch, Mode::Eval).expect("forward");
@@ -71,16 +74,21 @@ fn bench(spec: &str, g: &Graph, batch: usize, reps: usize, eval: bool) {
             engine.backward(&params, &dl).expect("backward");
         }
         let dt = t0.elapsed();
+        let cdt = cpu_time() - c0;
         if rep >= 3 {
             steps.push(dt);
+            cpu_steps.push(cdt);
             for (id, &(f, b)) in engine.node_times().iter().enumerate() {
                 let e = by_kind.entry(g.nodes[id].op.kind()).or_default();
                 e.0 += f;
                 e.1 += b;
+                by_node[id].0 += f;
+                by_node[id].1 += b;
             }
         }
     }
     steps.sort();
+    cpu_steps.sort();
     let med = steps[steps.len() / 2];
     println!(
         "\n{spec}: {:.2} ms/step ({}), {:.0} images/s",
@@ -88,6 +96,7 @@ fn bench(spec: &str, g: &Graph, batch: usize, reps: usize, eval: bool) {
         if eval { "eval forward" } else { "fwd+bwd" },
         batch as f64 / med.as_secs_f64()
     );
+    println!("  process CPU time per step (median): {:.2} ms", cpu_steps[cpu_steps.len() / 2].as_secs_f64() * 1e3);
     let total: f64 = by_kind.values().map(|(f, b)| (*f + *b).as_secs_f64()).sum();
     let mut rows: Vec<_> = by_kind.into_iter().collect();
     rows.sort_by_key(|(_, (f, b))| std::cmp::Reverse(*f + *b));
@@ -95,6 +104,18 @@ fn bench(spec: &str, g: &Graph, batch: usize, reps: usize, eval: bool) {
     for (kind, (f, b)) in rows {
         let per = |d: Duration| d.as_secs_f64() * 1e3 / reps as f64;
         println!("  {kind:<18} {:>9.3} {:>9.3} {:>5.1}%", per(f), per(b), 100.0 * (f + b).as_secs_f64() / total);
+    }
+    if std::env::var_os("ENGINE_BENCH_NODES").is_some() {
+        println!("  {:<28} {:>9} {:>9}", "node", "fwd ms", "bwd ms");
+        for (id, (f, b)) in by_node.iter().enumerate().take(engine.node_times().len()) {
+            let per = |d: Duration| d.as_secs_f64() * 1e3 / reps as f64;
+            println!(
+                "  {:<28} {:>9.3} {:>9.3}",
+                format!("{} ({})", g.nodes[id].name, engine.node_kind(id)),
+                per(*f),
+                per(*b)
+            );
+        }
     }
 }
 
@@ -145,4 +166,22 @@ fn init(g: &Graph) -> Params {
         })
         .collect();
     Params { nodes, masks: Vec::new() }
+}
+
+/// CPU time of the whole process (all threads): unlike wall time, not inflated while the
+/// benchmark is descheduled on a loaded machine.
+fn cpu_time() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `t` is a valid, writable timespec; Linux x86_64 layout (two 64-bit fields).
+    unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    Duration::new(t.sec as u64, t.nsec as u32)
 }

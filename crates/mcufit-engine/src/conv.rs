@@ -1,5 +1,5 @@
 //! Windowed ops on NHWC images: the window geometry (TF padding), im2col / col2im around the
-//! GEMM of an ordinary convolution, and direct depthwise convolution.
+//! GEMM of an ordinary convolution (depthwise convolutions: `depthwise.rs`).
 
 use mcufit_ir::{Padding, Shape};
 use rayon::prelude::*;
@@ -42,6 +42,13 @@ impl Window {
             pt: padding.pads(input.h, kernel[0], stride[0]).0,
             pl: padding.pads(input.w, kernel[1], stride[1]).0,
         }
+    }
+    /// Whether the windows tile the input: stride = window, every input pixel under exactly one.
+    pub fn tiles(&self) -> bool {
+        self.sh == self.kh
+            && self.sw == self.kw
+            && (self.oh - 1) * self.sh + self.kh >= self.h + self.pt
+            && (self.ow - 1) * self.sw + self.kw >= self.w + self.pl
     }
     /// Elements of one input image.
     pub fn in_image(&self) -> usize {
@@ -136,6 +143,9 @@ fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// Computes image `i`'s output gradient into the slice (see [`ConvPlan::backward`]).
+pub(crate) type DyOf<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
+
 /// How an ordinary convolution is cut into chunks of whole images (a function of the shapes
 /// only, so the partial sums and their order do not depend on the thread count).
 #[derive(Debug, Clone, Copy)]
@@ -190,18 +200,38 @@ impl ConvPlan {
         ok.then_some(t)
     }
 
+    /// The chunks of [`ConvPlan::forward`] for a batch of `n`: `(count, rows per chunk)` (the
+    /// last chunk may be shorter).
+    pub fn stat_chunks(&self, n: usize) -> (usize, usize) {
+        let per = if self.taps().is_some() { 1 } else { self.per_chunk() };
+        (n.div_ceil(per), per * self.rows_img())
+    }
+
     /// `y = conv(x) + bias`, `wmat` the kernel as `[(ky, kx, ci), cout]`. Parallel over chunks.
     /// `epi`: an evaluation-mode BN (+ ReLU) applied to each chunk right after its GEMM, while it
-    /// is in cache (tiled `a`, `b` of [`crate::norm::eval_coefs`] and the ReLU cap).
+    /// is in cache (tiled `a`, `b` of [`crate::norm::eval_coefs`] and the ReLU cap). `stats`: the
+    /// statistics partials of a training-mode BN, one [`crate::norm::producer_stats`] record per
+    /// chunk of [`ConvPlan::stat_chunks`], computed from each chunk right after its GEMM. `bn_in`
+    /// (direct form only): `x` is the input of a training-mode BN (+ ReLU) whose output this
+    /// conv's input is; the BN is applied as each image is padded (its output is never stored).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &[f32],
         wmat: &[f32],
         bias: Option<&[f32]>,
         epi: Option<(&[f32], &[f32], crate::norm::Relu)>,
+        stats: Option<&mut [f32]>,
+        bn_in: Option<&crate::pool::BnAct>,
         xpad: &mut Vec<f32>,
         y: &mut [f32],
     ) {
+        let rec = crate::norm::stats_record_len(self.cout);
+        let stat = |yc: &[f32], p: Option<&mut [f32]>| {
+            if let Some(p) = p {
+                crate::norm::producer_stats(yc, self.cout, p);
+            }
+        };
         let (kk, cout, ri) = (self.kk(), self.cout, self.rows_img());
         let pc = self.per_chunk();
         // The bias tiled over whole rows, so that each chunk is filled by a few long copies.
@@ -216,20 +246,27 @@ impl ConvPlan {
             let (ii, pl) = (self.win.in_image(), t.in_len());
             let n = y.len() / (ri * cout);
             crate::elem::ensure(xpad, n * pl);
-            y.par_chunks_mut(ri * cout).zip(xpad.par_chunks_mut(pl)).enumerate().for_each(|(i, (yi, xp))| {
+            let body = |i: usize, yi: &mut [f32], xp: &mut [f32], p: Option<&mut [f32]>| {
                 if bias.is_some() {
                     fill(yi);
                 }
-                t.pad_input(&x[i * ii..(i + 1) * ii], xp);
+                t.pad_input(&x[i * ii..(i + 1) * ii], xp, bn_in);
                 t.forward_image(xp, wmat, yi, bias.is_some());
                 if let Some((a, b, relu)) = epi {
                     crate::norm::affine_inplace(yi, a, b, relu.is_some(), relu.unwrap_or(0.0));
                 }
-            });
+                stat(yi, p);
+            };
+            let it = y.par_chunks_mut(ri * cout).zip(xpad.par_chunks_mut(pl)).enumerate();
+            match stats {
+                Some(st) => it.zip(st.par_chunks_mut(rec)).for_each(|((i, (yi, xp)), p)| body(i, yi, xp, Some(p))),
+                None => it.for_each(|(i, (yi, xp))| body(i, yi, xp, None)),
+            }
             return;
         }
+        assert!(bn_in.is_none(), "bn_in needs the direct form");
         let scratch = if self.direct { 0 } else { pc * ri * kk };
-        y.par_chunks_mut(pc * ri * cout).enumerate().for_each(|(ch, yc)| {
+        let body = |ch: usize, yc: &mut [f32], p: Option<&mut [f32]>| {
             let imgs = yc.len() / (ri * cout);
             let rows = imgs * ri;
             if bias.is_some() {
@@ -242,12 +279,26 @@ impl ConvPlan {
             if let Some((a, b, relu)) = epi {
                 crate::norm::affine_inplace(yc, a, b, relu.is_some(), relu.unwrap_or(0.0));
             }
-        });
+            stat(yc, p);
+        };
+        let it = y.par_chunks_mut(pc * ri * cout).enumerate();
+        match stats {
+            Some(st) => it.zip(st.par_chunks_mut(rec)).for_each(|((ch, yc), p)| body(ch, yc, Some(p))),
+            None => it.for_each(|(ch, yc)| body(ch, yc, None)),
+        }
+    }
+
+    /// Whether the direct (im2col-free) form runs (see `Taps`).
+    pub fn is_direct(&self) -> bool {
+        self.taps().is_some()
     }
 
     /// Backward: `part` gets [`ConvPlan::groups`] partial kernel gradients (`[(ky, kx, ci), cout]`
     /// each; their sum in order is dW), `dx`, when given, is written (or added to when `acc`).
-    /// Parallel over the groups, each a fixed run of chunks.
+    /// Parallel over the groups, each a fixed run of chunks. `dy_of`: dY is computed image by
+    /// image (`dy_of(i, dy_i)`, e.g. the deferred input gradient of the BN after this conv)
+    /// into a per-thread scratch instead of read from `dy` (then unused); direct form only.
+    /// `db`: per-image column sums of dY (`[n, cout]`, the bias gradient's partials), with `dy_of`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -256,11 +307,13 @@ impl ConvPlan {
         xpad: &[f32],
         wflip: &mut Vec<f32>,
         dy: &[f32],
+        dy_of: Option<DyOf>,
         part: &mut [f32],
         dx: Option<(&mut [f32], bool)>,
+        db: Option<&mut [f32]>,
     ) {
         let (kk, cout, ri, ii) = (self.kk(), self.cout, self.rows_img(), self.win.in_image());
-        let n = dy.len() / (ri * cout);
+        let n = x.len() / ii;
         let pc = self.per_chunk();
         let nch = n.div_ceil(pc);
         let groups = self.groups(n);
@@ -270,6 +323,7 @@ impl ConvPlan {
             Some((d, acc)) => (acc, Some(d)),
             None => (false, None),
         };
+        let mut db = db;
         let mut jobs = Vec::with_capacity(groups);
         for (k, p) in part[..groups * kk * cout].chunks_exact_mut(kk * cout).enumerate() {
             let (i0, i1) = (img_at(k), img_at(k + 1));
@@ -278,7 +332,12 @@ impl ConvPlan {
                 dx = Some(tail);
                 head
             });
-            jobs.push((i0, i1, p, d));
+            let b = db.take().map(|d| {
+                let (head, tail) = d.split_at_mut((i1 - i0) * cout);
+                db = Some(tail);
+                head
+            });
+            jobs.push((i0, i1, p, d, b));
         }
         if let Some(t) = self.taps() {
             // `xpad`: the padded images of the forward. The input gradient: a convolution of the
@@ -289,10 +348,21 @@ impl ConvPlan {
             }
             let (xl, wflip) = (t.in_len(), &wflip[..]);
             let scratch = if unit { t.dy_len() } else { ri * kk };
-            jobs.into_par_iter().for_each(|(i0, i1, p, mut d)| {
-                with_cols(scratch, |buf| {
+            let own = if dy_of.is_some() { ri * cout } else { 0 };
+            jobs.into_par_iter().for_each(|(i0, i1, p, mut d, mut b)| {
+                with_cols(scratch + own, |buf| {
+                    let (buf, dyb) = buf.split_at_mut(scratch);
                     for i in i0..i1 {
-                        let dyi = &dy[i * ri * cout..(i + 1) * ri * cout];
+                        let dyi = match dy_of {
+                            Some(f) => {
+                                f(i, dyb);
+                                &dyb[..]
+                            }
+                            None => &dy[i * ri * cout..(i + 1) * ri * cout],
+                        };
+                        if let Some(b) = b.as_deref_mut() {
+                            crate::elem::col_sums_chunk(dyi, &mut b[(i - i0) * cout..(i - i0 + 1) * cout]);
+                        }
                         t.kernel_grad_image(&xpad[i * xl..(i + 1) * xl], dyi, p, i > i0);
                         let Some(d) = d.as_deref_mut() else { continue };
                         let dxi = &mut d[(i - i0) * ii..(i - i0 + 1) * ii];
@@ -309,8 +379,9 @@ impl ConvPlan {
             });
             return;
         }
+        assert!(dy_of.is_none(), "dy_of needs the direct form");
         let scratch = if self.direct { 0 } else { pc * ri * kk };
-        jobs.into_par_iter().for_each(|(i0, i1, p, mut d)| {
+        jobs.into_par_iter().for_each(|(i0, i1, p, mut d, _)| {
             with_cols(scratch, |cols| {
                 let mut i = i0;
                 while i < i1 {
@@ -397,10 +468,27 @@ impl Taps {
         hq * wq * self.cout
     }
 
-    fn pad_input(&self, img: &[f32], xp: &mut [f32]) {
+    /// The padded image; `bn`: of `bn(img)` (the BN before, whose output is not stored).
+    fn pad_input(&self, img: &[f32], xp: &mut [f32], bn: Option<&crate::pool::BnAct>) {
         let g = &self.g;
         let (hp, wp) = self.in_dims();
-        pad(img, g.h, g.w, g.c, hp, wp, g.pt, g.pl, &mut xp[..hp * wp * g.c]);
+        let out = &mut xp[..hp * wp * g.c];
+        match bn {
+            None => pad(img, g.h, g.w, g.c, hp, wp, g.pt, g.pl, out),
+            Some(f) => {
+                let c = g.c;
+                for (r, row) in out.chunks_exact_mut(wp * c).enumerate() {
+                    if r < g.pt || r >= g.pt + g.h {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let src = &img[(r - g.pt) * g.w * c..(r - g.pt + 1) * g.w * c];
+                    row[..g.pl * c].fill(0.0);
+                    crate::pool::bn_act_pixels(src, f, &mut row[g.pl * c..(g.pl + g.w) * c]);
+                    row[(g.pl + g.w) * c..].fill(0.0);
+                }
+            }
+        }
     }
 
     fn pad_dy(&self, dy: &[f32], dyp: &mut [f32]) {
@@ -496,108 +584,6 @@ pub(crate) fn sum_groups(part: &[f32], groups: usize, out: &mut [f32]) {
             o.iter_mut().zip(p).for_each(|(o, &p)| *o += p);
         }
     });
-}
-
-/// Depthwise convolution forward: `y[n, oy, ox, c] = b[c] + Σ x[n, iy, ix, c] · k[ky, kx, c]`,
-/// `k` re-laid as `[kh * kw, c]`.
-pub(crate) fn depthwise_forward(g: &Window, x: &[f32], k: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let c = g.c;
-    y.par_chunks_mut(g.ow * c).enumerate().for_each(|(r, yrow)| {
-        let (n, oy) = (r / g.oh, r % g.oh);
-        depthwise_row(g, &x[n * g.in_image()..(n + 1) * g.in_image()], k, bias, oy, yrow);
-    });
-}
-
-simd_fn! {
-    /// One output row `oy` of a depthwise convolution of image `img`.
-    fn depthwise_row(g: &Window, img: &[f32], k: &[f32], bias: Option<&[f32]>, oy: usize, yrow: &mut [f32]) {
-        let c = g.c;
-        let (ky0, ky1, iy0) = g.rows(oy);
-        for (ox, out) in yrow.chunks_exact_mut(c).enumerate() {
-            match bias {
-                Some(b) => out.copy_from_slice(b),
-                None => out.fill(0.0),
-            }
-            let (kx0, kx1, ix0) = g.cols(ox);
-            for ky in ky0..ky1 {
-                let iy = iy0 + ky - ky0;
-                for kx in kx0..kx1 {
-                    let ix = ix0 + kx - kx0;
-                    let xs = &img[(iy * g.w + ix) * c..(iy * g.w + ix + 1) * c];
-                    let ks = &k[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
-                    out.iter_mut().zip(xs.iter().zip(ks)).for_each(|(o, (&a, &b))| *o += a * b);
-                }
-            }
-        }
-    }
-}
-
-/// Depthwise backward for all images. `part` gets one record per image of `kh * kw * c` kernel
-/// gradient sums then `c` bias gradient sums (summed over images by the caller, in order);
-/// `dx`, when given, is written (or added to when `acc`).
-pub(crate) fn depthwise_backward(
-    g: &Window,
-    x: &[f32],
-    k: &[f32],
-    dy: &[f32],
-    part: &mut [f32],
-    dx: Option<(&mut [f32], bool)>,
-) {
-    let rec = (g.kh * g.kw + 1) * g.c;
-    match dx {
-        Some((dx, acc)) => {
-            part.par_chunks_mut(rec).zip(dx.par_chunks_mut(g.in_image())).enumerate().for_each(|(n, (p, dx))| {
-                if !acc {
-                    dx.fill(0.0);
-                }
-                depthwise_backward_image(g, n, x, k, dy, p, Some(dx));
-            })
-        }
-        None => {
-            part.par_chunks_mut(rec).enumerate().for_each(|(n, p)| depthwise_backward_image(g, n, x, k, dy, p, None))
-        }
-    }
-}
-
-simd_fn! {
-    fn depthwise_backward_image(
-        g: &Window,
-        n: usize,
-        x: &[f32],
-        k: &[f32],
-        dy: &[f32],
-        part: &mut [f32],
-        dx: Option<&mut [f32]>,
-    ) {
-        let mut dx = dx;
-        let c = g.c;
-        let img = &x[n * g.in_image()..(n + 1) * g.in_image()];
-        let out_img = g.oh * g.ow * c;
-        let dy = &dy[n * out_img..(n + 1) * out_img];
-        part.fill(0.0);
-        let (dk, db) = part.split_at_mut(g.kh * g.kw * c);
-        for oy in 0..g.oh {
-            let (ky0, ky1, iy0) = g.rows(oy);
-            for ox in 0..g.ow {
-                let (kx0, kx1, ix0) = g.cols(ox);
-                let d = &dy[(oy * g.ow + ox) * c..(oy * g.ow + ox + 1) * c];
-                db.iter_mut().zip(d).for_each(|(b, &d)| *b += d);
-                for ky in ky0..ky1 {
-                    let iy = iy0 + ky - ky0;
-                    for kx in kx0..kx1 {
-                        let px = (iy * g.w + ix0 + kx - kx0) * c;
-                        let tap = (ky * g.kw + kx) * c;
-                        let xs = &img[px..px + c];
-                        dk[tap..tap + c].iter_mut().zip(d.iter().zip(xs)).for_each(|(s, (&d, &x))| *s += d * x);
-                        if let Some(dx) = dx.as_deref_mut() {
-                            let ks = &k[tap..tap + c];
-                            dx[px..px + c].iter_mut().zip(d.iter().zip(ks)).for_each(|(s, (&d, &w))| *s += d * w);
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Re-lays a burn `[out, in, kh, kw]` kernel as the GEMM matrix `[(ky, kx, in), out]`.

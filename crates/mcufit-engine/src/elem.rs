@@ -130,6 +130,24 @@ simd_fn! {
     }
 }
 
+/// [`relu_mask_inplace`] and `dst (+)= dy` (the masked `dy`) in one pass.
+pub(crate) fn relu_mask_copy(y: &[f32], dy: &mut [f32], dst: &mut [f32], acc: bool, cap: f32) {
+    dy.par_chunks_mut(EW_CHUNK)
+        .zip(y.par_chunks(EW_CHUNK))
+        .zip(dst.par_chunks_mut(EW_CHUNK))
+        .for_each(|((d, y), o)| relu_mask_copy_chunk(y, d, o, acc, cap));
+}
+
+simd_fn! {
+    fn relu_mask_copy_chunk(y: &[f32], dy: &mut [f32], dst: &mut [f32], acc: bool, cap: f32) {
+        let vals = dy.iter_mut().zip(y).map(|(d, &y)| {
+            *d = if (y > 0.0) & (y < cap) { *d } else { 0.0 };
+            *d
+        });
+        emit(acc, dst, vals);
+    }
+}
+
 /// `y += a`.
 pub(crate) fn add_assign(a: &[f32], y: &mut [f32]) {
     copy_into(true, y, a);
@@ -211,7 +229,7 @@ simd_fn! {
 
 simd_fn! {
     /// Per-channel sums of `[rows, c]` rows into `p` (`[c]`, overwritten).
-    fn col_sums_chunk(x: &[f32], p: &mut [f32]) {
+    pub(crate) fn col_sums_chunk(x: &[f32], p: &mut [f32]) {
         let c = p.len();
         p.fill(0.0);
         for r in x.chunks_exact(c) {

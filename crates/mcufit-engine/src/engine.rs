@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use mcufit_ir::{Graph, NodeId, Op, Shape};
 
 use crate::conv::{self, ConvPlan, Window};
+use crate::depthwise::Depthwise;
 use crate::elem::{self, ensure, scratch};
 use crate::matmul::{matmul, View};
 use crate::norm::{self, BnStats};
@@ -22,6 +23,9 @@ enum Step {
         wmat: Vec<f32>,
         /// Its gradient, before re-laying to burn's layout.
         dwmat: Vec<f32>,
+        /// In [`Mode::Train`]: the batch norm (+ ReLU) whose output is this conv's input (its
+        /// only reader), applied as the conv pads each image, from the BN's input.
+        bn_in: Option<NodeId>,
         /// Zero-padded copies of the input images (direct stride-1 convolutions), kept from the
         /// forward for the backward; and the kernel of the input gradient (scratch).
         xpad: Vec<f32>,
@@ -29,8 +33,10 @@ enum Step {
     },
     /// Depthwise convolution (multiplier 1) with the kernel re-laid as `[kh·kw, c]`.
     Depthwise {
-        win: Window,
+        dw: Depthwise,
         wmat: Vec<f32>,
+        /// The flipped kernel of the stride-1 input gradient (scratch).
+        kflip: Vec<f32>,
     },
     Dense {
         nin: usize,
@@ -41,6 +47,17 @@ enum Step {
         stats: BnStats,
         /// The cap of a ReLU fused onto the output (the BN's only consumer).
         relu: norm::Relu,
+        /// In [`Mode::Train`] the output (after the ReLU) is only read by this max pooling, which
+        /// computes it on the fly ([`pool::max_forward_bn`]): it is never stored. When the
+        /// pooling's windows tile the input, the BN's backward also reads the pooling's output
+        /// gradient directly ([`norm::Dy::Pooled`]).
+        pooled: Option<NodeId>,
+        /// In [`Mode::Train`] the output is only read by an add that computes it on the fly
+        /// ([`norm::add_bn_forward`]): it is never stored.
+        in_add: bool,
+        /// In [`Mode::Train`] the output is only read by a conv that computes it on the fly as
+        /// it pads its input: it is never stored.
+        in_conv: bool,
     },
     /// ReLU (`cap` = infinity) or ReLU6 (`cap` = 6).
     Relu {
@@ -49,6 +66,8 @@ enum Step {
     MaxPool {
         win: Window,
         arg: Vec<u32>,
+        /// In [`Mode::Train`]: the batch norm (+ ReLU) before, applied to its input on the fly.
+        bn: Option<NodeId>,
     },
     AvgPool {
         win: Window,
@@ -57,6 +76,9 @@ enum Step {
     /// Sum of the inputs, with the cap of a ReLU fused onto it (its only consumer).
     Add {
         relu: norm::Relu,
+        /// In [`Mode::Train`], for a two-input add: the BN (no ReLU, the add its only consumer)
+        /// whose output input `k` is, computed on the fly from the BN's input.
+        bns: [Option<NodeId>; 2],
     },
     Concat,
     /// Flatten / reshape: NHWC data unchanged, the node shares its input's buffers.
@@ -66,6 +88,11 @@ enum Step {
 }
 
 impl Step {
+    fn depthwise(win: Window) -> Step {
+        let k = win.kh * win.kw * win.c;
+        Step::Depthwise { dw: Depthwise::new(win), wmat: vec![0.0; k], kflip: Vec::new() }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Step::Input => "input",
@@ -108,6 +135,9 @@ pub struct Engine {
     /// Output before the mask, for mask sites that are not batch norms.
     premask: Vec<Vec<f32>>,
     written: Vec<bool>,
+    /// `deferred[conv]`: in this backward, the BN after the conv left its input gradient (the
+    /// conv's dY) to the conv, which computes it image by image ([`norm::bn_dx_image`]).
+    deferred: Vec<bool>,
     /// Shared partial-sum scratch of the reductions.
     part: Vec<f32>,
     /// `eval_fold[conv] = Some(bn)`: in [`Mode::Eval`] the BN (the conv's only consumer) is
@@ -189,8 +219,21 @@ impl Engine {
                 Op::Conv2d(c) if c.groups == 1 => {
                     let win = Window::new(inp, out, c.kernel, c.stride, c.padding);
                     let k = c.kernel[0] * c.kernel[1] * inp.c;
+                    let plan = ConvPlan { win, cout: c.filters, direct: c.kernel == [1, 1] && c.stride == [1, 1] };
+                    // The only reader of a BN's output (or of the ReLU fused into it), direct form.
+                    let (src, b) = (node.inputs[0], buf[node.inputs[0]]);
+                    let bn_in = match &mut steps[b] {
+                        Step::BatchNorm { pooled: None, in_add: false, in_conv, .. }
+                            if consumers[src] == 1 && consumers[b] == 1 && b != 0 && plan.is_direct() =>
+                        {
+                            *in_conv = true;
+                            Some(b)
+                        }
+                        _ => None,
+                    };
                     Step::Conv {
-                        plan: ConvPlan { win, cout: c.filters, direct: c.kernel == [1, 1] && c.stride == [1, 1] },
+                        plan,
+                        bn_in,
                         wmat: vec![0.0; k * c.filters],
                         dwmat: vec![0.0; k * c.filters],
                         xpad: Vec::new(),
@@ -200,7 +243,7 @@ impl Engine {
                 // A conv with one group per channel is a depthwise conv, in the same kernel layout.
                 Op::Conv2d(c) if c.groups == inp.c && c.filters == inp.c => {
                     let win = Window::new(inp, out, c.kernel, c.stride, c.padding);
-                    Step::Depthwise { win, wmat: vec![0.0; c.kernel[0] * c.kernel[1] * inp.c] }
+                    Step::depthwise(win)
                 }
                 Op::Conv2d(c) => {
                     return Err(unsupported(&format!(
@@ -210,7 +253,7 @@ impl Engine {
                 }
                 Op::DepthwiseConv2d(d) => {
                     let win = Window::new(inp, out, d.kernel, d.stride, d.padding);
-                    Step::Depthwise { win, wmat: vec![0.0; d.kernel[0] * d.kernel[1] * inp.c] }
+                    Step::depthwise(win)
                 }
                 Op::Dense(d) => Step::Dense { nin: inp.elements(), units: d.units },
                 Op::BatchNorm(b) => Step::BatchNorm {
@@ -221,8 +264,13 @@ impl Engine {
                         inv_std: vec![0.0; out.c],
                         coef: vec![0.0; 5 * out.c],
                         tiles: Vec::new(),
+                        pre: Vec::new(),
+                        pre_rows: 0,
                     },
                     relu: None,
+                    pooled: None,
+                    in_add: false,
+                    in_conv: false,
                 },
                 Op::Relu | Op::Relu6 => {
                     let cap = if matches!(node.op, Op::Relu) { f32::INFINITY } else { 6.0 };
@@ -235,7 +283,7 @@ impl Engine {
                             Step::FusedRelu
                         }
                         // Likewise an add (whose output is not masked: the mask comes before the ReLU).
-                        Step::Add { relu }
+                        Step::Add { relu, .. }
                             if consumers[src] == 1 && mask_site[id].is_none() && mask_site[src].is_none() =>
                         {
                             *relu = Some(cap);
@@ -245,11 +293,34 @@ impl Engine {
                     }
                 }
                 Op::MaxPool2d(p) => {
-                    Step::MaxPool { win: Window::new(inp, out, p.pool, p.strides(), p.padding), arg: Vec::new() }
+                    // A max pooling that is the only reader of a BN's output (or of the ReLU
+                    // fused into it) computes that output itself in training.
+                    let (src, b) = (node.inputs[0], buf[node.inputs[0]]);
+                    let bn = match &mut steps[b] {
+                        Step::BatchNorm { pooled, .. } if consumers[src] == 1 && consumers[b] == 1 && b != 0 => {
+                            *pooled = Some(id);
+                            Some(b)
+                        }
+                        _ => None,
+                    };
+                    Step::MaxPool { win: Window::new(inp, out, p.pool, p.strides(), p.padding), arg: Vec::new(), bn }
                 }
                 Op::AvgPool2d(p) => Step::AvgPool { win: Window::new(inp, out, p.pool, p.strides(), p.padding) },
                 Op::GlobalAvgPool => Step::GlobalAvgPool,
-                Op::Add => Step::Add { relu: None },
+                Op::Add => {
+                    let mut bns = [None; 2];
+                    if node.inputs.len() == 2 {
+                        for (k, &src) in node.inputs.iter().enumerate() {
+                            if let Step::BatchNorm { relu: None, pooled: None, in_add, .. } = &mut steps[src] {
+                                if consumers[src] == 1 && src != 0 {
+                                    *in_add = true;
+                                    bns[k] = Some(src);
+                                }
+                            }
+                        }
+                    }
+                    Step::Add { relu: None, bns }
+                }
                 Op::Concat => Step::Concat,
                 Op::Flatten | Op::Reshape { .. } => Step::Alias,
                 Op::Softmax => return Err(unsupported("softmax before the logits node")),
@@ -289,6 +360,7 @@ impl Engine {
             grads: vec![Vec::new(); end],
             premask: vec![Vec::new(); end],
             written: vec![false; end],
+            deferred: vec![false; end],
             part: Vec::new(),
             grad: Params::default(),
             times: vec![(Duration::ZERO, Duration::ZERO); end],
@@ -372,23 +444,55 @@ impl Engine {
         };
         let Engine { steps, names, inputs, shapes, buf, acts, premask, part, eval_fold, epi: epi_buf, .. } = self;
         let epi = epi.map(|(t, relu)| (&epi_buf.1[..t], &epi_buf.1[t..2 * t], relu));
+        // A training-mode BN that is this conv's only consumer: the conv computes its statistics
+        // partials as it writes each chunk.
+        let (steps, later) = steps.split_at_mut(id + 1);
+        let (before, step) = steps.split_at_mut(id);
+        let bn_stats = match (mode, eval_fold[id]) {
+            (Mode::Train, Some(bn)) => match &mut later[bn - id - 1] {
+                Step::BatchNorm { stats, .. } => Some(stats),
+                _ => None,
+            },
+            _ => None,
+        };
         let (name, p, out_shape) = (&names[id], &params.nodes[id], shapes[id]);
         let mut y = std::mem::take(&mut acts[id]);
         ensure(&mut y, n * out_shape.elements());
         let arg = |k: usize| -> &[f32] { &acts[buf[inputs[id][k]]] };
         let mut mask_done = false;
-        match &mut steps[id] {
+        match &mut step[0] {
             Step::Input => y.copy_from_slice(x),
-            Step::Conv { plan, wmat, xpad, .. } => {
+            Step::Conv { plan, wmat, xpad, bn_in, .. } => {
                 let (win, cout) = (&plan.win, plan.cout);
                 let (cin, kk) = (win.c, win.kh * win.kw * win.c);
                 let kernel = need(&p.kernel, kk * cout, name, "kernel [out, in, kh, kw]")?;
                 conv::kernel_to_matrix(kernel, cout, cin, win.kh, win.kw, wmat);
                 let bias = opt(&p.bias, cout, name, "bias")?;
-                plan.forward(arg(0), wmat, bias, epi, xpad, &mut y);
+                let stats = bn_stats.map(|st| {
+                    let (chunks, rows) = plan.stat_chunks(n);
+                    ensure(&mut st.pre, chunks * norm::stats_record_len(cout));
+                    st.pre_rows = rows;
+                    &mut st.pre[..]
+                });
+                match (mode, *bn_in) {
+                    (Mode::Train, Some(b)) => {
+                        let Step::BatchNorm { stats: bs, relu, .. } = &before[b] else { unreachable!("a conv's BN") };
+                        let f = pool::BnAct {
+                            mean: &bs.mean,
+                            inv_std: &bs.inv_std,
+                            ga: &bs.coef[..cin],
+                            gb: &bs.coef[cin..2 * cin],
+                            relu: relu.is_some(),
+                            cap: relu.unwrap_or(0.0),
+                        };
+                        let x = &acts[buf[inputs[b][0]]];
+                        plan.forward(x, wmat, bias, epi, stats, Some(&f), xpad, &mut y);
+                    }
+                    _ => plan.forward(arg(0), wmat, bias, epi, stats, None, xpad, &mut y),
+                }
             }
-            Step::Depthwise { win, wmat } => {
-                let (c, taps) = (win.c, win.kh * win.kw);
+            Step::Depthwise { dw, wmat, .. } => {
+                let (c, taps) = (dw.g.c, dw.g.kh * dw.g.kw);
                 let kernel = need(&p.kernel, taps * c, name, "kernel [c, 1, kh, kw]")?;
                 for ch in 0..c {
                     for t in 0..taps {
@@ -396,7 +500,7 @@ impl Engine {
                     }
                 }
                 let bias = opt(&p.bias, c, name, "bias")?;
-                conv::depthwise_forward(win, arg(0), wmat, bias, &mut y);
+                dw.forward(arg(0), wmat, bias, &mut y);
             }
             Step::Dense { nin, units } => {
                 let w = need(&p.weight, *nin * *units, name, "weight [in, units]")?;
@@ -415,13 +519,14 @@ impl Engine {
                     View::rows(w, *units),
                 );
             }
-            Step::BatchNorm { eps, stats, relu } => {
+            Step::BatchNorm { eps, stats, relu, pooled, in_add, in_conv } => {
                 let c = out_shape.c;
                 let gamma = need(&p.gamma, c, name, "gamma")?;
                 let beta = need(&p.beta, c, name, "beta")?;
                 match mode {
                     Mode::Train => {
-                        norm::bn_train_forward(arg(0), gamma, beta, mask, *eps, *relu, &mut y, stats, part);
+                        let out = (pooled.is_none() && !*in_add && !*in_conv).then_some(&mut y[..]);
+                        norm::bn_train_forward(arg(0), gamma, beta, mask, *eps, *relu, out, stats, part);
                     }
                     // The conv before computed this BN: take over its buffer.
                     Mode::Eval if eval_fold[inputs[id][0]] == Some(id) => {
@@ -436,16 +541,54 @@ impl Engine {
                 mask_done = true;
             }
             Step::Relu { cap } => elem::relu_forward(arg(0), &mut y, *cap),
-            Step::MaxPool { win, arg: idx } => {
+            Step::MaxPool { win, arg: idx, bn } => {
                 ensure(idx, y.len());
-                pool::max_forward(win, arg(0), &mut y, idx);
+                match (mode, *bn) {
+                    (Mode::Train, Some(b)) => {
+                        let Step::BatchNorm { stats, relu, .. } = &before[b] else { unreachable!("a pooled BN") };
+                        let c = win.c;
+                        let f = pool::BnAct {
+                            mean: &stats.mean,
+                            inv_std: &stats.inv_std,
+                            ga: &stats.coef[..c],
+                            gb: &stats.coef[c..2 * c],
+                            relu: relu.is_some(),
+                            cap: relu.unwrap_or(0.0),
+                        };
+                        pool::max_forward_bn(win, &acts[buf[inputs[b][0]]], &f, &mut y, idx);
+                    }
+                    _ => pool::max_forward(win, arg(0), &mut y, idx),
+                }
             }
             Step::AvgPool { win } => pool::avg_forward(win, arg(0), &mut y),
             Step::GlobalAvgPool => {
                 let s = shapes[inputs[id][0]];
                 pool::gap_forward(arg(0), s.spatial(), s.c, &mut y);
             }
-            Step::Add { relu } => {
+            Step::Add { relu, bns: [ba, bb] } if mode == Mode::Train && (ba.is_some() || bb.is_some()) => {
+                // One or both inputs: BN outputs computed here (the BN first: the sum commutes).
+                let c = out_shape.c;
+                let src = |b: NodeId| -> (&[f32], &[f32]) {
+                    let Step::BatchNorm { stats, .. } = &before[b] else { unreachable!("an add's BN") };
+                    (&acts[buf[inputs[b][0]]], &stats.tiles[..4 * norm::tile_len(c)])
+                };
+                match (*ba, *bb) {
+                    (Some(a), Some(b)) => {
+                        let ((xa, ta), (xb, tb)) = (src(a), src(b));
+                        norm::add_bn_forward(xa, ta, xb, Some(tb), c, *relu, &mut y);
+                    }
+                    (Some(a), None) => {
+                        let (xa, ta) = src(a);
+                        norm::add_bn_forward(xa, ta, arg(1), None, c, *relu, &mut y);
+                    }
+                    (None, Some(b)) => {
+                        let (xb, tb) = src(b);
+                        norm::add_bn_forward(xb, tb, arg(0), None, c, *relu, &mut y);
+                    }
+                    (None, None) => unreachable!("guarded"),
+                }
+            }
+            Step::Add { relu, .. } => {
                 let last = inputs[id].len() == 2;
                 elem::add_forward(arg(0), arg(1), &mut y, relu.filter(|_| last));
                 for k in 2..inputs[id].len() {
@@ -480,13 +623,26 @@ impl Engine {
     ///
     /// Also `None` for a node whose own output is never materialised: a batch norm or add whose
     /// ReLU is fused into it (its buffer holds the ReLU's output), and in [`Mode::Eval`] a
-    /// convolution whose batch norm is folded into it (its buffer holds the BN's output).
+    /// convolution whose batch norm is folded into it (its buffer holds the BN's output), and in
+    /// [`Mode::Train`] a batch norm (and the ReLU fused into it) whose output only a max pooling
+    /// reads (the pooling computes it on the fly).
     pub fn output(&self, node: NodeId) -> Option<&[f32]> {
         let (n, mode) = self.last?;
         let fused_relu = match self.steps.get(node)? {
-            Step::BatchNorm { relu, .. } | Step::Add { relu } => relu.is_some(),
+            Step::BatchNorm { relu, .. } | Step::Add { relu, .. } => relu.is_some(),
             _ => false,
         };
+        // A BN whose output only a max pooling reads (computed by it on the fly in training).
+        let pooled = mode == Mode::Train
+            && matches!(
+                self.steps[self.buf[node]],
+                Step::BatchNorm { pooled: Some(_), .. }
+                    | Step::BatchNorm { in_add: true, .. }
+                    | Step::BatchNorm { in_conv: true, .. }
+            );
+        if pooled {
+            return None;
+        }
         let folded = mode == Mode::Eval && self.eval_fold.get(node).is_some_and(Option::is_some);
         if fused_relu || folded {
             return None;
@@ -533,6 +689,7 @@ impl Engine {
         }
         self.prepare_grads(params);
         self.written.fill(false);
+        self.deferred.fill(false);
         for id in 0..self.steps.len() {
             if self.needs_grad[id] && self.buf[id] == id {
                 ensure(&mut self.grads[id], n * self.shapes[id].elements());
@@ -583,8 +740,23 @@ impl Engine {
         let mask = self.mask(params, id)?;
         // The mask's group, where a mask is applied (`mask` is only Some at a mask site).
         let group = self.mask_site[id].unwrap_or(0);
-        let Engine { steps, names, inputs, shapes, buf, needs_grad, acts, grads, premask, written, part, grad, .. } =
-            self;
+        let Engine {
+            steps,
+            names,
+            inputs,
+            shapes,
+            buf,
+            needs_grad,
+            acts,
+            grads,
+            premask,
+            written,
+            deferred,
+            eval_fold,
+            part,
+            grad,
+            ..
+        } = self;
         let name = &names[id];
         let p = &params.nodes[id];
         let c = shapes[id].c;
@@ -609,41 +781,72 @@ impl Engine {
             };
         }
         let arg = |k: usize| -> &[f32] { &acts[buf[ins[k]]] };
-        match &mut steps[id] {
+        let (before, rest) = steps.split_at_mut(id);
+        let (cur, later) = rest.split_at_mut(1);
+        match &mut cur[0] {
             Step::Input | Step::Alias | Step::FusedRelu => unreachable!("not reached by the backward walk"),
-            Step::Conv { plan, wmat, dwmat, xpad, wflip } => {
+            Step::Conv { plan, wmat, dwmat, xpad, wflip, .. } => {
                 let (win, cout) = (plan.win, plan.cout);
                 let kk = win.kh * win.kw * win.c;
-                if let Some(db) = g.bias.as_mut() {
+                let defer = deferred[id];
+                if let (Some(db), false) = (g.bias.as_mut(), defer) {
                     elem::col_sums(&dy, cout, db, part);
                 }
                 let groups = plan.groups(n);
-                let pt = scratch(part, groups * kk * cout);
+                // Deferred: the bias gradient as per-image partials after the kernel's.
+                let bias_len = if defer && g.bias.is_some() { n * cout } else { 0 };
+                let (pt, pb_all) = scratch(part, groups * kk * cout + bias_len).split_at_mut(groups * kk * cout);
+                let pb = (bias_len > 0).then_some(&mut pb_all[..]);
+                // The deferred input gradient of the BN after this conv (this conv's dY).
+                let (glo, ghi) = grads.split_at_mut(id + 1);
+                let bn_dx = match eval_fold[id] {
+                    Some(bn) if deferred[id] => match &later[bn - id - 1] {
+                        Step::BatchNorm { stats, relu, pooled, .. } => {
+                            let dys = match pooled.map(|pid| (pid, &later[pid - id - 1])) {
+                                Some((pid, Step::MaxPool { win, arg, .. })) if win.tiles() => {
+                                    norm::Dy::Pooled(win, &ghi[pid - id - 1], arg)
+                                }
+                                _ => norm::Dy::Full(&ghi[bn - id - 1]),
+                            };
+                            Some((stats, *relu, dys))
+                        }
+                        _ => unreachable!("eval_fold targets a BN"),
+                    },
+                    _ => None,
+                };
+                let xbn = &acts[id];
+                let dy_of = bn_dx.map(|(stats, relu, dys)| {
+                    move |i: usize, out: &mut [f32]| norm::bn_dx_image(stats, relu, dys, xbn, i, out)
+                });
+                let dy_of = dy_of.as_ref().map(|f| f as conv::DyOf);
                 match target(0) {
                     Some(t) => {
                         let acc = written[t];
-                        plan.backward(arg(0), wmat, xpad, wflip, &dy, pt, Some((&mut grads[t], acc)));
+                        plan.backward(arg(0), wmat, xpad, wflip, &dy, dy_of, pt, Some((&mut glo[t], acc)), pb);
                         written[t] = true;
                     }
-                    None => plan.backward(arg(0), wmat, xpad, wflip, &dy, pt, None),
+                    None => plan.backward(arg(0), wmat, xpad, wflip, &dy, dy_of, pt, None, pb),
+                }
+                if let (Some(db), true) = (g.bias.as_mut(), bias_len > 0) {
+                    elem::sum_partials(pb_all, cout, 0, 1, db, false);
                 }
                 // dW = the partials summed in group order.
                 conv::sum_groups(pt, groups, dwmat);
                 let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
                 conv::matrix_to_kernel(dwmat, cout, win.c, win.kh, win.kw, dk);
             }
-            Step::Depthwise { win, wmat } => {
-                let taps = win.kh * win.kw;
+            Step::Depthwise { dw, wmat, kflip } => {
+                let taps = dw.g.kh * dw.g.kw;
                 let rec = (taps + 1) * c;
                 let pt = scratch(part, n * rec);
                 let x = arg(0);
                 match target(0) {
                     Some(t) => {
                         let acc = written[t];
-                        conv::depthwise_backward(win, x, wmat, &dy, pt, Some((&mut grads[t], acc)));
+                        dw.backward(x, wmat, &dy, pt, Some((&mut grads[t], acc)), kflip);
                         written[t] = true;
                     }
-                    None => conv::depthwise_backward(win, x, wmat, &dy, pt, None),
+                    None => dw.backward(x, wmat, &dy, pt, None, kflip),
                 }
                 let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
                 for ch in 0..c {
@@ -675,7 +878,13 @@ impl Engine {
                     View::transposed(w, units)
                 ));
             }
-            Step::BatchNorm { stats, relu, .. } => {
+            Step::BatchNorm { stats, relu, pooled, .. } => {
+                // A max pooling that tiles its input: the BN reads the pooling's output gradient.
+                let pool = pooled.and_then(|pid| match &later[pid - id - 1] {
+                    Step::MaxPool { win, arg, .. } if win.tiles() => Some((pid, win, arg)),
+                    _ => None,
+                });
+                let pdy = pool.map(|(pid, ..)| std::mem::take(&mut grads[pid]));
                 let gamma = need(&p.gamma, c, name, "gamma")?;
                 let beta = need(&p.beta, c, name, "beta")?;
                 let dmask = match mask {
@@ -687,34 +896,77 @@ impl Engine {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(invalid(format!("node '{name}' has no gamma / beta"))),
                 };
-                let dx = target(0).map(|t| {
+                // The conv before (this BN its only consumer, no bias) computes dx image by image
+                // from the pass-2 coefficients, in its own backward, instead of reading it whole.
+                let src = ins[0];
+                let defer = eval_fold[src] == Some(id)
+                    && target(0).is_some()
+                    && matches!(&before[src], Step::Conv { plan, .. } if plan.is_direct());
+                if defer {
+                    deferred[src] = true;
+                }
+                let dx = target(0).filter(|_| !defer).map(|t| {
                     let acc = written[t];
                     written[t] = true;
                     (&mut grads[t][..], acc)
                 });
-                norm::bn_backward(&dy, &acts[buf[ins[0]]], *relu, gamma, beta, dmask, stats, dgamma, dbeta, dx, part);
+                if defer {
+                    written[buf[src]] = true;
+                }
+                let dys = match (pool, &pdy) {
+                    (Some((_, win, arg)), Some(pdy)) => norm::Dy::Pooled(win, pdy, arg),
+                    _ => norm::Dy::Full(&dy),
+                };
+                norm::bn_backward(
+                    dys,
+                    &acts[buf[ins[0]]],
+                    *relu,
+                    gamma,
+                    beta,
+                    dmask,
+                    stats,
+                    dgamma,
+                    dbeta,
+                    dx,
+                    defer,
+                    part,
+                );
+                if let (Some((pid, ..)), Some(pdy)) = (pool, pdy) {
+                    grads[pid] = pdy;
+                }
             }
             Step::Relu { cap } => {
                 let y = if mask.is_some() { &premask[id] } else { &acts[id] };
                 with_dx!(0, |dx, acc| elem::relu_backward(y, &dy, dx, acc, *cap));
             }
-            Step::MaxPool { win, arg: idx } => with_dx!(0, |dx, acc| pool::max_backward(win, &dy, idx, dx, acc)),
+            // The BN before reads this pooling's output gradient itself (see `Step::BatchNorm`).
+            Step::MaxPool { win, bn: Some(_), .. } if win.tiles() => {
+                if let Some(t) = target(0) {
+                    written[t] = true;
+                }
+            }
+            Step::MaxPool { win, arg: idx, .. } => with_dx!(0, |dx, acc| pool::max_backward(win, &dy, idx, dx, acc)),
             Step::AvgPool { win } => with_dx!(0, |dx, acc| pool::avg_backward(win, &dy, dx, acc)),
             Step::GlobalAvgPool => {
                 let s = shapes[ins[0]];
                 with_dx!(0, |dx, acc| pool::gap_backward(&dy, s.spatial(), s.c, dx, acc));
             }
-            Step::Add { relu } => {
-                if let Some(cap) = *relu {
-                    // Through the fused ReLU first (its output is this node's).
-                    elem::relu_mask_inplace(&acts[id], &mut dy, cap);
-                }
+            Step::Add { relu, .. } => {
                 // One input whose gradient is not written yet (and no other input shares) takes
                 // `dy`'s buffer instead of a copy; the others get copies first.
                 let tg: Vec<Option<NodeId>> = (0..ins.len()).map(target).collect();
                 let owner = (0..ins.len())
                     .find(|&k| tg[k].is_some_and(|t| !written[t] && tg.iter().filter(|&&o| o == Some(t)).count() == 1));
-                for k in (0..ins.len()).filter(|&k| Some(k) != owner) {
+                let mut copies = (0..ins.len()).filter(|&k| Some(k) != owner && tg[k].is_some());
+                if let Some(cap) = *relu {
+                    // Through the fused ReLU first (its output is this node's), with the first
+                    // copy in the same pass.
+                    match copies.next() {
+                        Some(k) => with_dx!(k, |dx, acc| elem::relu_mask_copy(&acts[id], &mut dy, dx, acc, cap)),
+                        None => elem::relu_mask_inplace(&acts[id], &mut dy, cap),
+                    }
+                }
+                for k in copies {
                     with_dx!(k, |dx, acc| elem::copy_into(acc, dx, &dy));
                 }
                 if let Some(t) = owner.and_then(|k| tg[k]) {

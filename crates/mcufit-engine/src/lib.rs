@@ -28,6 +28,11 @@
 //!   16-64 output channels became its vector dimension with packing per call: 2-3x slower there.
 //! - Other convolutions run in chunks of whole images (im2col of ~256 KiB, in a per-thread
 //!   scratch that stays in L2, then a single-threaded GEMM), parallel over chunks.
+//! - Depthwise convolutions (`depthwise.rs`) read the unpadded image, taps clipped at its
+//!   border; on AVX-512, channels go in groups of up to four 16-lane vectors held in registers
+//!   across the taps, several output pixels at a time where the windows lie inside the image
+//!   (about eight accumulators); the 3x3 kernel gradient pads one image at a time into a
+//!   per-thread buffer and keeps its 9 tap sums in registers over one pass of dY.
 //! - A convolution backward accumulates the kernel gradient of a fixed run of images into one of
 //!   at most 8 partial buffers, summed in order afterwards (1x1 convolutions alike), so the long
 //!   reduction over N·H·W rows is parallel and still thread-count independent.
@@ -35,6 +40,22 @@
 //!   computed by it, forward and backward; for a BN x̂ is never stored: the backward recomputes
 //!   it (and the ReLU's input) from the BN's input, bit for bit. An add's backward hands its dY
 //!   buffer to one input instead of copying it.
+//! - A training-mode BN whose input is a convolution's output (its only consumer) gets its
+//!   batch statistics from the convolution, which sums each chunk it writes (an image, or a
+//!   chunk of images) while the chunk is in cache, shifted by the chunk's first row; the BN
+//!   re-centres and adds the partials in chunk order (f64). Its backward computes the sums
+//!   (pass 1) only and leaves the input gradient to that convolution's backward (direct form),
+//!   which computes it image by image into a scratch it then reads (`norm::bn_dx_image`): the
+//!   BN's dx is never written whole, nor read back.
+//! - A max pooling that is the only reader of a BN's output (or of the ReLU fused into it)
+//!   computes that output on the fly in training (`pool::max_forward_bn`), so it is never
+//!   stored (`Engine::output` is `None` there, as for the fused BN); when the windows tile the
+//!   input (2x2 stride 2), the BN's backward expands the pooling's dY one band of rows at a time
+//!   from the winners instead of reading a full-size dY the pooling wrote (`norm::Dy::Pooled`).
+//!   Likewise a BN (+ ReLU) output whose only reader is a direct-form convolution is applied as
+//!   that convolution pads each image (`Taps::pad_input`), and one whose only reader is a
+//!   two-input add is computed by the add (`norm::add_bn_forward`); the backward is unchanged
+//!   (it recomputes from the BN's input).
 //! - The hand-written loops are compiled for AVX-512 and AVX2 as well and picked at run time
 //!   (`simd.rs`); per-channel loops run over tiles of rows so narrow channel counts still fill
 //!   whole vectors.
@@ -48,6 +69,7 @@
 //! ```
 
 mod conv;
+mod depthwise;
 mod elem;
 mod engine;
 mod error;

@@ -43,6 +43,76 @@ simd_fn! {
     }
 }
 
+/// A training-mode batch norm (+ ReLU) applied to the max pooling's input on the fly (the BN's
+/// output is never stored): per-channel `mean`, `inv_std`, `ga`, `gb` (`[c]` each, see
+/// [`crate::norm::act`]).
+pub(crate) struct BnAct<'a> {
+    pub mean: &'a [f32],
+    pub inv_std: &'a [f32],
+    pub ga: &'a [f32],
+    pub gb: &'a [f32],
+    pub relu: bool,
+    pub cap: f32,
+}
+
+simd_fn! {
+    /// `y = bn(x)` over whole pixels (`[pixels, c]`), e.g. into a convolution's padded input.
+    pub(crate) fn bn_act_pixels(x: &[f32], f: &BnAct, y: &mut [f32]) {
+        let c = f.mean.len();
+        let (relu, cap) = (f.relu, f.cap);
+        for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            let coefs = f.mean.iter().zip(f.inv_std).zip(f.ga.iter().zip(f.gb));
+            for ((y, &x), ((&mu, &is), (&a, &b))) in yr.iter_mut().zip(xr).zip(coefs) {
+                *y = crate::norm::act(x, mu, is, a, b, relu, cap);
+            }
+        }
+    }
+}
+
+/// Max pooling of `bn(x)`: the same outputs and winners as [`max_forward`] of the BN's output,
+/// reading the BN's input `x` once instead of writing and reading the BN's output.
+pub(crate) fn max_forward_bn(g: &Window, x: &[f32], bn: &BnAct, y: &mut [f32], arg: &mut [u32]) {
+    let c = g.c;
+    y.par_chunks_mut(g.ow * c).zip(arg.par_chunks_mut(g.ow * c)).enumerate().for_each(|(r, (yrow, arow))| {
+        let (n, oy) = (r / g.oh, r % g.oh);
+        max_row_bn(g, &x[n * g.in_image()..(n + 1) * g.in_image()], bn, oy, yrow, arow);
+    });
+}
+
+simd_fn! {
+    /// Output row `oy` of a max pooling of `bn(img)`.
+    fn max_row_bn(g: &Window, img: &[f32], f: &BnAct, oy: usize, yrow: &mut [f32], arow: &mut [u32]) {
+        let c = g.c;
+        let (relu, cap) = (f.relu, f.cap);
+        let coefs = || f.mean.iter().zip(f.inv_std).zip(f.ga.iter().zip(f.gb));
+        let (ky0, ky1, iy0) = g.rows(oy);
+        for (ox, (out, idx)) in yrow.chunks_exact_mut(c).zip(arow.chunks_exact_mut(c)).enumerate() {
+            let (kx0, kx1, ix0) = g.cols(ox);
+            let first = iy0 * g.w + ix0;
+            let xs = &img[first * c..(first + 1) * c];
+            for ((o, &x), ((&mu, &is), (&a, &b))) in out.iter_mut().zip(xs).zip(coefs()) {
+                *o = crate::norm::act(x, mu, is, a, b, relu, cap);
+            }
+            idx.fill(first as u32);
+            for iy in iy0..iy0 + ky1 - ky0 {
+                for ix in ix0..ix0 + kx1 - kx0 {
+                    let p = iy * g.w + ix;
+                    if p == first {
+                        continue;
+                    }
+                    let xs = &img[p * c..(p + 1) * c];
+                    for (((o, i), &x), ((&mu, &is), (&a, &b))) in out.iter_mut().zip(idx.iter_mut()).zip(xs).zip(coefs()) {
+                        let v = crate::norm::act(x, mu, is, a, b, relu, cap);
+                        let gt = v > *o;
+                        *o = if gt { v } else { *o };
+                        *i = if gt { p as u32 } else { *i };
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Max pooling backward: routes each output gradient to its winning input pixel.
 pub(crate) fn max_backward(g: &Window, dy: &[f32], arg: &[u32], dx: &mut [f32], acc: bool) {
     let c = g.c;
@@ -97,6 +167,29 @@ simd_fn! {
                         let vals = d.iter().zip(a).map(|(&d, &a)| if a == pu { d } else { 0.0 });
                         emit(!assign, &mut dx[p * c..(p + 1) * c], vals);
                     }
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// The input gradient of output row `oy` of a max pooling whose windows tile the input
+    /// ([`Window::tiles`]): `band` (the input rows under it, all written) gets `dy` at each
+    /// window's winner and 0 elsewhere. `dy`, `arg`: that output row.
+    pub(crate) fn expand_row(g: &Window, oy: usize, dy: &[f32], arg: &[u32], band: &mut [f32]) {
+        let c = g.c;
+        let (ky0, ky1, iy0) = g.rows(oy);
+        for ox in 0..g.ow {
+            let (kx0, kx1, ix0) = g.cols(ox);
+            let (d, a) = (&dy[ox * c..(ox + 1) * c], &arg[ox * c..(ox + 1) * c]);
+            for iy in iy0..iy0 + ky1 - ky0 {
+                for ix in ix0..ix0 + kx1 - kx0 {
+                    let pu = (iy * g.w + ix) as u32;
+                    let q = (iy - iy0) * g.w + ix;
+                    // Branch-free select (vectorised).
+                    let vals = d.iter().zip(a).map(|(&d, &a)| if a == pu { d } else { 0.0 });
+                    emit(false, &mut band[q * c..(q + 1) * c], vals);
                 }
             }
         }

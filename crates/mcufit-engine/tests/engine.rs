@@ -445,7 +445,8 @@ fn grouped_conv_is_unsupported_and_bad_inputs_are_invalid() {
 
 /// `Engine::output`: the logits node's output is what `forward` returned; a ReLU fused into its
 /// BN or add is readable, the fused BN / add itself and (in eval mode) a conv with its BN folded
-/// in are not (`None`), and nothing is readable before a forward.
+/// in are not (`None`), nor in training a BN (+ ReLU) whose only reader (a 3x3 conv here, or an
+/// add) computes its output on the fly; nothing is readable before a forward.
 #[test]
 fn outputs_are_readable_exactly_where_they_are_materialised() {
     let g = mcufit_ir::zoo::get("resnet-8").unwrap();
@@ -466,8 +467,16 @@ fn outputs_are_readable_exactly_where_they_are_materialised() {
                 && matches!(node.op, Op::Conv2d(_))
                 && consumers[id].len() == 1
                 && matches!(g.nodes[consumers[id][0]].op, Op::BatchNorm(_));
+            let bn_out = |i: NodeId| matches!(g.nodes[i].op, Op::BatchNorm(_)) && consumers[i].len() == 1;
+            let by_reader = mode == Mode::Train
+                && consumers[id].len() == 1
+                && match &g.nodes[consumers[id][0]].op {
+                    Op::Conv2d(c) => c.kernel == [3, 3] && (bn_out(id) || bn_out(node.inputs[0])),
+                    Op::Add => bn_out(id),
+                    _ => false,
+                };
             let out = e.output(id);
-            if fused_into_relu || folded {
+            if fused_into_relu || folded || by_reader {
                 assert!(out.is_none(), "{mode:?} node {id} ({}) is not materialised", node.name);
             } else if matches!(node.op, Op::Relu | Op::Relu6 | Op::Add) {
                 let out = out.unwrap_or_else(|| panic!("{mode:?} node {id} ({}) must be readable", node.name));
@@ -476,4 +485,149 @@ fn outputs_are_readable_exactly_where_they_are_materialised() {
             }
         }
     }
+}
+
+// ---- fused kernels: BN statistics in the conv, BN (+ ReLU) inside a max pooling --------------
+
+/// BN + ReLU / ReLU6 / no ReLU feeding a max pooling (computed on the fly by the pooling in
+/// training): windows that tile the input (odd sizes: partial last windows; the BN backward then
+/// reads the pooling's gradient directly) and overlapping ones (fused forward only), with and
+/// without mask sites, against the unfused f64 reference and its central differences. The convs
+/// before the BNs compute the BNs' input gradients image by image (deferred BN backward).
+#[test]
+fn bn_relu_max_pool_fused() {
+    let mut b = GraphBuilder::new("bn-pool", Shape::new(9, 11, 3));
+    let c0 = conv(&mut b, 0, 4, [3, 3], [1, 1], Same);
+    let c1 = conv(&mut b, c0, 5, [3, 3], [1, 1], Same); // its dY: the BN's, from the pooling's
+    let n1 = b.bn(c1);
+    let r1 = b.relu(n1);
+    let p1 = pool(&mut b, r1, true, 2, 2, Same); // 9x11 -> 5x6, tiled (partial last row / column)
+    let c2 = conv(&mut b, p1, 4, [3, 3], [1, 1], Same);
+    let n2 = b.bn(c2);
+    let p2 = pool(&mut b, n2, true, 3, 2, Same); // no ReLU, overlapping windows: 5x6 -> 3x3
+    let c3 = conv(&mut b, p2, 6, [1, 1], [1, 1], Same);
+    let n3 = b.bn(c3);
+    let r3 = b.add(Op::Relu6, &[n3]);
+    let p3 = pool(&mut b, r3, true, 2, 1, Valid); // 3x3 -> 2x2, stride 1
+    let g = head(b, p3);
+    check_grads(&g, no_masks(&g), 3, 21, 1.0);
+    check_grads(&g, no_masks(&g), 2, 22, 8.0); // some ReLU6 inputs pass 6
+    let mut sites = no_masks(&g);
+    sites[n1] = Some(0);
+    sites[n2] = Some(1);
+    sites[p3] = Some(2);
+    check_grads(&g, sites, 3, 23, 1.0);
+    // The BN / ReLU outputs a pooling computes are not materialised in training, only in eval.
+    let params = random_params(&g, &no_masks(&g), 24);
+    let x = Rng::new(25).vec(2 * g.input_shape().elements(), -1.0, 1.0);
+    let mut e = Engine::new(&g, g.output(), no_masks(&g)).unwrap();
+    e.forward(&params, &x, 2, Mode::Train).unwrap();
+    for id in [n1, r1, n2, n3, r3] {
+        assert!(e.output(id).is_none(), "node {id} is computed by its pooling in training");
+    }
+    assert!(e.output(p1).is_some() && e.output(c1).is_some());
+    e.forward(&params, &x, 2, Mode::Eval).unwrap();
+    assert!([r1, n2, r3].iter().all(|&id| e.output(id).is_some()));
+}
+
+/// The BN statistics a conv computes as it writes its output (chunks shifted by their own first
+/// row, re-centred and summed in f64) match the mean and variance of that output, also when the
+/// mean is far larger than the deviation (a large bias).
+#[test]
+fn bn_stats_fused_into_the_conv_match_its_output() {
+    let mut b = GraphBuilder::new("bn-stats", Shape::new(12, 10, 3));
+    let c1 = conv(&mut b, 0, 7, [3, 3], [1, 1], Same); // direct (padded) convolution
+    let n1 = b.bn(c1);
+    let r1 = b.relu(n1);
+    let c2 = conv(&mut b, r1, 5, [3, 3], [2, 2], Same); // im2col chunks
+    let n2 = b.bn(c2);
+    let c3 = conv(&mut b, n2, 70, [1, 1], [1, 1], Same); // 1x1 GEMM, wide
+    let n3 = b.bn(c3);
+    let g = head(b, n3);
+    let mut params = random_params(&g, &no_masks(&g), 51);
+    for id in [c1, c2, c3] {
+        params.nodes[id].bias.as_mut().unwrap().iter_mut().enumerate().for_each(|(i, v)| *v = 100.0 + i as f32);
+    }
+    let n = 5;
+    let x = Rng::new(52).vec(n * g.input_shape().elements(), -1.0, 1.0);
+    let mut e = Engine::new(&g, g.output(), no_masks(&g)).unwrap();
+    e.forward(&params, &x, n, Mode::Train).unwrap();
+    for (conv_id, bn) in [(c1, n1), (c2, n2), (c3, n3)] {
+        let y = e.output(conv_id).unwrap();
+        let (mean, var) = e.batch_stats(bn).unwrap();
+        let c = mean.len();
+        let rows = (y.len() / c) as f64;
+        for ch in 0..c {
+            let m: f64 = y.iter().skip(ch).step_by(c).map(|&v| v as f64).sum::<f64>() / rows;
+            let v: f64 = y.iter().skip(ch).step_by(c).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / rows;
+            assert!(
+                (mean[ch] as f64 - m).abs() <= 1e-5 * m.abs().max(1.0),
+                "node {bn} ch {ch}: mean {} vs {m}",
+                mean[ch]
+            );
+            assert!((var[ch] as f64 - v).abs() <= 1e-3 * v + 1e-6, "node {bn} ch {ch}: var {} vs {v}", var[ch]);
+        }
+    }
+}
+
+/// BN outputs read only by an add (one BN + another input, or two BNs; with and without the
+/// add's ReLU, with mask sites) are computed by the add in training and never stored, against
+/// the unfused f64 reference and its central differences.
+#[test]
+fn bn_outputs_computed_by_their_add() {
+    let mut b = GraphBuilder::new("bn-add", IN);
+    let x = b.conv_bn_relu(0, 4, 3, 1, Same);
+    let c1 = conv(&mut b, x, 4, [3, 3], [1, 1], Same);
+    let n1 = b.bn(c1);
+    let s1 = b.add(Op::Add, &[x, n1]); // raw + BN, no ReLU
+    let c2 = conv(&mut b, s1, 6, [3, 3], [2, 2], Same);
+    let n2 = b.bn(c2);
+    let c3 = conv(&mut b, s1, 6, [1, 1], [2, 2], Same);
+    let n3 = b.bn(c3);
+    let s2 = b.add(Op::Add, &[n2, n3]); // BN + BN, ReLU6
+    let r2 = b.add(Op::Relu6, &[s2]);
+    let g = head(b, r2);
+    check_grads(&g, no_masks(&g), 3, 61, 1.0);
+    check_grads(&g, no_masks(&g), 2, 62, 6.0);
+    let mut sites = no_masks(&g);
+    sites[n1] = Some(0);
+    sites[n2] = Some(1);
+    sites[n3] = Some(1);
+    check_grads(&g, sites, 3, 63, 1.0);
+    let params = random_params(&g, &no_masks(&g), 64);
+    let xs = Rng::new(65).vec(2 * IN.elements(), -1.0, 1.0);
+    let mut e = Engine::new(&g, g.output(), no_masks(&g)).unwrap();
+    e.forward(&params, &xs, 2, Mode::Train).unwrap();
+    assert!([n1, n2, n3].iter().all(|&id| e.output(id).is_none()));
+    assert!(e.output(s1).is_some());
+    e.forward(&params, &xs, 2, Mode::Eval).unwrap();
+    assert!(e.output(s1).is_some());
+}
+
+/// BN (+ ReLU6 / no ReLU) outputs read only by a direct 3x3 conv (stride 1 and 2) are applied as
+/// the conv pads its input in training (never stored), with and without a BN mask site, against
+/// the unfused f64 reference and its central differences.
+#[test]
+fn bn_outputs_computed_by_the_next_conv() {
+    let mut b = GraphBuilder::new("bn-conv", IN);
+    let c1 = conv(&mut b, 0, 5, [3, 3], [1, 1], Same);
+    let n1 = b.bn(c1);
+    let r1 = b.add(Op::Relu6, &[n1]);
+    let c2 = conv(&mut b, r1, 4, [3, 3], [1, 1], Same);
+    let n2 = b.bn(c2);
+    let c3 = conv(&mut b, n2, 6, [3, 3], [2, 2], Valid);
+    let g = head(b, c3);
+    check_grads(&g, no_masks(&g), 3, 71, 1.0);
+    check_grads(&g, no_masks(&g), 2, 72, 6.0);
+    let mut sites = no_masks(&g);
+    sites[n1] = Some(0);
+    sites[n2] = Some(1);
+    check_grads(&g, sites, 3, 73, 1.0);
+    let params = random_params(&g, &no_masks(&g), 74);
+    let xs = Rng::new(75).vec(2 * IN.elements(), -1.0, 1.0);
+    let mut e = Engine::new(&g, g.output(), no_masks(&g)).unwrap();
+    e.forward(&params, &xs, 2, Mode::Train).unwrap();
+    assert!([n1, r1, n2].iter().all(|&id| e.output(id).is_none()));
+    e.forward(&params, &xs, 2, Mode::Eval).unwrap();
+    assert!([r1, n2].iter().all(|&id| e.output(id).is_some()));
 }

@@ -1,0 +1,638 @@
+//! Direct depthwise convolution (channel multiplier 1), forward and backward, NHWC.
+//!
+//! No padded copies: a window's taps are clipped to the image (`Window::rows` / `cols`), and the
+//! output columns whose windows lie wholly inside the image go [`avx512`]'s fast way, several
+//! pixels at a time, channels in 16-lane vectors held in registers across the taps (a channel
+//! count that is not a multiple of 16 ends with a masked vector). The activations of a batch
+//! exceed the caches, so these ops are bound by memory traffic: one read of the input and one
+//! write of the output per pass is what they cost.
+//!
+//! Summation orders (fixed, so results do not depend on the thread count):
+//! - forward: `y = bias + Σ x · k` over the valid taps in `(ky, kx)` order;
+//! - kernel and bias gradient of one image: per tap over its valid output pixels in `(oy, ox)`
+//!   order (the AVX-512 kernel keeps four partial sums, by column, added in order); the
+//!   caller sums the per-image records in image order;
+//! - input gradient at stride 1: the correlation of dY with the flipped kernel (taps in `(ky, kx)`
+//!   order), added to what `dx` holds when accumulating; at other strides dY · k scattered in
+//!   `(oy, ox, ky, kx)` order.
+//!
+//! Without AVX-512 the portable loops below run (the same orders, separate multiply and add).
+
+use rayon::prelude::*;
+
+use crate::conv::Window;
+use crate::simd::simd_fn;
+
+/// What an output pixel starts from before the taps are added.
+#[derive(Clone, Copy)]
+enum Init<'a> {
+    Zero,
+    /// Per-channel values (the bias).
+    Row(&'a [f32]),
+    /// The output's current values (accumulate).
+    Out,
+}
+
+/// A depthwise convolution's geometry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Depthwise {
+    pub g: Window,
+}
+
+impl Depthwise {
+    pub fn new(g: Window) -> Self {
+        Depthwise { g }
+    }
+
+    fn out_image(&self) -> usize {
+        self.g.oh * self.g.ow * self.g.c
+    }
+
+    /// `y = conv(x) (+ bias)` for all images; `k` is `[kh·kw, c]`.
+    pub fn forward(&self, x: &[f32], k: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        let g = &self.g;
+        let init = bias.map_or(Init::Zero, Init::Row);
+        y.par_chunks_mut(self.out_image()).zip(x.par_chunks(g.in_image())).for_each(|(yi, xi)| {
+            correlate(g, xi, k, init, yi);
+        });
+    }
+
+    /// Backward for all images. `part` gets one record per image of `kh·kw·c` kernel gradient
+    /// sums then `c` bias gradient sums (summed over images by the caller, in order); `dx`, when
+    /// given, is written (or added to when `acc`). `kflip` is scratch.
+    pub fn backward(
+        &self,
+        x: &[f32],
+        k: &[f32],
+        dy: &[f32],
+        part: &mut [f32],
+        dx: Option<(&mut [f32], bool)>,
+        kflip: &mut Vec<f32>,
+    ) {
+        let g = &self.g;
+        let (c, taps) = (g.c, g.kh * g.kw);
+        let rec = (taps + 1) * c;
+        let (inn, out) = (g.in_image(), self.out_image());
+        let grads =
+            |i: usize, p: &mut [f32]| param_grads(g, &x[i * inn..(i + 1) * inn], &dy[i * out..(i + 1) * out], p);
+        let Some((dx, acc)) = dx else {
+            part.par_chunks_mut(rec).enumerate().for_each(|(i, p)| grads(i, p));
+            return;
+        };
+        // Stride 1: dX is the correlation of dY with the flipped kernel, padded by
+        // (kh - 1 - pt, kw - 1 - pl).
+        let unit = g.sh == 1 && g.sw == 1;
+        let flipped = Window {
+            h: g.oh,
+            w: g.ow,
+            c,
+            oh: g.h,
+            ow: g.w,
+            kh: g.kh,
+            kw: g.kw,
+            sh: 1,
+            sw: 1,
+            pt: g.kh - 1 - g.pt,
+            pl: g.kw - 1 - g.pl,
+        };
+        if unit {
+            kflip.clear();
+            for t in (0..taps).rev() {
+                kflip.extend_from_slice(&k[t * c..(t + 1) * c]);
+            }
+        }
+        let kflip = &kflip[..];
+        part.par_chunks_mut(rec).zip(dx.par_chunks_mut(inn)).enumerate().for_each(|(i, (p, dxi))| {
+            grads(i, p);
+            let dyi = &dy[i * out..(i + 1) * out];
+            if unit {
+                correlate(&flipped, dyi, kflip, if acc { Init::Out } else { Init::Zero }, dxi);
+            } else {
+                if !acc {
+                    dxi.fill(0.0);
+                }
+                scatter(g, dyi, k, dxi);
+            }
+        });
+    }
+}
+
+/// `out[oy, ox, c] = init + Σ src[iy, ix, c] · k[(ky, kx), c]` over the taps of each window of
+/// `g` inside the image; `k` is `[kh·kw, c]`.
+fn correlate(g: &Window, src: &[f32], k: &[f32], init: Init<'_>, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: AVX-512F is available; the kernel asserts its bounds.
+        unsafe { avx512::correlate(g, src, k, init, out) };
+        return;
+    }
+    correlate_portable(g, src, k, init, out);
+}
+
+simd_fn! {
+    fn correlate_portable(g: &Window, src: &[f32], k: &[f32], init: Init<'_>, out: &mut [f32]) {
+        let c = g.c;
+        for (p, o) in out.chunks_exact_mut(c).enumerate() {
+            let (oy, ox) = (p / g.ow, p % g.ow);
+            match init {
+                Init::Zero => o.fill(0.0),
+                Init::Row(b) => o.copy_from_slice(&b[..c]),
+                Init::Out => {}
+            }
+            let (ky0, ky1, iy0) = g.rows(oy);
+            let (kx0, kx1, ix0) = g.cols(ox);
+            for ky in ky0..ky1 {
+                let iy = iy0 + ky - ky0;
+                for kx in kx0..kx1 {
+                    let ix = ix0 + kx - kx0;
+                    let xs = &src[(iy * g.w + ix) * c..(iy * g.w + ix + 1) * c];
+                    let ks = &k[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
+                    o.iter_mut().zip(xs.iter().zip(ks)).for_each(|(o, (&a, &b))| *o += a * b);
+                }
+            }
+        }
+    }
+}
+
+/// The kernel and bias gradient sums of one image into `part` (`[kh·kw, c]` then `[c]`).
+fn param_grads(g: &Window, x: &[f32], dy: &[f32], part: &mut [f32]) {
+    let c = g.c;
+    let (dk, db) = part.split_at_mut(g.kh * g.kw * c);
+    bias_grads(c, dy, db);
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: AVX-512F is available; the kernel asserts its bounds.
+        unsafe { avx512::kernel_grads(g, x, dy, dk) };
+        return;
+    }
+    kernel_grads_portable(g, x, dy, dk);
+}
+
+simd_fn! {
+    /// Σ dY over the pixels, in order.
+    fn bias_grads(c: usize, dy: &[f32], db: &mut [f32]) {
+        db.fill(0.0);
+        for d in dy.chunks_exact(c) {
+            db.iter_mut().zip(d).for_each(|(b, &d)| *b += d);
+        }
+    }
+}
+
+simd_fn! {
+    fn kernel_grads_portable(g: &Window, x: &[f32], dy: &[f32], dk: &mut [f32]) {
+        let c = g.c;
+        dk.fill(0.0);
+        for oy in 0..g.oh {
+            let (ky0, ky1, iy0) = g.rows(oy);
+            for ox in 0..g.ow {
+                let (kx0, kx1, ix0) = g.cols(ox);
+                let d = &dy[(oy * g.ow + ox) * c..(oy * g.ow + ox + 1) * c];
+                for ky in ky0..ky1 {
+                    let iy = iy0 + ky - ky0;
+                    for kx in kx0..kx1 {
+                        let px = (iy * g.w + ix0 + kx - kx0) * c;
+                        let tap = (ky * g.kw + kx) * c;
+                        let xs = &x[px..px + c];
+                        dk[tap..tap + c].iter_mut().zip(d.iter().zip(xs)).for_each(|(s, (&d, &x))| *s += d * x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// `dx[iy, ix] += dy[oy, ox] · k[ky, kx]` over the valid taps, in `(oy, ox, ky, kx)` order.
+    fn scatter(g: &Window, dy: &[f32], k: &[f32], dx: &mut [f32]) {
+        let c = g.c;
+        for (p, d) in dy.chunks_exact(c).enumerate() {
+            let (oy, ox) = (p / g.ow, p % g.ow);
+            let (ky0, ky1, iy0) = g.rows(oy);
+            let (kx0, kx1, ix0) = g.cols(ox);
+            for ky in ky0..ky1 {
+                let iy = iy0 + ky - ky0;
+                for kx in kx0..kx1 {
+                    let at = (iy * g.w + ix0 + kx - kx0) * c;
+                    let ks = &k[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
+                    dx[at..at + c].iter_mut().zip(d.iter().zip(ks)).for_each(|(s, (&d, &w))| *s += d * w);
+                }
+            }
+        }
+    }
+}
+
+/// The AVX-512 kernels (FMA, masked loads for a channel tail) of [`correlate`] and of the
+/// kernel gradient; FMA rounds once where the portable loops round twice, so their results
+/// differ in the last bits.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Init;
+    use crate::conv::Window;
+
+    pub fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+
+    fn lane_mask(lanes: usize) -> __mmask16 {
+        if lanes >= 16 {
+            0xffff
+        } else {
+            ((1u32 << lanes) - 1) as __mmask16
+        }
+    }
+
+    /// The output columns `lo..hi` whose windows have every column tap inside the image.
+    fn full_cols(g: &Window) -> (usize, usize) {
+        let full = |ox: usize| g.cols(ox).1 - g.cols(ox).0 == g.kw;
+        let lo = (0..g.ow).find(|&ox| full(ox)).unwrap_or(g.ow);
+        let hi = (lo..g.ow).find(|&ox| !full(ox)).unwrap_or(g.ow);
+        (lo, hi)
+    }
+
+    /// Channels per group: up to four 16-lane vectors.
+    const GROUP: usize = 64;
+
+    /// As `correlate_portable`, with FMA: channels in groups of up to four vectors, and where the
+    /// windows lie wholly inside the image along x, several output pixels at a time (about
+    /// eight accumulators in all).
+    ///
+    /// # Safety
+    /// AVX-512F available.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn correlate(g: &Window, src: &[f32], k: &[f32], init: Init<'_>, out: &mut [f32]) {
+        let c = g.c;
+        assert!(src.len() >= g.h * g.w * c && k.len() >= g.kh * g.kw * c && out.len() >= g.oh * g.ow * c);
+        if let Init::Row(b) = init {
+            assert!(b.len() >= c);
+        }
+        let (lo, hi) = full_cols(g);
+        let a = Args { g, src: src.as_ptr(), k: k.as_ptr(), init, out: out.as_mut_ptr() };
+        // SAFETY (whole body): every tap `block` reads is inside the image (Window::rows / cols),
+        // every output inside `out`, by the asserts above.
+        unsafe {
+            for oy in 0..g.oh {
+                let rows = g.rows(oy);
+                for c0 in (0..c).step_by(GROUP) {
+                    let cg = (c - c0).min(GROUP);
+                    let (nv, m) = (cg.div_ceil(16), lane_mask(cg - 16 * ((cg - 1) / 16)));
+                    let mut ox = 0;
+                    while ox < g.ow {
+                        let room = if ox >= lo && ox < hi { hi - ox } else { 1 };
+                        let p = [8, 4, 2, 1].into_iter().find(|&p| p * nv <= 8 && p <= room).unwrap_or(1);
+                        macro_rules! go {
+                            ($(($p:literal, $v:literal)),*) => {
+                                match (p, nv) {
+                                    $(($p, $v) => block::<$p, $v>(&a, rows, oy, ox, c0, m),)*
+                                    _ => unreachable!("p * nv <= 8, nv <= 4"),
+                                }
+                            };
+                        }
+                        go!((8, 1), (4, 1), (2, 1), (1, 1), (4, 2), (2, 2), (1, 2), (2, 3), (1, 3), (2, 4), (1, 4));
+                        ox += p;
+                    }
+                }
+            }
+        }
+    }
+
+    struct Args<'a> {
+        g: &'a Window,
+        src: *const f32,
+        k: *const f32,
+        init: Init<'a>,
+        out: *mut f32,
+    }
+
+    /// `P` output pixels from `(oy, ox)`, channels `c0..` in `V` vectors (the last masked by
+    /// `m`); `P > 1` only where every pixel's window has all its column taps.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn block<const P: usize, const V: usize>(
+        a: &Args<'_>,
+        (ky0, ky1, iy0): (usize, usize, usize),
+        oy: usize,
+        ox: usize,
+        c0: usize,
+        m: __mmask16,
+    ) {
+        let g = a.g;
+        let c = g.c;
+        let (kx0, kx1, ix0) = g.cols(ox);
+        let mask = |v: usize| if v + 1 == V { m } else { 0xffff };
+        // SAFETY (whole body): the caller's bounds.
+        unsafe {
+            let op = a.out.add((oy * g.ow + ox) * c + c0);
+            let mut acc = [[_mm512_setzero_ps(); V]; P];
+            for (j, r) in acc.iter_mut().enumerate() {
+                for (v, x) in r.iter_mut().enumerate() {
+                    match a.init {
+                        Init::Zero => {}
+                        Init::Row(b) => *x = _mm512_maskz_loadu_ps(mask(v), b.as_ptr().add(c0 + 16 * v)),
+                        Init::Out => *x = _mm512_maskz_loadu_ps(mask(v), op.add(j * c + 16 * v)),
+                    }
+                }
+            }
+            let step = g.sw * c;
+            for ky in ky0..ky1 {
+                let row = a.src.add(((iy0 + ky - ky0) * g.w + ix0) * c + c0);
+                for kx in kx0..kx1 {
+                    let kt = a.k.add((ky * g.kw + kx) * c + c0);
+                    let mut kv = [_mm512_setzero_ps(); V];
+                    for (v, x) in kv.iter_mut().enumerate() {
+                        *x = _mm512_maskz_loadu_ps(mask(v), kt.add(16 * v));
+                    }
+                    let at = row.add((kx - kx0) * c);
+                    for (j, r) in acc.iter_mut().enumerate() {
+                        for (v, x) in r.iter_mut().enumerate() {
+                            let xv = _mm512_maskz_loadu_ps(mask(v), at.add(j * step + 16 * v));
+                            *x = _mm512_fmadd_ps(xv, kv[v], *x);
+                        }
+                    }
+                }
+            }
+            for (j, r) in acc.iter().enumerate() {
+                for (v, x) in r.iter().enumerate() {
+                    _mm512_mask_storeu_ps(op.add(j * c + 16 * v), mask(v), *x);
+                }
+            }
+        }
+    }
+
+    /// The kernel gradient sums (`dk`, `[kh·kw, c]`) of one image: per tap and channel group,
+    /// over the output pixels whose window has that tap inside the image, in `P` partial sums
+    /// (column `ox0 + P·i + j` goes to sum `j`) added in order.
+    ///
+    /// # Safety
+    /// AVX-512F available.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn kernel_grads(g: &Window, x: &[f32], dy: &[f32], dk: &mut [f32]) {
+        let c = g.c;
+        assert!(x.len() >= g.h * g.w * c && dy.len() >= g.oh * g.ow * c && dk.len() >= g.kh * g.kw * c);
+        if g.kh * g.kw == 9 {
+            // SAFETY: as this function's.
+            unsafe { kernel_grads_3x3(g, x, dy, dk) };
+            return;
+        }
+        // The output rows (columns) whose window has tap ky (kx) inside the image: a range.
+        let range = |n: usize, tap: usize, span: &dyn Fn(usize) -> (usize, usize, usize)| {
+            let has = |o: usize| {
+                let (k0, k1, _) = span(o);
+                (k0..k1).contains(&tap)
+            };
+            let lo = (0..n).find(|&o| has(o)).unwrap_or(n);
+            let hi = (lo..n).find(|&o| !has(o)).unwrap_or(n);
+            (lo, hi)
+        };
+        // SAFETY (whole body): input pixel (oy·sh − pt + ky, ox·sw − pl + kx) is inside the image
+        // for oy, ox in the tap's ranges; the rest by the asserts above.
+        unsafe {
+            for ky in 0..g.kh {
+                let ys = range(g.oh, ky, &|o| g.rows(o));
+                for kx in 0..g.kw {
+                    let xs = range(g.ow, kx, &|o| g.cols(o));
+                    for c0 in (0..c).step_by(GROUP) {
+                        let cg = (c - c0).min(GROUP);
+                        let (nv, m) = (cg.div_ceil(16), lane_mask(cg - 16 * ((cg - 1) / 16)));
+                        let t = Tap { g, x: x.as_ptr(), dy: dy.as_ptr(), ky, kx, ys, xs, c0, m };
+                        let d = dk.as_mut_ptr().add((ky * g.kw + kx) * c + c0);
+                        match nv {
+                            1 => tap_sum::<4, 1>(&t, d),
+                            2 => tap_sum::<2, 2>(&t, d),
+                            3 => tap_sum::<2, 3>(&t, d),
+                            _ => tap_sum::<2, 4>(&t, d),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    thread_local! {
+        /// One zero-padded image per thread (the 3x3 kernel gradient), reused, with the
+        /// geometry `(hp, wp, c, h, w, pt, pl)` its zero border was laid out for.
+        static PADDED: std::cell::RefCell<(Vec<f32>, [usize; 7])> =
+            const { std::cell::RefCell::new((Vec::new(), [0; 7])) };
+    }
+
+    /// [`kernel_grads`] of a 3x3 (9-tap) kernel: the image zero-padded into a per-thread buffer
+    /// (so every window has its 9 taps; a padded tap adds an exact 0), then one pass over dY per
+    /// 16 channels with the 9 tap sums in registers, pixels in `(oy, ox)` order.
+    ///
+    /// # Safety
+    /// AVX-512F available; the slices as [`kernel_grads`] asserts.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn kernel_grads_3x3(g: &Window, x: &[f32], dy: &[f32], dk: &mut [f32]) {
+        let c = g.c;
+        let (hp, wp) = ((g.oh - 1) * g.sh + g.kh, (g.ow - 1) * g.sw + g.kw);
+        PADDED.with_borrow_mut(|(xp, laid)| {
+            // The border is written only here, so it stays zero while the geometry is the same.
+            let key = [hp, wp, c, g.h, g.w, g.pt, g.pl];
+            if *laid != key {
+                xp.clear();
+                xp.resize(hp * wp * c, 0.0);
+                *laid = key;
+            }
+            for (r, row) in xp.chunks_exact_mut(wp * c).enumerate() {
+                let Some(iy) = r.checked_sub(g.pt).filter(|&iy| iy < g.h) else { continue };
+                let cols = g.w.min(wp.saturating_sub(g.pl));
+                row[g.pl * c..(g.pl + cols) * c].copy_from_slice(&x[iy * g.w * c..(iy * g.w + cols) * c]);
+            }
+            let mut off = [0usize; 9];
+            for (t, o) in off.iter_mut().enumerate() {
+                *o = ((t / g.kw) * wp + t % g.kw) * c;
+            }
+            let (xq, dq) = (xp.as_ptr(), dy.as_ptr());
+            // SAFETY: window (oy, ox) of the padded image covers rows oy·sh .. oy·sh + 3 and
+            // columns ox·sw .. ox·sw + 3, inside hp x wp; dY and dk by the caller's asserts.
+            unsafe {
+                for c0 in (0..c).step_by(16) {
+                    let m = lane_mask(c - c0);
+                    let mut acc = [_mm512_setzero_ps(); 9];
+                    for oy in 0..g.oh {
+                        let row = xq.add(oy * g.sh * wp * c + c0);
+                        let drow = dq.add(oy * g.ow * c + c0);
+                        for ox in 0..g.ow {
+                            let d = _mm512_maskz_loadu_ps(m, drow.add(ox * c));
+                            let base = row.add(ox * g.sw * c);
+                            for (a, &o) in acc.iter_mut().zip(&off) {
+                                *a = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, base.add(o)), *a);
+                            }
+                        }
+                    }
+                    for (t, a) in acc.iter().enumerate() {
+                        _mm512_mask_storeu_ps(dk.as_mut_ptr().add(t * c + c0), m, *a);
+                    }
+                }
+            }
+        });
+    }
+
+    struct Tap<'a> {
+        g: &'a Window,
+        x: *const f32,
+        dy: *const f32,
+        ky: usize,
+        kx: usize,
+        ys: (usize, usize),
+        xs: (usize, usize),
+        c0: usize,
+        m: __mmask16,
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tap_sum<const P: usize, const V: usize>(t: &Tap<'_>, dk: *mut f32) {
+        let (g, c) = (t.g, t.g.c);
+        let mask = |v: usize| if v + 1 == V { t.m } else { 0xffff };
+        // SAFETY (whole body): the caller's bounds.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; P];
+            let (ox0, ox1) = t.xs;
+            for oy in t.ys.0..t.ys.1 {
+                let drow = t.dy.add(oy * g.ow * c + t.c0);
+                let xrow = t.x.add(((oy * g.sh + t.ky - g.pt) * g.w) * c + t.c0);
+                let px = |ox: usize| xrow.add((ox * g.sw + t.kx - g.pl) * c);
+                let mut ox = ox0;
+                while ox + P <= ox1 {
+                    for (j, r) in acc.iter_mut().enumerate() {
+                        let (d, xp) = (drow.add((ox + j) * c), px(ox + j));
+                        for (v, a) in r.iter_mut().enumerate() {
+                            let dv = _mm512_maskz_loadu_ps(mask(v), d.add(16 * v));
+                            *a = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(mask(v), xp.add(16 * v)), *a);
+                        }
+                    }
+                    ox += P;
+                }
+                while ox < ox1 {
+                    let r = &mut acc[(ox - ox0) % P];
+                    let (d, xp) = (drow.add(ox * c), px(ox));
+                    for (v, a) in r.iter_mut().enumerate() {
+                        let dv = _mm512_maskz_loadu_ps(mask(v), d.add(16 * v));
+                        *a = _mm512_fmadd_ps(dv, _mm512_maskz_loadu_ps(mask(v), xp.add(16 * v)), *a);
+                    }
+                    ox += 1;
+                }
+            }
+            for v in 0..V {
+                let mut s = acc[0][v];
+                for r in &acc[1..] {
+                    s = _mm512_add_ps(s, r[v]);
+                }
+                _mm512_mask_storeu_ps(dk.add(16 * v), mask(v), s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcufit_ir::{Padding, Shape};
+
+    fn lcg(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The straightforward loops: every valid tap, in `(oy, ox, ky, kx)` order, f64 sums.
+    fn reference(g: &Window, n: usize, x: &[f32], k: &[f32], b: &[f32], dy: &[f32]) -> [Vec<f64>; 4] {
+        let c = g.c;
+        let mut y = vec![0f64; n * g.oh * g.ow * c];
+        let mut dx = vec![0f64; x.len()];
+        let mut dk = vec![0f64; k.len()];
+        let mut db = vec![0f64; c];
+        for i in 0..n {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    for ch in 0..c {
+                        let o = ((i * g.oh + oy) * g.ow + ox) * c + ch;
+                        y[o] = b[ch] as f64;
+                        db[ch] += dy[o] as f64;
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.sh + ky) as isize - g.pt as isize;
+                                let ix = (ox * g.sw + kx) as isize - g.pl as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xi = ((i * g.h + iy as usize) * g.w + ix as usize) * c + ch;
+                                let t = (ky * g.kw + kx) * c + ch;
+                                y[o] += x[xi] as f64 * k[t] as f64;
+                                dk[t] += dy[o] as f64 * x[xi] as f64;
+                                dx[xi] += dy[o] as f64 * k[t] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        [y, dx, dk, db]
+    }
+
+    fn close(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!((g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn matches_the_reference_loops() {
+        // Channel counts below, at and above one block, with a tail; strides 1 and 2; SAME and
+        // VALID; non-square kernels; widths below and above a pixel block.
+        let cases = [
+            (5, 7, 3, [3, 3], [1, 1], Padding::Same),
+            (25, 5, 64, [3, 3], [1, 1], Padding::Same),
+            (8, 9, 37, [3, 3], [2, 2], Padding::Same),
+            (9, 8, 16, [3, 3], [2, 2], Padding::Valid),
+            (6, 11, 20, [5, 3], [1, 2], Padding::Same),
+            (7, 7, 33, [1, 1], [1, 1], Padding::Valid),
+            (10, 6, 17, [4, 4], [1, 1], Padding::Same),
+        ];
+        for (h, w, c, kernel, stride, padding) in cases {
+            let input = Shape::new(h, w, c);
+            let oh = padding.out_len(h, kernel[0], stride[0]).unwrap();
+            let ow = padding.out_len(w, kernel[1], stride[1]).unwrap();
+            let g = Window::new(input, Shape::new(oh, ow, c), kernel, stride, padding);
+            let n = 3;
+            let taps = kernel[0] * kernel[1];
+            let x = lcg(1, n * h * w * c);
+            let k = lcg(2, taps * c);
+            let b = lcg(3, c);
+            let dy = lcg(4, n * oh * ow * c);
+            let want = reference(&g, n, &x, &k, &b, &dy);
+            let d = Depthwise::new(g);
+            let mut y = vec![0f32; n * oh * ow * c];
+            d.forward(&x, &k, Some(&b), &mut y);
+            close("y", &y, &want[0]);
+            let rec = (taps + 1) * c;
+            let mut part = vec![0f32; n * rec];
+            let mut kflip = Vec::new();
+            for acc in [false, true] {
+                let mut dx = vec![if acc { 1.0 } else { f32::NAN }; x.len()];
+                d.backward(&x, &k, &dy, &mut part, Some((&mut dx, acc)), &mut kflip);
+                let want_dx: Vec<f64> = want[1].iter().map(|v| v + if acc { 1.0 } else { 0.0 }).collect();
+                close("dx", &dx, &want_dx);
+            }
+            let mut dk = vec![0f32; taps * c];
+            let mut db = vec![0f32; c];
+            for r in part.chunks_exact(rec) {
+                dk.iter_mut().zip(&r[..taps * c]).for_each(|(a, &b)| *a += b);
+                db.iter_mut().zip(&r[taps * c..]).for_each(|(a, &b)| *a += b);
+            }
+            close("dk", &dk, &want[2]);
+            close("db", &db, &want[3]);
+            // Without dx: the same parameter gradients, bit for bit.
+            let mut part2 = vec![0f32; n * rec];
+            d.backward(&x, &k, &dy, &mut part2, None, &mut kflip);
+            assert_eq!(part, part2);
+        }
+    }
+}
