@@ -11,15 +11,18 @@
 //! | `Relu`; `Clip(0, 6)`; `Clip(0, +inf)` | `relu`; `relu6`; `relu` (min/max as inputs, opset ≥ 11, or attributes) |
 //! | `MaxPool`, `AveragePool` | `max_pool2d`, `avg_pool2d` |
 //! | `GlobalAveragePool`; `GlobalMaxPool` | `global_avg_pool`; `max_pool2d` over the whole map |
+//! | `ReduceMean` over axes `[2, 3]` (`x.mean((2, 3))`), `keepdims` 1 or 0 | `global_avg_pool` |
 //! | `Add` of two activations | `add` |
 //! | `Add` of a constant right after a `MatMul` | the dense layer's bias |
 //! | `Concat` on the channel axis | `concat` |
 //! | `Gemm` (`transA` 0, any `transB`, `alpha`, `beta`); `MatMul` with a constant | `dense` |
 //! | `Flatten` (axis 1); `Reshape` to `[N, -1]` | `flatten` |
+//! | `Transpose` `[0, 2, 3, 1]` read by a `Flatten` / `Reshape` to `[N, -1]` (`x.permute(0, 2, 3, 1).reshape(n, -1)`) | `flatten` (no weight permutation: HWC is the IR's order) |
 //! | `Pad` (constant 0, H and W only) read by a `Conv` | folded into the conv's padding |
 //! | `Softmax` over the class axis | `softmax` (kept: the IR has it, as the zoo models end in it) |
 //! | `Identity`, `Dropout` (inference), `Cast` to float | nothing (the value passes through) |
-//! | `Constant`, and `Shape`/`Gather`/`Unsqueeze`/`Squeeze`/`Concat`/`Cast` on constants | folded (e.g. a `Reshape`'s target) |
+//! | `Constant`; `Shape` of an activation | a constant (the batch dimension as the input's, 1 when symbolic) |
+//! | any node whose inputs are all constants: `ConstantOfShape`, `Shape`, `Gather`, `Unsqueeze`, `Squeeze`, `Concat`, `Reshape`, `Flatten`, `Slice`, `Transpose`, `Cast`, `Range`, `Add`/`Sub`/`Mul`/`Div`, `Identity`, `Dropout` | folded at import (`onnx/fold.rs`; e.g. a `Reshape`'s target, or the `pads` that `F.pad` computes); any other op on constants is an error naming it |
 //!
 //! Contracts:
 //! - **Layout.** ONNX activations are NCHW, the IR's NHWC (batch implicit): an `[N, C, H, W]` input
@@ -27,7 +30,9 @@
 //!   `[M, kH, kW, C/g]` (depthwise to `[1, kH, kW, C]`), and a dense layer reading a flattened
 //!   `C x H x W` map has its weight columns permuted from ONNX's CHW order to the IR's HWC order, so
 //!   the imported model computes the same function on the transposed input. A flattened map that
-//!   reaches the graph's output unpermuted is refused (its element order would differ).
+//!   reaches the graph's output unpermuted is refused (its element order would differ). A map
+//!   transposed to NHWC (`Transpose [0, 2, 3, 1]`) before its flatten is already in the IR's order:
+//!   its dense layer keeps its weights as they are; any other use of that Transpose is refused.
 //! - **Padding.** Explicit `pads` (plus those of a zero `Pad` right before a `Conv`, PyTorch's way
 //!   to TensorFlow's `same` at stride 2: `nn.ZeroPad2d((0, 1, 0, 1))` then `padding=0`) become `valid` when all 0 and `same` when they equal TensorFlow's
 //!   `same` padding for that input (odd pixel at the bottom/right); `auto_pad` `SAME_UPPER` is
@@ -45,6 +50,7 @@
 //! Names: IR nodes take the ONNX node names made identifier-safe (`/layer1/conv1/Conv` →
 //! `layer1_conv1_Conv`), the input node is `input`.
 
+mod fold;
 mod ops;
 mod proto;
 mod tensor;
@@ -186,6 +192,10 @@ enum Value {
     /// The zero-padded `[top, left, bottom, right]` result of a `Pad` of an NCHW activation: only a
     /// `Conv` may read it, and folds the padding into its own.
     Padded(Act, [usize; 4]),
+    /// `Transpose(perm = [0, 2, 3, 1])` of an NCHW activation: the `[N, H, W, C]` tensor whose element
+    /// order is the IR's own. Only a flatten (`Flatten`, `Reshape` to `[N, -1]`) may read it, which then
+    /// needs no weight permutation (PyTorch's `x.permute(0, 2, 3, 1).reshape(n, -1)`).
+    Nhwc(Act),
 }
 
 /// The import in progress: IR nodes and weights so far, ONNX values by name.
@@ -336,6 +346,10 @@ impl Importer {
                 };
                 vec![d[0], d[1], grow(d[2], p[0], p[2]), grow(d[3], p[1], p[3])]
             }
+            Value::Nhwc(a) => {
+                let d = self.onnx_dims(*a);
+                vec![d[0], d[2], d[3], d[1]]
+            }
         }
     }
 
@@ -345,6 +359,11 @@ impl Importer {
             Value::Act(a) => Ok(*a),
             Value::Padded(..) => Err(at.unsupported(format!(
                 "input '{}' is the output of a Pad; mcufit folds a zero Pad only into the Conv that reads it",
+                at.input(i).unwrap_or_default()
+            ))),
+            Value::Nhwc(_) => Err(at.unsupported(format!(
+                "input '{}' is an NCHW->NHWC Transpose (perm [0, 2, 3, 1]); mcufit imports that Transpose only \
+                 right before a flatten (Flatten, or Reshape to [N, -1]) feeding a dense layer",
                 at.input(i).unwrap_or_default()
             ))),
             Value::Const(_) => Err(at.unsupported(format!(
@@ -358,7 +377,7 @@ impl Importer {
     fn konst(&self, at: &At, i: usize) -> Result<Rc<Const>> {
         match self.value(at, i)? {
             Value::Const(c) => Ok(c.clone()),
-            Value::Act(_) | Value::Padded(..) => Err(at.unsupported(format!(
+            Value::Act(_) | Value::Padded(..) | Value::Nhwc(_) => Err(at.unsupported(format!(
                 "input '{}' must be a constant (an initializer), but the graph computes it",
                 at.input(i).unwrap_or_default()
             ))),
@@ -464,9 +483,9 @@ impl Importer {
         let out_name = out.name();
         let act = match self.values.get(out_name) {
             Some(Value::Act(a)) => *a,
-            Some(Value::Const(_) | Value::Padded(..)) => {
+            Some(Value::Const(_) | Value::Padded(..) | Value::Nhwc(_)) => {
                 return Err(unsupported(format!(
-                    "the graph output '{out_name}' is a constant or a Pad; mcufit models end in a computed tensor"
+                    "the graph output '{out_name}' is a constant, a Pad or a Transpose; mcufit models end in a computed tensor"
                 )))
             }
             None => return Err(malformed(format!("the graph output '{out_name}' is produced by no node"))),

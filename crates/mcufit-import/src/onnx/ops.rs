@@ -6,14 +6,15 @@ use mcufit_ir::layout::{oihw_to_ohwi, transpose};
 use mcufit_ir::{BnWeights, Conv2d, Dense, DepthwiseConv2d, NodeWeights, Op, Padding, Pool2d, Shape, TensorF32};
 
 use super::tensor::{self, Const, Data};
-use super::{Act, At, Importer, Layout, Value};
+use super::{fold, Act, At, Importer, Layout, Value};
 use crate::Result;
 
 /// The operators [`Importer::node`] maps, for the error that lists them.
 const SUPPORTED: &str =
     "Conv, Pad (before a Conv), BatchNormalization, Relu, Clip, MaxPool, AveragePool, GlobalAveragePool, \
-     GlobalMaxPool, Add, Concat, Gemm, MatMul, Flatten, Reshape, Softmax, Identity, Dropout, Cast, Constant, Shape, \
-     Gather, Unsqueeze, Squeeze";
+     GlobalMaxPool, ReduceMean (over H and W), Add, Concat, Gemm, MatMul, Flatten, Reshape, Transpose (NCHW to NHWC \
+     before a flatten), Softmax, Identity, Dropout, Cast, Constant, and on constants ConstantOfShape, Shape, Gather, \
+     Unsqueeze, Squeeze, Slice, Range, Sub, Mul, Div";
 
 impl Importer {
     /// Maps one ONNX node.
@@ -23,6 +24,9 @@ impl Importer {
                 "operator domain '{}' is not the standard ONNX one; mcufit imports standard operators only",
                 at.node.domain()
             )));
+        }
+        if at.op() != "Constant" && self.all_const(at) {
+            return self.fold(at);
         }
         match at.op() {
             "Conv" => self.conv(at),
@@ -34,19 +38,24 @@ impl Importer {
             "AveragePool" => self.pool(at, false),
             "GlobalAveragePool" => self.global_pool(at, false),
             "GlobalMaxPool" => self.global_pool(at, true),
+            "ReduceMean" => self.reduce_mean(at),
             "Add" => self.add(at),
             "Concat" => self.concat(at),
             "Gemm" => self.gemm(at),
             "MatMul" => self.matmul(at),
             "Flatten" => self.flatten(at),
             "Reshape" => self.reshape(at),
+            "Transpose" => self.transpose(at),
             "Softmax" => self.softmax(at),
             "Identity" | "Dropout" => self.pass_through(at),
             "Cast" => self.cast(at),
             "Constant" => self.constant(at),
             "Shape" => self.shape(at),
-            "Gather" => self.gather(at),
-            "Unsqueeze" | "Squeeze" => self.unsqueeze(at, at.op() == "Unsqueeze"),
+            op @ ("ConstantOfShape" | "Gather" | "Unsqueeze" | "Squeeze" | "Slice" | "Range" | "Sub" | "Mul"
+            | "Div") => Err(at.unsupported(format!(
+                "{op} of a computed tensor; mcufit evaluates {op} on constants only (shape arithmetic, folded at \
+                 import)"
+            ))),
             other => Err(at.unsupported(format!(
                 "mcufit does not import the ONNX operator {other}; it imports {SUPPORTED} (a float CNN as \
                  torch.onnx.export writes it)"
@@ -184,6 +193,35 @@ impl Importer {
         self.set(at, 0, Value::Act(Act { node: id, layout: Layout::Nchw }))
     }
 
+    /// `ReduceMean` over H and W (axes `[2, 3]` / `[-2, -1]`) of an NCHW activation → global_avg_pool;
+    /// `keepdims=1` leaves `[N, C, 1, 1]`, `keepdims=0` `[N, C]` (the IR's pooled vector either way).
+    fn reduce_mean(&mut self, at: &At) -> Result<()> {
+        let x = self.act(at, 0)?;
+        self.nchw(at, x)?;
+        let axes: Option<Vec<i64>> = if self.opset < 18 {
+            at.ints("axes").map(<[i64]>::to_vec)
+        } else {
+            match self.opt_konst(at, 1)? {
+                Some(c) => Some(c.ints().ok_or_else(|| at.malformed("axes are not integers"))?.to_vec()),
+                None => None,
+            }
+        };
+        let mut norm: Vec<i64> = axes.iter().flatten().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+        norm.sort_unstable();
+        if norm != [2, 3] {
+            return Err(at.unsupported(format!(
+                "ReduceMean over axes {axes:?}; mcufit imports the mean over H and W (axes [2, 3]), a global \
+                 average pool"
+            )));
+        }
+        let layout = match at.int("keepdims", 1)? {
+            0 => Layout::Flat { chw: None },
+            _ => Layout::Nchw,
+        };
+        let id = self.push(at, Op::GlobalAvgPool, &[x.node], None)?;
+        self.set(at, 0, Value::Act(Act { node: id, layout }))
+    }
+
     /// The IR's output size must be ONNX's for these pads (`ceil_mode` rounds up, as ONNX and
     /// PyTorch do, dropping a last window that would start in the bottom/right padding).
     #[allow(clippy::too_many_arguments)]
@@ -319,8 +357,9 @@ impl Importer {
     fn add(&mut self, at: &At) -> Result<()> {
         let a = self.value(at, 0)?.clone();
         let b = self.value(at, 1)?.clone();
-        if matches!(a, Value::Padded(..)) || matches!(b, Value::Padded(..)) {
-            let i = if matches!(a, Value::Padded(..)) { 0 } else { 1 };
+        let odd = |v: &Value| matches!(v, Value::Padded(..) | Value::Nhwc(_));
+        if odd(&a) || odd(&b) {
+            let i = if odd(&a) { 0 } else { 1 };
             return self.act(at, i).map(|_| ());
         }
         match (a, b) {
@@ -353,31 +392,18 @@ impl Importer {
                 self.weights.nodes.entry(node.name.clone()).or_default().bias = Some(bias);
                 self.set(at, 0, Value::Act(x))
             }
-            (Value::Const(_), Value::Const(_)) | (Value::Padded(..), _) | (_, Value::Padded(..)) => {
+            (Value::Const(_), Value::Const(_))
+            | (Value::Padded(..) | Value::Nhwc(_), _)
+            | (_, Value::Padded(..) | Value::Nhwc(_)) => {
                 Err(at.unsupported("Add of two constants; fold constants before export (do_constant_folding=True)"))
             }
         }
     }
 
-    /// `Concat`: of activations on the channel axis → concat; of constants → folded.
+    /// `Concat` of activations on the channel axis → concat (of constants: folded).
     fn concat(&mut self, at: &At) -> Result<()> {
         let n = at.node.input.len();
-        let vals: Vec<Value> = (0..n).map(|i| self.value(at, i).cloned()).collect::<Result<_>>()?;
         let axis = at.int("axis", 0)?;
-        if vals.iter().all(|v| matches!(v, Value::Const(_))) {
-            let consts: Vec<&Const> =
-                vals.iter().filter_map(|v| if let Value::Const(c) = v { Some(&**c) } else { None }).collect();
-            if consts.iter().any(|c| c.dims.len() != 1) || !matches!(axis, 0 | -1) {
-                return Err(at.unsupported("Concat of constants other than 1-D ones along axis 0"));
-            }
-            let data = if consts.iter().all(|c| c.ints().is_some()) {
-                Data::I64(consts.iter().flat_map(|c| c.ints().unwrap_or_default().to_vec()).collect())
-            } else {
-                Data::F32(consts.iter().flat_map(|c| c.to_f32()).collect())
-            };
-            let len = consts.iter().map(|c| c.len()).sum();
-            return self.set(at, 0, Value::Const(Rc::new(Const { dims: vec![len], data })));
-        }
         let acts: Vec<Act> = (0..n).map(|i| self.act(at, i)).collect::<Result<_>>()?;
         let layout = acts[0].layout;
         let rank = if layout == Layout::Nchw { 4 } else { 2 };
@@ -458,69 +484,73 @@ impl Importer {
 
     /// `Flatten` (axis 1) → flatten (nothing for an input that is already 2-D).
     fn flatten(&mut self, at: &At) -> Result<()> {
-        let x = self.act(at, 0)?;
-        let rank = if x.layout == Layout::Nchw { 4 } else { 2 };
+        let (x, nhwc) = self.flatten_input(at)?;
+        let rank = if matches!(x.layout, Layout::Nchw) { 4 } else { 2 };
         let axis = at.int("axis", 1)?;
         if (if axis < 0 { axis + rank } else { axis }) != 1 {
             return Err(at.unsupported(format!(
                 "Flatten with axis {axis}; mcufit flattens everything but the batch dimension (axis 1)"
             )));
         }
-        self.flatten_to_2d(at, x)
+        self.flatten_to_2d(at, x, nhwc)
     }
 
-    fn flatten_to_2d(&mut self, at: &At, x: Act) -> Result<()> {
+    /// Input 0 of a flatten: an activation, or (`true`) the NHWC Transpose of an NCHW one.
+    fn flatten_input(&self, at: &At) -> Result<(Act, bool)> {
+        match self.value(at, 0)? {
+            Value::Nhwc(a) => Ok((*a, true)),
+            _ => Ok((self.act(at, 0)?, false)),
+        }
+    }
+
+    /// Flattens `x` to `[N, K]`. An NCHW map flattens in ONNX's C, H, W order (the dense layer reading
+    /// it permutes its weights); its NHWC transpose (`nhwc`) in H, W, C order, the IR's own.
+    fn flatten_to_2d(&mut self, at: &At, x: Act, nhwc: bool) -> Result<()> {
         if x.layout != Layout::Nchw {
             return self.set(at, 0, Value::Act(x));
         }
         let s = self.shapes[x.node];
         let id = self.push(at, Op::Flatten, &[x.node], None)?;
-        let chw = (s.spatial() > 1 && s.c > 1).then_some(s);
+        let chw = (s.spatial() > 1 && s.c > 1 && !nhwc).then_some(s);
         self.set(at, 0, Value::Act(Act { node: id, layout: Layout::Flat { chw } }))
+    }
+
+    /// `Transpose`: the identity passes through; perm `[0, 2, 3, 1]` of an NCHW activation is held
+    /// for the flatten that reads it (and `[0, 3, 1, 2]` undoes it); anything else is refused.
+    fn transpose(&mut self, at: &At) -> Result<()> {
+        let v = self.value(at, 0)?.clone();
+        let rank = self.value_dims(&v).len();
+        let perm: Vec<i64> = at.ints("perm").map_or_else(|| (0..rank as i64).rev().collect(), <[i64]>::to_vec);
+        if perm.iter().copied().eq(0..rank as i64) {
+            return self.set(at, 0, v);
+        }
+        match (&v, &perm[..]) {
+            (Value::Act(a @ Act { layout: Layout::Nchw, .. }), [0, 2, 3, 1]) => self.set(at, 0, Value::Nhwc(*a)),
+            (Value::Nhwc(a), [0, 3, 1, 2]) => self.set(at, 0, Value::Act(*a)),
+            _ => Err(at.unsupported(format!(
+                "Transpose with perm {perm:?} of {:?}; mcufit imports only the NCHW to NHWC permutation [0, 2, 3, 1] \
+                 right before a flatten to [N, -1] (PyTorch's x.permute(0, 2, 3, 1).reshape(n, -1) before a \
+                 Linear layer)",
+                self.value_dims(&v)
+            ))),
+        }
     }
 
     /// `Reshape` to `[N, -1]` (or to the input's own shape) with a constant target.
     fn reshape(&mut self, at: &At) -> Result<()> {
-        let x = self.act(at, 0)?;
+        let (x, nhwc) = self.flatten_input(at)?;
         let target = self.konst(at, 1)?;
         let Some(target) = target.ints() else {
             return Err(at.malformed("the target shape is not an integer tensor"));
         };
-        let dims = self.onnx_dims(x);
-        let allow_zero = at.int("allowzero", 0)? != 0;
-        let total = dims
-            .iter()
-            .try_fold(1i64, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| at.unsupported(format!("a Reshape of {dims:?}: too many elements")))?;
-        let mut out: Vec<i64> = Vec::with_capacity(target.len());
-        let mut infer = None;
-        for (i, &t) in target.iter().enumerate() {
-            match t {
-                0 if !allow_zero => {
-                    out.push(*dims.get(i).ok_or_else(|| at.malformed("target dim 0 past the input's rank"))?)
-                }
-                -1 if infer.is_none() => {
-                    infer = Some(i);
-                    out.push(1);
-                }
-                t if t >= 0 => out.push(t),
-                _ => return Err(at.malformed(format!("target shape {target:?} is not a valid Reshape target"))),
-            }
-        }
-        let known = out.iter().try_fold(1i64, |a, &d| a.checked_mul(d));
-        if let Some(i) = infer {
-            match known {
-                Some(k) if k > 0 && total % k == 0 => out[i] = total / k,
-                _ => return Err(at.malformed(format!("cannot reshape {dims:?} to {target:?}"))),
-            }
-        } else if known != Some(total) {
-            return Err(at.malformed(format!("cannot reshape {dims:?} ({total} elements) to {target:?}")));
-        }
+        let dims: Vec<usize> = self.value_dims(self.value(at, 0)?).iter().map(|&d| d as usize).collect();
+        let out = fold::reshape_dims(at, &dims, target, at.int("allowzero", 0)? != 0)?;
         if out == dims {
-            return self.set(at, 0, Value::Act(x));
+            let same = if nhwc { Value::Nhwc(x) } else { Value::Act(x) };
+            return self.set(at, 0, same);
         }
         if out.len() == 2 && out[0] == dims[0] {
-            return self.flatten_to_2d(at, x);
+            return self.flatten_to_2d(at, x, nhwc);
         }
         Err(at.unsupported(format!(
             "Reshape of {dims:?} to {out:?}; mcufit imports a Reshape only as a flatten to [N, -1]"
@@ -536,24 +566,13 @@ impl Importer {
         self.set(at, 0, v)
     }
 
-    /// `Cast`: to float32 on an activation passes through; on a constant converts it.
+    /// `Cast` of an activation: to float32 it passes through (of a constant: folded).
     fn cast(&mut self, at: &At) -> Result<()> {
         use super::proto::tensor_proto::DataType as T;
         let to = at.int("to", 0)?;
         let to = T::try_from(to as i32).map_err(|_| at.malformed(format!("unknown target type {to}")))?;
         match (self.value(at, 0)?.clone(), to) {
             (v @ Value::Act(_), T::Float) => self.set(at, 0, v),
-            (Value::Const(c), T::Float | T::Double) => {
-                let out = Const { dims: c.dims.clone(), data: Data::F32(c.to_f32()) };
-                self.set(at, 0, Value::Const(Rc::new(out)))
-            }
-            (Value::Const(c), T::Int64 | T::Int32) => {
-                let data = match &c.data {
-                    Data::I64(v) => v.clone(),
-                    Data::F32(v) => v.iter().map(|&x| x as i64).collect(),
-                };
-                self.set(at, 0, Value::Const(Rc::new(Const { dims: c.dims.clone(), data: Data::I64(data) })))
-            }
             (_, to) => Err(at.unsupported(format!("Cast to {}; mcufit imports float32 models", to.as_str_name()))),
         }
     }
@@ -576,7 +595,8 @@ impl Importer {
         self.set(at, 0, Value::Const(Rc::new(c)))
     }
 
-    /// `Shape` of an activation (batch as the input's, 1 when symbolic) or constant → int64 constant.
+    /// `Shape` of an activation (batch as the input's, 1 when symbolic) → int64 constant (of a
+    /// constant: folded).
     fn shape(&mut self, at: &At) -> Result<()> {
         let dims = self.value_dims(self.value(at, 0)?);
         let r = dims.len() as i64;
@@ -587,68 +607,24 @@ impl Importer {
         self.set(at, 0, Value::Const(Rc::new(Const { dims: vec![v.len()], data: Data::I64(v) })))
     }
 
-    /// `Gather` along axis 0 of a 1-D constant (shape arithmetic).
-    fn gather(&mut self, at: &At) -> Result<()> {
-        let data = self.konst(at, 0)?;
-        let idx = self.konst(at, 1)?;
-        let Some(indices) = idx.ints() else { return Err(at.malformed("the indices are not integers")) };
-        if data.dims.len() != 1 || !matches!(at.int("axis", 0)?, 0 | -1) {
-            return Err(at.unsupported("Gather other than on a 1-D constant (shape arithmetic)"));
-        }
-        let n = data.len() as i64;
-        let pick = |i: i64| -> Result<usize> {
-            let j = if i < 0 { i + n } else { i };
-            if (0..n).contains(&j) {
-                Ok(j as usize)
-            } else {
-                Err(at.malformed(format!("index {i} is out of range for {n} values")))
-            }
-        };
-        let picks: Vec<usize> = indices.iter().map(|&i| pick(i)).collect::<Result<_>>()?;
-        let out = match &data.data {
-            Data::I64(v) => Data::I64(picks.iter().map(|&j| v[j]).collect()),
-            Data::F32(v) => Data::F32(picks.iter().map(|&j| v[j]).collect()),
-        };
-        self.set(at, 0, Value::Const(Rc::new(Const { dims: idx.dims.clone(), data: out })))
+    /// True when every input present is a constant (so the node is folded). A node without inputs
+    /// other than `Constant` is not: its handler reports it.
+    fn all_const(&self, at: &At) -> bool {
+        let mut names = at.node.input.iter().filter(|s| !s.is_empty()).peekable();
+        names.peek().is_some() && names.all(|n| matches!(self.values.get(n), Some(Value::Const(_))))
     }
 
-    /// `Unsqueeze` / `Squeeze` of a constant (axes from the attribute before opset 13, else input 1).
-    fn unsqueeze(&mut self, at: &At, insert: bool) -> Result<()> {
-        let c = self.konst(at, 0)?;
-        let axes: Vec<i64> = match (self.opset < 13, self.opt_konst(at, 1)?) {
-            (false, Some(a)) => a.ints().ok_or_else(|| at.malformed("axes are not integers"))?.to_vec(),
-            _ => at.ints("axes").unwrap_or_default().to_vec(),
-        };
-        let mut dims = c.dims.clone();
-        if insert {
-            let r = (dims.len() + axes.len()) as i64;
-            let mut norm: Vec<usize> = Vec::with_capacity(axes.len());
-            for &a in &axes {
-                let a = if a < 0 { a + r } else { a };
-                if !(0..r).contains(&a) {
-                    return Err(at.malformed(format!("axis {a} out of range for rank {r}")));
-                }
-                norm.push(a as usize);
-            }
-            norm.sort_unstable();
-            for a in norm {
-                dims.insert(a.min(dims.len()), 1);
-            }
-        } else if axes.is_empty() {
-            dims.retain(|&d| d != 1);
-        } else {
-            let r = dims.len() as i64;
-            let mut keep = vec![true; dims.len()];
-            for &a in &axes {
-                let a = if a < 0 { a + r } else { a };
-                if !(0..r).contains(&a) || dims[a as usize] != 1 {
-                    return Err(at.malformed(format!("cannot squeeze axis {a} of {dims:?}")));
-                }
-                keep[a as usize] = false;
-            }
-            dims = dims.iter().zip(&keep).filter(|(_, &k)| k).map(|(&d, _)| d).collect();
-        }
-        self.set(at, 0, Value::Const(Rc::new(Const { dims, data: c.data.clone() })))
+    /// Evaluates a node on constants (see `fold.rs`).
+    fn fold(&mut self, at: &At) -> Result<()> {
+        let ins: Vec<Option<Rc<Const>>> = (0..at.node.input.len())
+            .map(|i| match at.input(i).and_then(|n| self.values.get(n)) {
+                Some(Value::Const(c)) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        self.only_first_output(at)?;
+        let c = fold::fold(at, self.opset, &ins)?;
+        self.set(at, 0, Value::Const(Rc::new(c)))
     }
 }
 

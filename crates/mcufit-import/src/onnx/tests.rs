@@ -396,3 +396,59 @@ proptest! {
         let _ = import_bytes(&good, "t");
     }
 }
+
+#[test]
+fn constant_chains_fold_and_unfoldable_constant_ops_are_named() {
+    let x = &[1, 2, 4, 4];
+    let w = floats("w", &[4, 2, 3, 3], &values(72, 1));
+    // pads = Concat(zeros(4), Mul([0, 0, 1, 1], 1)) as int64: a constant Pad of the bottom/right.
+    let zeros = node("ConstantOfShape", "zeros", &["four"], &[]);
+    let cast = node("Cast", "cast", &["zeros_out"], &[("to", A::I(7))]);
+    let mul = node("Mul", "mul", &["br", "one"], &[]);
+    let cat = node("Concat", "pads", &["cast_out", "mul_out"], &[("axis", A::I(0))]);
+    let pad = node("Pad", "pad", &["x", "pads_out"], &[]);
+    let conv = node("Conv", "conv", &["pad_out", "w"], &[("strides", A::Is(&[2, 2]))]);
+    let inits = vec![ints("four", &[4]), ints("br", &[0, 0, 1, 1]), ints("one", &[1]), w.clone()];
+    let nodes = vec![zeros, cast, mul, cat, pad, conv];
+    let (g, _) = import(&model(x, nodes.clone(), inits.clone(), 17)).unwrap();
+    assert!(matches!(&g.nodes[1].op, Op::Conv2d(c) if c.padding == Padding::Same), "{:?}", g.nodes[1].op);
+    // The same chain through an op mcufit does not fold on constants.
+    let mut bad = nodes;
+    bad[2] = node("Max", "mul", &["br", "one"], &[]);
+    let e = err(&model(x, bad, inits, 17));
+    assert!(e.contains("node 'mul' (Max)") && e.contains("all its inputs are constants") && e.contains("Slice"), "{e}");
+    // Shape arithmetic on an activation is not folded.
+    let e = err(&model(x, vec![node("Mul", "m", &["x", "x"], &[])], vec![], 17));
+    assert!(e.contains("node 'm' (Mul)") && e.contains("constants only"), "{e}");
+}
+
+#[test]
+fn transpose_and_reduce_mean_import_only_as_flatten_and_global_pool() {
+    let x = &[1, 2, 4, 4];
+    let tr = |perm: &'static [i64]| node("Transpose", "t", &["x"], &[("perm", A::Is(perm))]);
+    // NCHW → NHWC, then a flatten: the IR's own order, no weight permutation.
+    let nodes = vec![tr(&[0, 2, 3, 1]), node("Reshape", "r", &["t_out", "s"], &[])];
+    let (g, _) = import(&model(x, nodes, vec![ints("s", &[1, -1])], 17)).unwrap();
+    assert_eq!(g.nodes.iter().map(|n| n.op.kind()).collect::<Vec<_>>(), ["input", "flatten"]);
+    // Read by anything but a flatten, or another permutation: refused, naming the node.
+    let e = err(&model(x, vec![tr(&[0, 2, 3, 1]), node("Relu", "r", &["t_out"], &[])], vec![], 17));
+    assert!(e.contains("node 'r' (Relu)") && e.contains("[0, 2, 3, 1]"), "{e}");
+    let e = err(&model(x, vec![tr(&[0, 1, 3, 2])], vec![], 17));
+    assert!(e.contains("node 't' (Transpose)") && e.contains("[0, 1, 3, 2]"), "{e}");
+    // ReduceMean over H and W, keepdims 1 or 0: a global average pool.
+    let cases: [(&'static [i64], i64); 2] = [(&[2, 3], 1), (&[-1, -2], 0)];
+    for (axes, keep) in cases {
+        let rm = node("ReduceMean", "m", &["x"], &[("axes", A::Is(axes)), ("keepdims", A::I(keep))]);
+        let (g, wts) = import(&model(x, vec![rm], vec![], 17)).unwrap();
+        assert_eq!(g.nodes[1].op.kind(), "global_avg_pool");
+        let xs = values(32, 7);
+        let want: Vec<f32> = (0..2).map(|c| xs[c * 16..(c + 1) * 16].iter().sum::<f32>() / 16.0).collect();
+        close(&mcufit_quant::run_float(&g, &wts, &nhwc(&xs, 2, 16)).unwrap(), &want);
+    }
+    // Opset 18 takes the axes as an input.
+    let rm = node("ReduceMean", "m", &["x", "axes"], &[("keepdims", A::I(0))]);
+    import(&model(x, vec![rm], vec![ints("axes", &[2, 3])], 18)).unwrap();
+    let rm = node("ReduceMean", "m", &["x"], &[("axes", A::Is(&[1]))]);
+    let e = err(&model(x, vec![rm], vec![], 17));
+    assert!(e.contains("node 'm' (ReduceMean)") && e.contains("[2, 3]"), "{e}");
+}
