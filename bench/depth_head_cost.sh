@@ -13,7 +13,9 @@
 # (4 and 14 cuts). Bases are trained for one short epoch here: the time of a step does not depend
 # on the weights.
 # Usage: bash bench/depth_head_cost.sh    Env: REPEATS (3), THREADS (1), STEPS (60 steps per
-# epoch), EPOCHS (2, the first one is a warm-up and is not counted), MODELS.
+# epoch), EPOCHS (2, the first one is a warm-up and is not counted), MODELS, LIMIT (examples
+# per split, default 6000: the steps are capped anyway, and CIFAR-10's 60,000 JPEGs take a while
+# to decode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=${REPEATS:-3}
@@ -22,6 +24,7 @@ STEPS=${STEPS:-60}
 EPOCHS=${EPOCHS:-2}
 SHARED=${SHARED:-../shared/datasets}
 MODELS=${MODELS:-"ds-cnn resnet-8 mobilenet-v1-025-cifar"}
+LIMIT=${LIMIT:-6000}
 cargo build --release -q -p mcufit-cli
 M=./target/release/mcufit
 OUT=$(mktemp -d)
@@ -36,14 +39,14 @@ data_of() {
 for model in $MODELS; do
   data=$(data_of "$model")
   base="$OUT/$model-base"
-  "$M" train "zoo:$model" --data "$data" --epochs 1 --max-steps 5 --threads "$THREADS" --out "$base" >/dev/null 2>&1
+  "$M" train "zoo:$model" --data "$data" --limit "$LIMIT" --epochs 1 --max-steps 5 --threads "$THREADS" --out "$base" >/dev/null 2>&1
   for r in $(seq 1 "$REPEATS"); do
     d="$OUT/$model-plain-$r"
-    "$M" train "zoo:$model" --data "$data" --epochs "$EPOCHS" --max-steps "$STEPS" --threads "$THREADS" \
-      --out "$d" >"$d.log" 2>&1
+    "$M" train "zoo:$model" --data "$data" --limit "$LIMIT" --epochs "$EPOCHS" --max-steps "$STEPS" \
+      --threads "$THREADS" --out "$d" >"$d.log" 2>&1
     d="$OUT/$model-heads-$r"
-    "$M" compress "zoo:$model" --from "$base" --data "$data" --method depth --macs 1G --epochs "$EPOCHS" \
-      --max-steps "$STEPS" --threads "$THREADS" --out "$d" >"$d.log" 2>&1
+    "$M" compress "zoo:$model" --from "$base" --data "$data" --limit "$LIMIT" --method depth --macs 1G \
+      --epochs "$EPOCHS" --max-steps "$STEPS" --threads "$THREADS" --out "$d" >"$d.log" 2>&1
   done
   # The cost model's work of each side.
   "$M" analyze "zoo:$model" --json >"$OUT/$model.json"
@@ -58,7 +61,7 @@ def counted(h):  # epochs after the first (warm-up)
 plain, heads = [], []
 for r in range(1, repeats + 1):
     plain += counted(json.load(open(f"{out}/{model}-plain-{r}/report.json"))["history"])
-    heads += counted(json.load(open(f"{out}/{model}-heads-{r}/report.json"))["head_histories"][0])
+    heads += counted(json.load(open(f"{out}/{model}-heads-{r}/report.json"))["head_histories"][0][1])  # [row index, history] of the first head
 ratios = [h / p for h, p in zip(heads, plain)]
 full = json.load(open(f"{out}/{model}.json"))
 layers = full["layers"]

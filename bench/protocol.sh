@@ -21,7 +21,7 @@
 # Env: SETTINGS ("mnist-unas mnist-tight dscnn-half"), SEEDS ("1 2 3"), RUNS (/tmp/protocol),
 #      SHARED (../shared/datasets), THREADS (1), LR (0.05), FT_LRS ("$LR $LR/2": l1 and tp fine-tune LRs, best on val),
 #      LIMIT (samples per split, for smoke runs; unset = all),
-#      MNIST_BASE_EPOCHS (20), MNIST_E (40), MNIST_COMPRESS_FT (25)   [fit's published recipe: 20 + 15 + 25]
+#      MNIST_BASE_EPOCHS (20), MNIST_E (40), MNIST_COMPRESS_FT (25)   [fit's default schedule: 20 + 15 + 25]
 #      DSCNN_BASE_EPOCHS (30), DSCNN_E (20), DSCNN_COMPRESS_FT (unset: compress's default, 30 % of E)
 #      BASE_EPOCHS / E / COMPRESS_FT: override both data sets (smoke: BASE_EPOCHS=1 E=2 LIMIT=2000 SEEDS=1)
 #      TP_VARIANTS (l2-local,l2-global,bn-global), TP_STEPS (400), METHODS ("compress l1 tp uniform"),

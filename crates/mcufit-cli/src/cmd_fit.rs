@@ -49,7 +49,7 @@ pub struct FitCmd {
     /// Wall-clock budget for the whole fit, e.g. 90s, 30m, 2h: the recipe's epochs are scaled to it.
     #[arg(long, value_name = "DURATION")]
     pub time_budget: Option<String>,
-    /// Epochs of the base training, pruning and fine-tune (default: the published recipe, 20/15/25,
+    /// Epochs of the base training, pruning and fine-tune (default: the MNIST protocol schedule, 20/15/25,
     /// more for small data sets).
     #[arg(long, value_name = "BASE,PRUNE,FINETUNE")]
     pub epochs: Option<String>,
