@@ -10,6 +10,12 @@ use mcufit_train::burn::tensor::Tensor;
 use mcufit_train::{default_device, Mode, Network};
 
 /// The real-data directory beside the repository (or /work/shared), if present.
+/// Says why a check does not run; under `CI` a skip is a failure.
+fn skip(why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{why} (a skip is a failure under CI)");
+    eprintln!("\n!!!!!!!! SKIPPING {why}\n");
+}
+
 fn shared_datasets() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     [root.join("../shared/datasets"), PathBuf::from("/work/shared/datasets")].into_iter().find(|p| p.is_dir())
@@ -64,7 +70,7 @@ fn bridge_matches_burn_on_built_in_digits() {
 #[test]
 fn bridge_matches_burn_on_real_speech_and_mnist() {
     let Some(root) = shared_datasets() else {
-        eprintln!("\n!!!!!!!! SKIPPING bridge_matches_burn_on_real_speech_and_mnist: no shared/datasets beside the repo or in /work\n");
+        skip("bridge_matches_burn_on_real_speech_and_mnist: no shared/datasets beside the repo or in /work");
         return;
     };
     let speech = root.join("speech_commands_v0.02_test");
@@ -73,13 +79,13 @@ fn bridge_matches_burn_on_real_speech_and_mnist() {
         // ds-cnn: 10x4 stride-2 SAME conv (asymmetric padding), depthwise, pointwise, BN.
         check_bridge(&mcufit_ir::zoo::ds_cnn().unwrap(), &format!("speech-commands:{}", speech.display()), 4);
     } else {
-        eprintln!("!!!!!!!! SKIPPING ds-cnn bridge check: {} missing", speech.display());
+        skip(&format!("ds-cnn bridge check: {} missing", speech.display()));
     }
     if mnist.is_dir() {
         // resnet-8: stride-2 SAME convs, 1x1 shortcut convs, residual adds; MNIST as RGB.
         check_bridge(&mcufit_ir::zoo::resnet_8().unwrap(), &format!("mnist:{}", mnist.display()), 4);
     } else {
-        eprintln!("!!!!!!!! SKIPPING resnet-8 bridge check: {} missing", mnist.display());
+        skip(&format!("resnet-8 bridge check: {} missing", mnist.display()));
     }
 }
 
