@@ -46,8 +46,8 @@ if [ ! -f "$out/resnet-8/weights.safetensors" ]; then
     run $bin train zoo:resnet-8 --data "mnist:$data/mnist" --epochs 2 --threads 1 --out "$out/resnet-8"
 fi
 if [ ! -f "$out/mnist-ds-pruned/weights.safetensors" ]; then
-    # The measured model came from bench/compress_runs.sh (examples/compress, the same
-    # mcufit_prune::compress as the CLI, split seed 0); this remakes one with the CLI.
+    # The measured model came from an earlier driver (the same mcufit_prune::compress as the
+    # CLI, split seed 0); this remakes one with the CLI.
     run $bin train zoo:mnist-ds --data "mnist:$data/mnist" --epochs 20 --out "$out/mnist-ds-base"
     run $bin compress zoo:mnist-ds --data "mnist:$data/mnist" --ram 2500 --flash 4500 --macs 30M \
         --epochs 40 --finetune-epochs 25 --from "$out/mnist-ds-base" --out "$out/mnist-ds-pruned"
