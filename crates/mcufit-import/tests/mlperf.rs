@@ -5,9 +5,12 @@
 //! Skips with a loud message when the models or the `.venv` TFLite Micro are absent; under CI
 //! (`CI` set) a skip is a failure.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::read_f32;
 use mcufit_export::verify::{self, Runtime, Tools};
 use mcufit_import::{import_file, Imported};
 use mcufit_quant::rng::SplitMix64;
@@ -112,10 +115,6 @@ for op in it._get_ops_details():
         w = w.astype(np.float32) * (s.reshape(shape) if s.size > 1 else s[0])
     w.astype(np.float32).tofile(os.path.join(os.path.dirname(out), "w%d.bin" % op["index"]))
 "#;
-
-fn read_f32(p: &std::path::Path) -> Vec<f32> {
-    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
 
 #[test]
 fn float_reference_models_match_litert() {

@@ -7,15 +7,18 @@
 //! runs `scripts/setup-verify-tools.sh onnx` once to install them) the tests print a loud SKIPPING
 //! line and pass, except under `CI`, where a skip fails.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::{import_onnx, read_f32, to_nhwc};
 use mcufit_cost::{CostModel, CostOptions};
-use mcufit_import::{import_file, Imported};
-use mcufit_ir::{Graph, Op, Weights};
+use mcufit_import::import_file;
+use mcufit_ir::{Graph, Op};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -95,38 +98,13 @@ fn manifest(dir: &Path) -> Vec<Fixture> {
         .collect()
 }
 
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
-/// One example in ONNX layout → the IR's: `[1, C, H, W]` → HWC; 2-D unchanged.
-fn to_nhwc(x: &[f32], dims: &[usize]) -> Vec<f32> {
-    let [_, c, h, w] = dims[..] else { return x.to_vec() };
-    let mut y = vec![0f32; x.len()];
-    for ch in 0..c {
-        for i in 0..h * w {
-            y[i * c + ch] = x[ch * h * w + i];
-        }
-    }
-    y
-}
-
-fn import(dir: &Path, name: &str) -> (Graph, Weights) {
-    match import_file(&dir.join(format!("{name}.onnx"))) {
-        Ok(Imported::Float { graph, weights }) => (graph, weights),
-        Ok(Imported::Int8 { .. }) => panic!("{name}: an ONNX import must be float"),
-        Err(e) => panic!("{name}: {e}"),
-    }
-}
-
 #[test]
 fn every_fixture_matches_onnxruntime_on_100_inputs() {
     let Some(dir) = fixtures() else { return };
     let mut kinds = BTreeSet::new();
     let mut report = Vec::new();
     for f in manifest(dir) {
-        let (graph, weights) = import(dir, &f.name);
+        let (graph, weights) = import_onnx(dir, &f.name);
         weights.check_deployable(&graph).unwrap_or_else(|e| panic!("{}: {e}", f.name));
         kinds.extend(graph.nodes.iter().map(|n| n.op.kind().trim_end_matches("_1x1")));
         let per_in: usize = f.input.iter().product();
@@ -201,7 +179,7 @@ fn every_fixture_matches_onnxruntime_on_100_inputs() {
 fn ds_cnn_and_resnet_8_cost_exactly_what_the_zoo_models_cost() {
     let Some(dir) = fixtures() else { return };
     for (file, zoo) in [("ds_cnn", mcufit_ir::zoo::ds_cnn()), ("resnet_8", mcufit_ir::zoo::resnet_8())] {
-        let (graph, _) = import(dir, file);
+        let (graph, _) = import_onnx(dir, file);
         let zoo = zoo.unwrap();
         let usage = |g: &Graph| {
             let m = CostModel::new(g, CostOptions::default()).unwrap();

@@ -6,20 +6,18 @@
 //! NCHW flatten `x.view(x.size(0), -1)`. Each is imported, run through the float reference
 //! (`mcufit_quant::run_float`, NHWC) on the committed inputs, and must match PyTorch's outputs to 1e-4.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use mcufit_import::{import_file, Imported};
+use common::{import_onnx, read_f32, to_nhwc};
+
 use mcufit_ir::{Graph, Op, Padding, Weights};
 
 const TOLERANCE: f32 = 1e-4;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch")
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// `NAME input=DIMS output=DIMS` lines.
@@ -48,11 +46,7 @@ fn to_nhwc(x: &[f32], dims: &[usize]) -> Vec<f32> {
 }
 
 fn import(name: &str) -> (Graph, Weights) {
-    match import_file(&dir().join(format!("{name}.onnx"))) {
-        Ok(Imported::Float { graph, weights }) => (graph, weights),
-        Ok(Imported::Int8 { .. }) => panic!("{name}: an ONNX import must be float"),
-        Err(e) => panic!("{name}: {e}"),
-    }
+    import_onnx(&dir(), name)
 }
 
 #[test]

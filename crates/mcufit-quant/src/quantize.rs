@@ -280,8 +280,26 @@ fn quantize_weights(
         let c = channel_of(i);
         max_abs[c] = max_abs[c].max(v.abs());
     }
-    // An all-zero channel gets scale 1: its weights are 0 in any scale.
-    let filter_scales: Vec<f32> = max_abs.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
+    // An all-zero channel gets scale 1: its weights are 0 in any scale. A channel whose bias would
+    // not fit in int32 at `input_scale * scale` (a near-constant input, e.g. a dead ReLU, has a tiny
+    // scale) gets a coarser filter scale instead, as the TFLite converter does
+    // (`AdjustWeightsForBiasScale`); half of int32 leaves room for the C export's fold of
+    // `input_offset * sum(filter)` into the bias.
+    const BIAS_LIMIT: f64 = (1u64 << 30) as f64;
+    let filter_scales: Vec<f32> = max_abs
+        .iter()
+        .zip(&b)
+        .map(|(&m, &bias)| {
+            let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+            let min = (bias.abs() as f64 / (input_scale as f64 * BIAS_LIMIT)) as f32;
+            if s < min {
+                // Rounded up so that the f32 product `input_scale * s` keeps the bias in range.
+                min * (1.0 + 1e-3)
+            } else {
+                s
+            }
+        })
+        .collect();
     let filter = w
         .iter()
         .enumerate()
@@ -301,4 +319,32 @@ fn quantize_weights(
 /// The float shape helper re-exported for tests.
 pub fn flat(n: usize) -> Shape {
     Shape::flat(n)
+}
+
+#[cfg(test)]
+mod bias_scale_tests {
+    use super::quantize_weights;
+
+    #[test]
+    fn a_tiny_input_scale_coarsens_the_filter_scale_instead_of_overflowing_the_bias() {
+        // A dense layer [2 units, 3 inputs] reading a near-constant input (scale 4e-9, as a dead ReLU's
+        // calibration range gives): at the weights' own scale the bias would be 1e14 steps.
+        let kernel = [0.5, -0.25, 0.1, 0.02, 0.01, -0.03];
+        let bias = [0.4f32, -0.001];
+        let q = quantize_weights(&kernel, Some(&bias), &[2, 3], 0, None, 4e-9);
+        for (c, (&b, &s)) in q.bias.iter().zip(&q.filter_scales).enumerate() {
+            assert!((b as i64).abs() <= 1 << 30, "channel {c}: bias {b} not below 2^30");
+            let back = b as f64 * 4e-9f32 as f64 * s as f64;
+            let want = bias[c] as f64;
+            assert!((back - want).abs() <= 1e-3 * want.abs(), "channel {c}: bias {back} vs {want}");
+        }
+        // Channel 0's scale grew (its filter is coarser, same signs); channel 1's did not need to.
+        assert!(q.filter_scales[0] > 20.0 * (0.5 / 127.0), "{:?}", q.filter_scales);
+        assert_eq!(&q.filter[..3], &[5, -3, 1]);
+        assert_eq!(q.filter_scales[1], 0.03 / 127.0);
+        // Normal inputs keep the max-abs scales exactly.
+        let q = quantize_weights(&kernel, Some(&bias), &[2, 3], 0, None, 1.0 / 128.0);
+        assert_eq!(q.filter_scales, vec![0.5 / 127.0, 0.03 / 127.0]);
+        assert_eq!(q.filter[0], 127);
+    }
 }
