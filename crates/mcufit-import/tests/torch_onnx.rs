@@ -33,18 +33,6 @@ fn manifest() -> Vec<(String, Vec<usize>, Vec<usize>)> {
         .collect()
 }
 
-/// One example `[1, C, H, W]` → HWC.
-fn to_nhwc(x: &[f32], dims: &[usize]) -> Vec<f32> {
-    let [_, c, h, w] = dims[..] else { return x.to_vec() };
-    let mut y = vec![0f32; x.len()];
-    for ch in 0..c {
-        for i in 0..h * w {
-            y[i * c + ch] = x[ch * h * w + i];
-        }
-    }
-    y
-}
-
 fn import(name: &str) -> (Graph, Weights) {
     import_onnx(&dir(), name)
 }
