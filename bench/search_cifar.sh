@@ -15,10 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/mcufit-search-cifar}"
-data="${MCUFIT_DATASETS:-../shared/datasets}"
-[ -d "$data/cifar10/train" ] || { echo "search_cifar.sh: $data/cifar10/train not found (set MCUFIT_DATASETS)" >&2; exit 2; }
-if [ -z "${MCUFIT:-}" ]; then cargo build --release -q -p mcufit-cli; fi
-M=$(realpath "${MCUFIT:-./target/release/mcufit}")
+. bench/lib.sh
+bench_data search_cifar.sh cifar10/train
+bench_mcufit
 D="images:$data/cifar10"
 bounds=(--peak 75000 --size 75000 --macs 30M)
 seed=${SEED:-1}

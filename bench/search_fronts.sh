@@ -15,8 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: bench/search_fronts.sh SEARCH_OUT BOUND_FLAGS...}"
 shift
-if [ -z "${MCUFIT:-}" ]; then cargo build --release -q -p mcufit-cli; fi
-M=${MCUFIT:-./target/release/mcufit}
+. bench/lib.sh
+bench_mcufit
 [ -f "$out/pareto.json" ] || { echo "search_fronts.sh: $out/pareto.json not found (run mcufit search --out $out first)" >&2; exit 2; }
 mkdir -p "$out/verify"
 ids=$(python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(open(sys.argv[1]))["front"]))' "$out/pareto.json")

@@ -13,10 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/mcufit-search-mnist}"
-data="${MCUFIT_DATASETS:-../shared/datasets}"
-[ -d "$data/mnist" ] || { echo "search_mnist.sh: $data/mnist not found (set MCUFIT_DATASETS)" >&2; exit 2; }
-if [ -z "${MCUFIT:-}" ]; then cargo build --release -q -p mcufit-cli; fi
-M=$(realpath "${MCUFIT:-./target/release/mcufit}")
+. bench/lib.sh
+bench_data search_mnist.sh mnist
+bench_mcufit
 bounds=(--peak 1700 --size 3000 --macs 20M)
 if [ -e "$out/search.db" ]; then
     echo "search_mnist.sh: $out already holds a search; give a new OUT_DIR (or continue it: mcufit search --resume --out $out)" >&2

@@ -18,10 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/mcufit-scaleout}"
 trials=${TRIALS:-24}
-data="${MCUFIT_DATASETS:-../shared/datasets}"
-[ -d "$data/mnist" ] || { echo "search_scaleout.sh: $data/mnist not found (set MCUFIT_DATASETS)" >&2; exit 2; }
-if [ -z "${MCUFIT:-}" ]; then cargo build --release -q -p mcufit-cli; fi
-M=$(realpath "${MCUFIT:-./target/release/mcufit}")
+. bench/lib.sh
+bench_data search_scaleout.sh mnist
+bench_mcufit
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$bin/initdb" ] || { echo "search_scaleout.sh: PostgreSQL not installed (apt-get install postgresql)" >&2; exit 2; }
 
