@@ -182,6 +182,25 @@ pub fn say_adjustments(adj: &mcufit_pipeline::Adjustments) {
 }
 
 /// The data a model directory is evaluated on: by default what its `data.json` records.
+/// Knowledge distillation: train on a blend of the labels and a teacher model's predictions.
+#[derive(Args, Debug, Clone)]
+pub struct DistillArgs {
+    /// The teacher's weight in the targets, 0 to 1 (0: off): the student learns from
+    /// (1 - W) · labels + W · softmax(teacher logits / --distill-temperature).
+    #[arg(long, default_value_t = 0.0)]
+    pub distill: f64,
+    /// Softmax temperature of the teacher's predictions.
+    #[arg(long, default_value_t = 1.0)]
+    pub distill_temperature: f64,
+}
+
+impl DistillArgs {
+    /// `(weight, temperature)` when distillation is on.
+    pub fn get(&self) -> Option<(f64, f64)> {
+        (self.distill > 0.0).then_some((self.distill, self.distill_temperature))
+    }
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct DirData {
     /// Data spec (default: the one the model was trained on, from its data.json).

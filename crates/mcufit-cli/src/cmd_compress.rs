@@ -13,7 +13,7 @@ use mcufit_pipeline::config::{
 };
 use mcufit_pipeline::{stages, DataRecord, ModelDir};
 
-use crate::args::{say_adjustments, BudgetArgs, TrainArgs};
+use crate::args::{say_adjustments, BudgetArgs, DistillArgs, TrainArgs};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SalienceArg {
@@ -73,13 +73,9 @@ pub struct CompressCmd {
     /// Epochs of fine-tuning the pruned, physically smaller model at the end (default: 30 % of --epochs).
     #[arg(long)]
     pub finetune_epochs: Option<usize>,
-    /// Fine-tune the pruned model on a blend of the labels and the --from model's predictions
-    /// (knowledge distillation): the teacher's weight in the targets, 0 to 1 (0: off).
-    #[arg(long, default_value_t = 0.0)]
-    pub distill: f64,
-    /// Softmax temperature of the teacher's predictions.
-    #[arg(long, default_value_t = 1.0)]
-    pub distill_temperature: f64,
+    /// Fine-tune the pruned model against the --from model's predictions (the teacher).
+    #[command(flatten)]
+    pub distill: DistillArgs,
     /// Auxiliary head for depth pruning (depth, depth+width, auto): ds:32,16 (default), gap, or conv:C.
     #[arg(long)]
     pub head: Option<String>,
@@ -97,7 +93,7 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     if imported && args.from.is_some() {
         anyhow::bail!("{} is itself the trained starting point: drop --from", args.model);
     }
-    if args.distill > 0.0 && args.from.is_none() && !imported {
+    if args.distill.get().is_some() && args.from.is_none() && !imported {
         anyhow::bail!("--distill needs --from: the trained model it learns from");
     }
     // Reuse the starting model's split so "accuracy before" and "after" are on the same test side.
@@ -184,7 +180,7 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
         if kind == BaselineKind::L1 && base.is_none() {
             anyhow::bail!("--method l1 needs --from: the trained model whose filters it removes");
         }
-        let distill = (args.distill > 0.0).then_some((args.distill, args.distill_temperature));
+        let distill = args.distill.get();
         let r = stages::baseline(kind, &graph, &splits, &budget, base.as_ref(), &train, distill, &out, &record)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -209,8 +205,8 @@ pub fn run(args: &CompressCmd) -> Result<ExitCode> {
     config.resume = args.resume;
     config.warmup_epochs = args.warmup_epochs;
     config.finetune_epochs = args.finetune_epochs;
-    config.distill = args.distill;
-    config.distill_temperature = args.distill_temperature;
+    config.distill = args.distill.distill;
+    config.distill_temperature = args.distill.distill_temperature;
     config.salience = match args.salience {
         SalienceArg::BnWeight => Salience::BnWeight,
         SalienceArg::Taylor => Salience::Taylor,

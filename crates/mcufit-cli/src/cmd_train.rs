@@ -9,7 +9,7 @@ use mcufit_pipeline::tasks::{eval_dir, EvalOutcome, EvalSplit};
 use mcufit_pipeline::{stages, DataRecord, ModelDir};
 use serde_json::json;
 
-use crate::args::{say_adjustments, DirData, TrainArgs};
+use crate::args::{say_adjustments, DirData, DistillArgs, TrainArgs};
 
 #[derive(Args, Debug)]
 pub struct TrainCmd {
@@ -24,6 +24,13 @@ pub struct TrainCmd {
     /// Continue an interrupted run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// A trained model directory to learn from (knowledge distillation; give --distill W). It must
+    /// have been trained on the same data and split (--data, --seed), so it has not seen the
+    /// validation or test samples.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    #[command(flatten)]
+    pub distill: DistillArgs,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -45,7 +52,18 @@ pub fn train(args: &TrainCmd) -> Result<ExitCode> {
         );
     }
     let record = DataRecord { spec: args.train.data.clone(), seed: args.train.seed };
-    let (_, rec) = stages::train_from(&graph, &splits, &config.with_resume(args.resume), &out, &record, base)?;
+    let distill = match (&args.teacher, args.distill.get()) {
+        (None, None) => None,
+        (None, Some(_)) => anyhow::bail!("--distill needs --teacher: the trained model directory it learns from"),
+        (Some(t), None) => {
+            anyhow::bail!("--teacher {} needs --distill W (e.g. 0.5): the teacher's weight", t.display())
+        }
+        (Some(t), Some((weight, temperature))) => {
+            Some(stages::Distillation { teacher: ModelDir::new(t.clone()), weight, temperature })
+        }
+    };
+    let (_, rec) =
+        stages::train_from(&graph, &splits, &config.with_resume(args.resume), &out, &record, base, distill.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rec)?);
     } else {

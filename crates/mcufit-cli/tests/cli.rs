@@ -390,3 +390,40 @@ fn analyze_says_the_peak_is_exact() {
     assert_eq!(v["peak_memory_exact"], true);
     assert_eq!(v["peak_memory_lower_bound"], v["peak_memory_bytes"]);
 }
+
+#[test]
+fn train_learns_from_a_teacher_trained_on_its_own_split_only() {
+    let dir = std::env::temp_dir().join(format!("mcufit-cli-distill-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let train = |out: &str, extra: &[&str]| {
+        let mut a = vec!["train", "zoo:mnist-ds", "--limit", "400", "--threads", "1", "--out", out];
+        a.extend_from_slice(extra);
+        if !extra.contains(&"--epochs") {
+            a.extend(["--epochs", "1"]);
+        }
+        mcufit(&a)
+    };
+    let o = train(&p("teacher"), &["--epochs", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train(&p("plain"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let teacher = p("teacher");
+    let o = train(&p("student"), &["--teacher", &teacher, "--distill", "0.7", "--distill-temperature", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Same seed, same data, same schedule: only the teacher's targets differ, so the weights do.
+    let weights = |d: &str| std::fs::read(dir.join(d).join("weights.safetensors")).unwrap();
+    assert!(weights("student") != weights("plain"), "the teacher changed nothing");
+
+    // A teacher trained on another split has seen this run's validation samples: refused, nothing written.
+    let o = train(&p("other-split"), &["--teacher", &teacher, "--distill", "0.5", "--seed", "7"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--seed 42") && !dir.join("other-split").exists(), "{}", stderr(&o));
+    // Half a request is refused rather than silently ignored.
+    let o = train(&p("no-weight"), &["--teacher", &teacher]);
+    assert!(o.status.code() == Some(2) && stderr(&o).contains("--distill"), "{}", stderr(&o));
+    let o = train(&p("no-teacher"), &["--distill", "0.5"]);
+    assert!(o.status.code() == Some(2) && stderr(&o).contains("--teacher"), "{}", stderr(&o));
+    assert!(!dir.join("no-weight").exists() && !dir.join("no-teacher").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

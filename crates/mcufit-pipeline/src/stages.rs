@@ -63,11 +63,47 @@ pub fn train(
     dir: &ModelDir,
     record: &DataRecord,
 ) -> Result<(Network, TrainRecord)> {
-    train_from(graph, splits, config, dir, record, None)
+    train_from(graph, splits, config, dir, record, None, None)
+}
+
+/// Knowledge distillation from a trained model directory ([`mcufit_train::Distill`]).
+#[derive(Debug, Clone)]
+pub struct Distillation {
+    /// The teacher: a model directory trained on the same data and split as the student.
+    pub teacher: ModelDir,
+    /// The teacher's weight in the targets, in (0, 1].
+    pub weight: f64,
+    /// Softmax temperature of the teacher's predictions.
+    pub temperature: f64,
+}
+
+impl Distillation {
+    /// The training hook; refuses a teacher trained on another split (it has seen the student's
+    /// validation samples, so selection on validation would no longer be honest).
+    pub fn hook(&self, record: &DataRecord) -> Result<mcufit_train::Distill> {
+        let t = self.teacher.path().display();
+        match self.teacher.data_record()? {
+            Some(r) if &r == record => {}
+            Some(r) => {
+                return Err(PipelineError::Config(format!(
+                    "the teacher {t} was trained on --data {} --seed {}, not --data {} --seed {}: a teacher on \
+                     another split has seen this run's validation samples; train with its --data and --seed",
+                    r.spec, r.seed, record.spec, record.seed
+                )))
+            }
+            None => {
+                return Err(PipelineError::Config(format!(
+                    "the teacher {t} has no data.json: give a directory written by train"
+                )))
+            }
+        }
+        Ok(mcufit_train::Distill::new(self.teacher.load_network()?, self.weight, self.temperature)?)
+    }
 }
 
 /// [`train`] starting from `init` (e.g. an imported float model's weights) instead of a random
-/// initialisation; a resumed run continues from its checkpoint either way.
+/// initialisation; a resumed run continues from its checkpoint either way; `distill` learns from a
+/// teacher as well as the labels.
 pub fn train_from(
     graph: &Graph,
     splits: &Splits,
@@ -75,8 +111,14 @@ pub fn train_from(
     dir: &ModelDir,
     record: &DataRecord,
     init: Option<Network>,
+    distill: Option<&Distillation>,
 ) -> Result<(Network, TrainRecord)> {
     check_out_dir(dir, record, config.resume)?;
+    let mut hook: Box<dyn mcufit_train::TrainHook> = match distill {
+        Some(d) => Box::new(d.hook(record)?),
+        None => Box::new(mcufit_train::NoHook),
+    };
+    let hook = hook.as_mut();
     dir.create()?;
     dir.write_data_record(record)?;
     let config = config.clone().with_out_dir(Some(dir.path().display().to_string()));
@@ -88,9 +130,9 @@ pub fn train_from(
             if net.graph() != graph {
                 return Err(PipelineError::Config("the starting network is not of the model given".into()));
             }
-            mcufit_train::train_network(net, &data, &config, &mut mcufit_train::NoHook)?
+            mcufit_train::train_network(net, &data, &config, hook)?
         }
-        _ => mcufit_train::train(graph, &data, &config)?,
+        _ => mcufit_train::train_with_hook(graph, &data, &config, hook)?,
     };
     let train_seconds = start.elapsed().as_secs_f64();
     dir.save_network(&report.network)?;
