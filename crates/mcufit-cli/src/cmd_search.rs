@@ -56,6 +56,11 @@ pub struct SearchCmd {
     /// Candidates sampled from the population per tournament.
     #[arg(long, default_value_t = 25)]
     pub sample: usize,
+    /// How a tournament picks the parent: scalarised (μNAS: error and the resources, random weights
+    /// per tournament; explores the whole front) or error (validation error alone: the most accurate
+    /// model within the bounds, which every pruned candidate meets).
+    #[arg(long, value_enum, default_value_t = FitnessArg::Scalarised)]
+    pub fitness: FitnessArg,
     /// Epochs of proxy training per trial.
     #[arg(long, default_value_t = 3)]
     pub proxy_epochs: usize,
@@ -133,7 +138,11 @@ pub fn run(args: &SearchCmd) -> Result<ExitCode> {
         };
         let request = SearchRequest {
             space: SearchSpace { max_blocks: args.max_blocks, ..SearchSpace::new(preset) },
-            evolution: EvolutionConfig { population: args.population, sample: args.sample },
+            evolution: EvolutionConfig {
+                population: args.population,
+                sample: args.sample,
+                fitness: args.fitness.into(),
+            },
             seed: args.seed,
             trials: args.trials,
             task: SearchTask {
@@ -290,4 +299,19 @@ fn print_results(r: &SearchResults, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FitnessArg {
+    Scalarised,
+    Error,
+}
+
+impl From<FitnessArg> for search::Fitness {
+    fn from(f: FitnessArg) -> Self {
+        match f {
+            FitnessArg::Scalarised => search::Fitness::Scalarised,
+            FitnessArg::Error => search::Fitness::Error,
+        }
+    }
 }

@@ -18,8 +18,8 @@ use mcufit_data::{LoadOptions, Splits};
 use mcufit_ir::{Graph, Shape};
 pub use mcufit_search::worker_id;
 pub use mcufit_search::{
-    open as open_store, Bounds, Event, EvolutionConfig, Genotype, Outcome, Preset, Progress, Resources, SearchMeta,
-    SearchSpace, Status, Timings, Trial, TrialStore, WorkerOptions, WorkerSummary,
+    open as open_store, Bounds, Event, EvolutionConfig, Fitness, Genotype, Outcome, Preset, Progress, Resources,
+    SearchMeta, SearchSpace, Status, Timings, Trial, TrialStore, WorkerOptions, WorkerSummary,
 };
 use mcufit_search::{progress, run_worker, TrialRunner};
 use mcufit_train::{LrSchedule, OptimizerKind, TrainConfig};

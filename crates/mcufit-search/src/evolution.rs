@@ -5,7 +5,7 @@
 //! - After that, each proposal looks at the **population** (the `population` most recent finished
 //!   trials, by trial id), samples `sample` of them without replacement, draws one weight vector `w`
 //!   uniformly on the simplex and picks the sampled trial with the lowest scalarised fitness
-//!   `Σ_i w_i·o_i`; its genotype is mutated ([`SearchSpace::mutate`]) into the child. Older trials
+//!   `Σ_i w_i·o_i` (with [`Fitness::Error`]: the lowest validation error); its genotype is mutated ([`SearchSpace::mutate`]) into the child. Older trials
 //!   age out of the population as newer ones finish.
 //! - Objectives `o` (all minimised, dimensionless): validation error divided by the population's mean
 //!   error, and the delivered model's activation peak, model bytes and MACs each divided by its bound
@@ -23,19 +23,36 @@ use serde::{Deserialize, Serialize};
 use crate::space::{Genotype, SearchSpace};
 use crate::store::{Resources, Status, Trial};
 
-/// Aging evolution's sizes (μNAS: population 100, sample 25).
+/// Aging evolution's sizes (μNAS: population 100, sample 25) and how a tournament ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvolutionConfig {
     /// Finished trials that make up the population; also the number of random initial proposals.
     pub population: usize,
     /// Trials sampled from the population for each tournament.
     pub sample: usize,
+    /// The tournament's ranking (stores written before it existed: [`Fitness::Scalarised`]).
+    #[serde(default)]
+    pub fitness: Fitness,
 }
 
 impl Default for EvolutionConfig {
     fn default() -> Self {
-        EvolutionConfig { population: 100, sample: 25 }
+        EvolutionConfig { population: 100, sample: 25, fitness: Fitness::default() }
     }
+}
+
+/// How a tournament picks the parent among the sampled trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fitness {
+    /// μNAS: validation error and the three resources, scalarised with weights drawn anew for each
+    /// tournament; explores the whole front, and keeps rewarding a resource far below its bound.
+    #[default]
+    Scalarised,
+    /// Validation error alone (ties: the smaller id). Every trial already fits the bounds (it is
+    /// pruned into them), so this spends the search on the most accurate model within them; the
+    /// Pareto front is still reported from all trials.
+    Error,
 }
 
 impl EvolutionConfig {
@@ -97,14 +114,14 @@ pub fn propose(
     let picked = sample(&mut rng, pop.len(), evo.sample.min(pop.len()));
     let w = simplex(&mut rng);
     let norms = Norms::of(&pop, bounds);
+    let fitness = |t: &Trial| match evo.fitness {
+        Fitness::Scalarised => scalarise(&w, &norms.objectives(t)),
+        Fitness::Error => error(t),
+    };
     let best = picked
         .iter()
         .map(|i| pop[i])
-        .min_by(|a, b| {
-            let fa = scalarise(&w, &norms.objectives(a));
-            let fb = scalarise(&w, &norms.objectives(b));
-            fa.total_cmp(&fb).then(a.id.cmp(&b.id))
-        })
+        .min_by(|a, b| fitness(a).total_cmp(&fitness(b)).then(a.id.cmp(&b.id)))
         .expect("a non-empty sample");
     space.mutate(&best.genotype, &mut rng)
 }
@@ -180,4 +197,65 @@ pub fn pareto_front(trials: &[Trial]) -> Vec<usize> {
         .collect();
     front.sort_by(|&a, &b| key(&trials[a])[0].total_cmp(&key(&trials[b])[0]).then(trials[a].id.cmp(&trials[b].id)));
     front
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::Preset;
+
+    /// A finished trial with validation accuracy `acc` and every resource at `res` of its bound.
+    fn done(id: u64, genotype: Genotype, acc: f64, res: f64) -> Trial {
+        Trial {
+            id,
+            genotype,
+            hyper: serde_json::Value::Null,
+            status: Status::Done,
+            worker: None,
+            lease_expires: None,
+            seed: id,
+            attempts: 1,
+            proposed_at: 0.0,
+            started_at: None,
+            finished_at: None,
+            price_us: 1.0,
+            unpruned: None,
+            resources: Some(Resources { peak: 1000.0 * res, model_bytes: 1000.0 * res, macs: 1e6 * res, params: 0.0 }),
+            val_accuracy: Some(acc),
+            test_accuracy: None,
+            timings: None,
+            model_dir: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn error_fitness_always_breeds_from_the_most_accurate_and_scalarised_does_not() {
+        let space = SearchSpace::new(Preset::DsCnn);
+        let bounds = Bounds { peak: Some(1000.0), model_bytes: Some(1000.0), macs: Some(1e6) };
+        let mut rng = trial_rng(3, 0, 0);
+        // Trial 1: the most accurate, at its bounds; trials 2–4: 4 points worse, 5 % of the bounds.
+        let trials: Vec<Trial> = (1..=4)
+            .map(|id| {
+                let (acc, res) = if id == 1 { (0.95, 1.0) } else { (0.91, 0.05) };
+                done(id, space.random(&mut rng), acc, res)
+            })
+            .collect();
+        let children_of_the_best = |fitness: Fitness| {
+            let evo = EvolutionConfig { population: 4, sample: 4, fitness };
+            (10..60)
+                .filter(|&id| {
+                    let child = propose(&space, &evo, &bounds, 7, id, &trials);
+                    // The same draws as `propose` up to the mutation, then the mutation of trial 1.
+                    let mut r = trial_rng(7, id, 0);
+                    let _ = sample(&mut r, 4, 4);
+                    let _ = simplex(&mut r);
+                    child == space.mutate(&trials[0].genotype, &mut r)
+                })
+                .count()
+        };
+        assert_eq!(children_of_the_best(Fitness::Error), 50);
+        // μNAS's fitness mostly prefers the small, less accurate trials here.
+        assert!(children_of_the_best(Fitness::Scalarised) < 25);
+    }
 }

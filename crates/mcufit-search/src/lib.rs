@@ -25,7 +25,7 @@ pub mod store;
 pub mod worker;
 
 pub use error::{Result, SearchError};
-pub use evolution::{pareto_front, Bounds, EvolutionConfig};
+pub use evolution::{pareto_front, Bounds, EvolutionConfig, Fitness};
 pub use space::{Block, BlockKind, Down, Genotype, Head, Preset, SearchSpace};
 pub use store::{open, Claim, NewTrial, Outcome, Resources, SearchMeta, Status, Timings, Trial, TrialStore};
 pub use worker::{progress, run_worker, worker_id, Event, Progress, TrialRunner, WorkerOptions, WorkerSummary};

@@ -59,7 +59,7 @@ impl TrialRunner for Fake {
 fn meta(seed: u64, trials: u64) -> SearchMeta {
     SearchMeta {
         space: SearchSpace::new(Preset::Resnet),
-        evolution: EvolutionConfig { population: 5, sample: 3 },
+        evolution: EvolutionConfig { population: 5, sample: 3, ..Default::default() },
         seed,
         max_trials: trials,
         bounds: Bounds { peak: Some(1000.0), model_bytes: None, macs: Some(1e6) },
