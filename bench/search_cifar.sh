@@ -11,7 +11,8 @@
 #
 # Usage: bench/search_cifar.sh [OUT_DIR]       (default /tmp/mcufit-search-cifar)
 # Env:   BUDGET (default 35m), LIMIT (default 10000), FINAL_EPOCHS (default 8), R8_EPOCHS (default 40),
-#        SEED (default 1), MCUFIT (binary), MCUFIT_DATASETS (default ../shared/datasets).
+#        FITNESS (--fitness: error or scalarised, default error), SEED (default 1), MCUFIT (binary),
+#        MCUFIT_DATASETS (default ../shared/datasets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/mcufit-search-cifar}"
@@ -29,7 +30,7 @@ t0=$(date +%s)
 ) &
 r8=$!
 "$M" search --data "$D" "${bounds[@]}" --out "$out/search" --space resnet --max-blocks 5 --trials 1000 \
-    --time-budget "${BUDGET:-35m}" --population 12 --sample 4 --proxy-epochs 3 --prune-epochs 2 \
+    --time-budget "${BUDGET:-35m}" --population 12 --sample 4 --fitness "${FITNESS:-error}" --proxy-epochs 3 --prune-epochs 2 \
     --limit "${LIMIT:-10000}" --threads 1 --seed "$seed" > "$out/search.log" 2>&1
 t1=$(date +%s)
 best=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["progress"]["best"]["id"])' "$out/search/pareto.json")

@@ -8,7 +8,9 @@
 # Usage: bench/search_mnist.sh [OUT_DIR]       (default /tmp/mcufit-search-mnist)
 # Env:   BUDGET (search wall time, default 50m), WORKERS (processes on the one SQLite store, 1 thread
 #        each; default 2), LIMIT (training samples per proxy trial, default 20000), TOP (default 5),
-#        FINAL_EPOCHS (default 60), SEED (default 1),
+#        FINAL_EPOCHS (default 60), FINAL_WD (weight decays of the final training, each tried on every
+#        TOP trial and chosen on validation with it; default "0.0005 0.005"), FITNESS (the tournament's
+#        ranking, --fitness: error or scalarised; default error), SEED (default 1),
 #        MCUFIT (binary; default: build target/release/mcufit), MCUFIT_DATASETS (default ../shared/datasets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +27,8 @@ mkdir -p "$out"
 echo "start $(date +%T), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/times.txt"
 t0=$(date +%s)
 "$M" search --data "mnist:$data/mnist" "${bounds[@]}" --out "$out" --space ds-cnn --max-blocks 4 \
-    --trials 1000 --time-budget "${BUDGET:-50m}" --population 16 --sample 4 --proxy-epochs 3 --prune-epochs 3 \
-    --limit "${LIMIT:-20000}" --threads 1 --seed "${SEED:-1}" > "$out/worker1.log" 2>&1 &
+    --trials 1000 --time-budget "${BUDGET:-50m}" --population 16 --sample 4 --fitness "${FITNESS:-error}" \
+    --proxy-epochs 3 --prune-epochs 3 --limit "${LIMIT:-20000}" --threads 1 --seed "${SEED:-1}" > "$out/worker1.log" 2>&1 &
 pids=($!)
 for _ in $(seq 300); do [ -f "$out/search.db" ] && break; sleep 0.2; done
 sleep 2
@@ -51,32 +53,37 @@ rows = db.execute("SELECT id FROM mcufit_trials WHERE status='done' ORDER BY val
 print(" ".join(str(r[0]) for r in rows))
 EOF
 )
-echo "final training of trials $top" | tee -a "$out/times.txt"
+wds="${FINAL_WD:-0.0005 0.005}"
+echo "final training of trials $top, weight decay $wds" | tee -a "$out/times.txt"
+finals=()
 running=0
 for id in $top; do
-    "$M" train "$out/trials/$id" --data "mnist:$data/mnist" --epochs "${FINAL_EPOCHS:-60}" --threads 1 \
-        --seed "${SEED:-1}" --out "$out/final/$id" > "$out/final-$id.log" 2>&1 &
-    running=$((running + 1))
-    if [ "$running" -ge "${WORKERS:-2}" ]; then wait -n; running=$((running - 1)); fi
+    for wd in $wds; do
+        finals+=("$id-wd$wd")
+        "$M" train "$out/trials/$id" --data "mnist:$data/mnist" --epochs "${FINAL_EPOCHS:-60}" --threads 1 \
+            --seed "${SEED:-1}" --weight-decay "$wd" --out "$out/final/$id-wd$wd" > "$out/final-$id-wd$wd.log" 2>&1 &
+        running=$((running + 1))
+        if [ "$running" -ge "${WORKERS:-2}" ]; then wait -n; running=$((running - 1)); fi
+    done
 done
 wait
 t2=$(date +%s)
 echo "final training: $((t2 - t1)) s; total $((t2 - t0)) s" | tee -a "$out/times.txt"
-python3 - "$out" $top <<'EOF' | tee "$out/final.md"
+python3 - "$out" "${finals[@]}" <<'EOF' | tee "$out/final.md"
 import json, sys
 out, ids = sys.argv[1], sys.argv[2:]
 rows = []
 for i in ids:
     r = json.load(open(f"{out}/final/{i}/report.json"))  # the best epoch on validation
     rows.append((r["val_accuracy"], r["test_accuracy"], i))
-print("| trial | val % (after final training) | test % |")
-print("|---:|---:|---:|")
+print("| trial-weight decay | val % (after final training) | test % |")
+print("|---|---:|---:|")
 for v, t, i in rows:
     print(f"| {i} | {100*v:.2f} | {100*t:.2f} |")
 v, t, i = max(rows)
-print(f"\nchosen on validation: trial {i}, val {100*v:.2f} %, test {100*t:.2f} %")
+print(f"\nchosen on validation: {i}, val {100*v:.2f} %, test {100*t:.2f} %")
 EOF
-for id in $top; do
+for id in "${finals[@]}"; do
     "$M" export "$out/final/$id" --format tflite --out "$out/final/$id.tflite" --force --verify --verify-inputs 1000 \
         --m4-inputs 10 "${bounds[@]}" > "$out/final/$id.verify.txt" 2>&1 || echo "export of final $id failed" >&2
     grep -E "fits|mismatches|accuracy on" "$out/final/$id.verify.txt" | sed "s/^/final $id: /"

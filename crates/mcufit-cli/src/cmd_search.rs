@@ -127,7 +127,18 @@ pub fn run(args: &SearchCmd) -> Result<ExitCode> {
                 meta.max_trials
             );
         } else {
-            eprintln!("joining the {} search in {} as a worker", meta.space.preset, store.describe());
+            // Say which search this is: a worker joins whatever search the store holds.
+            let r = search::results(store)?;
+            eprintln!(
+                "joining the {} search in {} as a worker: budget {}, seed {}, {} of {} trials done, {} running",
+                meta.space.preset,
+                store.describe(),
+                r.budget,
+                meta.seed,
+                r.progress.done,
+                meta.max_trials,
+                r.progress.running
+            );
         }
     } else {
         let budget = args.budget.spec().resolve()?;

@@ -13,8 +13,9 @@ use crate::args::{say_adjustments, DirData, DistillArgs, TrainArgs};
 
 #[derive(Args, Debug)]
 pub struct TrainCmd {
-    /// zoo:NAME, a model .json file, a model directory, or a float .tflite / .onnx (training starts
-    /// from its weights).
+    /// zoo:NAME, a model .json file, a model directory (its architecture, trained afresh: e.g. a
+    /// search trial or a pruned model retrained from scratch), or a float .tflite / .onnx (training
+    /// starts from its weights).
     pub model: String,
     #[command(flatten)]
     pub train: TrainArgs,
