@@ -181,7 +181,6 @@ pub fn say_adjustments(adj: &mcufit_pipeline::Adjustments) {
     }
 }
 
-/// The data a model directory is evaluated on: by default what its `data.json` records.
 /// Knowledge distillation: train on a blend of the labels and a teacher model's predictions.
 #[derive(Args, Debug, Clone)]
 pub struct DistillArgs {
@@ -201,6 +200,7 @@ impl DistillArgs {
     }
 }
 
+/// The data a model directory is evaluated on: by default what its `data.json` records.
 #[derive(Args, Debug, Clone, Default)]
 pub struct DirData {
     /// Data spec (default: the one the model was trained on, from its data.json).

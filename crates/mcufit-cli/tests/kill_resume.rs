@@ -4,10 +4,10 @@
 //! the same command starts afresh and gets SIGKILL at an instant drawn from a seeded RNG across its
 //! wall time (the shorter of the reference's and one more timed run's); right after the kill every
 //! file in the output directory must be whole (each JSON parses, each model file loads, each weights
-//! file is complete, and each final output matches the reference), and then `--resume` (a plain rerun for export) must end identical to the reference:
-//! the same weights bytes, model file, data record and report (timings aside), the same C and .tflite
-//! bytes. Only `DIR.partial/` directories and `.NAME.tmp-PID` / `.tmp` files, written before their
-//! rename, may hold a half-written file.
+//! file is complete, and each final output matches the reference), and then `--resume` (a plain
+//! rerun for export) must end identical to the reference: the same weights bytes, model file, data
+//! record and report (timings aside), the same C and .tflite bytes. Only `DIR.partial/` directories
+//! and `.NAME.tmp-PID` / `.tmp` files, written before their rename, may hold a half-written file.
 //!
 //! `MCUFIT_KILL_SEED` changes the instants (default 15); `MCUFIT_KILLS` the number of kills (default 20).
 
