@@ -128,12 +128,13 @@ const CHUNK_FLOATS: usize = 1 << 16;
 pub(crate) const CONV_GROUPS: usize = 8;
 
 thread_local! {
-    /// Per-thread im2col / col2im scratch of the chunked convolutions.
+    /// Per-thread im2col / col2im scratch of the chunked convolutions (and the per-image dY of
+    /// a deferred BN backward).
     static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on `len` floats of this thread's scratch (contents are garbage).
-fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(crate) fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COLS.with(|c| {
         let mut v = c.borrow_mut();
         if v.len() < len {
@@ -143,7 +144,8 @@ fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Computes image `i`'s output gradient into the slice (see [`ConvPlan::backward`]).
+/// Computes image `i`'s output gradient into the slice (see [`ConvPlan::backward`] and
+/// [`crate::depthwise::Depthwise::backward`]).
 pub(crate) type DyOf<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 
 /// How an ordinary convolution is cut into chunks of whole images (a function of the shapes

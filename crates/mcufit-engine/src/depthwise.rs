@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-use crate::conv::Window;
+use crate::conv::{with_cols, DyOf, Window};
 use crate::simd::simd_fn;
 
 /// What an output pixel starts from before the taps are added.
@@ -48,23 +48,53 @@ impl Depthwise {
         self.g.oh * self.g.ow * self.g.c
     }
 
-    /// `y = conv(x) (+ bias)` for all images; `k` is `[kh·kw, c]`.
-    pub fn forward(&self, x: &[f32], k: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    /// `y = conv(x) (+ bias)` for all images; `k` is `[kh·kw, c]`. Parallel over images. `epi`: an
+    /// evaluation-mode BN (+ ReLU) applied to each image's output right after it is written, while
+    /// it is in cache (tiled `a`, `b` of [`crate::norm::eval_coefs`] and the ReLU cap). `stats`:
+    /// the statistics partials of a training-mode BN, one [`crate::norm::producer_stats`] record
+    /// per image, computed from the image's output right after it is written.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        k: &[f32],
+        bias: Option<&[f32]>,
+        epi: Option<(&[f32], &[f32], crate::norm::Relu)>,
+        stats: Option<&mut [f32]>,
+        y: &mut [f32],
+    ) {
         let g = &self.g;
         let init = bias.map_or(Init::Zero, Init::Row);
-        y.par_chunks_mut(self.out_image()).zip(x.par_chunks(g.in_image())).for_each(|(yi, xi)| {
+        let image = |yi: &mut [f32], xi: &[f32], p: Option<&mut [f32]>| {
             correlate(g, xi, k, init, yi);
-        });
+            if let Some((a, b, relu)) = epi {
+                crate::norm::affine_inplace(yi, a, b, relu.is_some(), relu.unwrap_or(0.0));
+            }
+            if let Some(p) = p {
+                crate::norm::producer_stats(yi, g.c, p);
+            }
+        };
+        let (ys, xs) = (y.par_chunks_mut(self.out_image()), x.par_chunks(g.in_image()));
+        match stats {
+            Some(st) => {
+                let rec = crate::norm::stats_record_len(g.c);
+                ys.zip(xs).zip(st.par_chunks_mut(rec)).for_each(|((yi, xi), p)| image(yi, xi, Some(p)));
+            }
+            None => ys.zip(xs).for_each(|(yi, xi)| image(yi, xi, None)),
+        }
     }
 
     /// Backward for all images. `part` gets one record per image of `kh·kw·c` kernel gradient
     /// sums then `c` bias gradient sums (summed over images by the caller, in order); `dx`, when
-    /// given, is written (or added to when `acc`). `kflip` is scratch.
+    /// given, is written (or added to when `acc`). `kflip` is scratch. `dy_of`: dY is computed
+    /// image by image (`dy_of(i, dy_i)`, the deferred input gradient of the BN after this conv)
+    /// into a per-thread scratch instead of read from `dy` (then unused).
+    #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         x: &[f32],
         k: &[f32],
         dy: &[f32],
+        dy_of: Option<DyOf>,
         part: &mut [f32],
         dx: Option<(&mut [f32], bool)>,
         kflip: &mut Vec<f32>,
@@ -73,10 +103,18 @@ impl Depthwise {
         let (c, taps) = (g.c, g.kh * g.kw);
         let rec = (taps + 1) * c;
         let (inn, out) = (g.in_image(), self.out_image());
-        let grads =
-            |i: usize, p: &mut [f32]| param_grads(g, &x[i * inn..(i + 1) * inn], &dy[i * out..(i + 1) * out], p);
+        // Image `i`'s dY: read from `dy`, or computed into the thread's scratch.
+        let with_dy = |i: usize, f: &mut dyn FnMut(&[f32])| match dy_of {
+            Some(d) => with_cols(out, |buf| {
+                d(i, buf);
+                f(buf)
+            }),
+            None => f(&dy[i * out..(i + 1) * out]),
+        };
         let Some((dx, acc)) = dx else {
-            part.par_chunks_mut(rec).enumerate().for_each(|(i, p)| grads(i, p));
+            part.par_chunks_mut(rec)
+                .enumerate()
+                .for_each(|(i, p)| with_dy(i, &mut |dyi| param_grads(g, &x[i * inn..(i + 1) * inn], dyi, p)));
             return;
         };
         // Stride 1: dX is the correlation of dY with the flipped kernel, padded by
@@ -103,16 +141,17 @@ impl Depthwise {
         }
         let kflip = &kflip[..];
         part.par_chunks_mut(rec).zip(dx.par_chunks_mut(inn)).enumerate().for_each(|(i, (p, dxi))| {
-            grads(i, p);
-            let dyi = &dy[i * out..(i + 1) * out];
-            if unit {
-                correlate(&flipped, dyi, kflip, if acc { Init::Out } else { Init::Zero }, dxi);
-            } else {
-                if !acc {
-                    dxi.fill(0.0);
+            with_dy(i, &mut |dyi| {
+                param_grads(g, &x[i * inn..(i + 1) * inn], dyi, p);
+                if unit {
+                    correlate(&flipped, dyi, kflip, if acc { Init::Out } else { Init::Zero }, dxi);
+                } else {
+                    if !acc {
+                        dxi.fill(0.0);
+                    }
+                    scatter(g, dyi, k, dxi);
                 }
-                scatter(g, dyi, k, dxi);
-            }
+            })
         });
     }
 }
@@ -610,14 +649,14 @@ mod tests {
             let want = reference(&g, n, &x, &k, &b, &dy);
             let d = Depthwise::new(g);
             let mut y = vec![0f32; n * oh * ow * c];
-            d.forward(&x, &k, Some(&b), &mut y);
+            d.forward(&x, &k, Some(&b), None, None, &mut y);
             close("y", &y, &want[0]);
             let rec = (taps + 1) * c;
             let mut part = vec![0f32; n * rec];
             let mut kflip = Vec::new();
             for acc in [false, true] {
                 let mut dx = vec![if acc { 1.0 } else { f32::NAN }; x.len()];
-                d.backward(&x, &k, &dy, &mut part, Some((&mut dx, acc)), &mut kflip);
+                d.backward(&x, &k, &dy, None, &mut part, Some((&mut dx, acc)), &mut kflip);
                 let want_dx: Vec<f64> = want[1].iter().map(|v| v + if acc { 1.0 } else { 0.0 }).collect();
                 close("dx", &dx, &want_dx);
             }
@@ -631,7 +670,16 @@ mod tests {
             close("db", &db, &want[3]);
             // Without dx: the same parameter gradients, bit for bit.
             let mut part2 = vec![0f32; n * rec];
-            d.backward(&x, &k, &dy, &mut part2, None, &mut kflip);
+            d.backward(&x, &k, &dy, None, &mut part2, None, &mut kflip);
+            assert_eq!(part, part2);
+            // dY computed image by image (a deferred BN's input gradient): the same, bit for bit.
+            let oi = oh * ow * c;
+            let of = |i: usize, out: &mut [f32]| out.copy_from_slice(&dy[i * oi..(i + 1) * oi]);
+            let (mut dx1, mut dx2) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+            d.backward(&x, &k, &dy, None, &mut part, Some((&mut dx1, false)), &mut kflip);
+            d.backward(&x, &k, &[], Some(&of), &mut part2, Some((&mut dx2, false)), &mut kflip);
+            assert_eq!((&part, &dx1), (&part2, &dx2));
+            d.backward(&x, &k, &[], Some(&of), &mut part2, None, &mut kflip);
             assert_eq!(part, part2);
         }
     }

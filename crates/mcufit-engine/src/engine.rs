@@ -140,8 +140,10 @@ pub struct Engine {
     deferred: Vec<bool>,
     /// Shared partial-sum scratch of the reductions.
     part: Vec<f32>,
-    /// `eval_fold[conv] = Some(bn)`: in [`Mode::Eval`] the BN (the conv's only consumer) is
-    /// applied by the conv as it writes each chunk; the BN then just takes over the buffer.
+    /// `eval_fold[conv] = Some(bn)` (an ordinary or depthwise conv): in [`Mode::Eval`] the BN
+    /// (the conv's only consumer) is applied by the conv as it writes each chunk; the BN then just
+    /// takes over the buffer. In [`Mode::Train`] the conv computes the BN's statistics partials,
+    /// and the BN's backward may leave its input gradient to the conv (`deferred`).
     eval_fold: Vec<Option<NodeId>>,
     /// Coefficients of a folded BN (scratch: `[a, b]` then their tiles).
     epi: (Vec<f32>, Vec<f32>),
@@ -165,6 +167,27 @@ fn need<'a>(v: &'a Option<Vec<f32>>, len: usize, node: &str, what: &str) -> Resu
 /// An optional parameter (a bias) of `len` values.
 fn opt<'a>(v: &'a Option<Vec<f32>>, len: usize, node: &str, what: &str) -> Result<Option<&'a [f32]>> {
     v.as_ref().map(|_| need(v, len, node, what)).transpose()
+}
+
+/// The training-mode BN `bn` (after node `id`, `later = steps[id + 1..]`, `ghi = grads[id +
+/// 1..]`) whose input gradient `id`'s backward computes image by image: its statistics, ReLU and
+/// output gradient (that of the max pooling after it when the pooling reads it, see
+/// [`norm::Dy`]). `None` when `bn` is.
+fn deferred_bn<'a>(
+    id: NodeId,
+    bn: Option<NodeId>,
+    later: &'a [Step],
+    ghi: &'a [Vec<f32>],
+) -> Option<(&'a BnStats, norm::Relu, norm::Dy<'a>)> {
+    let bn = bn?;
+    let Step::BatchNorm { stats, relu, pooled, .. } = &later[bn - id - 1] else {
+        unreachable!("eval_fold targets a BN")
+    };
+    let dys = match pooled.map(|pid| (pid, &later[pid - id - 1])) {
+        Some((pid, Step::MaxPool { win, arg, .. })) if win.tiles() => norm::Dy::Pooled(win, &ghi[pid - id - 1], arg),
+        _ => norm::Dy::Full(&ghi[bn - id - 1]),
+    };
+    Some((stats, *relu, dys))
 }
 
 /// Sets `g` to zeros shaped like `p` (`None` where `p` is).
@@ -339,7 +362,8 @@ impl Engine {
         let mut eval_fold = vec![None; end];
         for (id, node) in graph.nodes.iter().enumerate().take(end) {
             if let (Step::BatchNorm { .. }, Some(&src)) = (&steps[id], node.inputs.first()) {
-                if matches!(steps[src], Step::Conv { .. }) && consumers[src] == 1 && mask_site[src].is_none() {
+                let producer = matches!(steps[src], Step::Conv { .. } | Step::Depthwise { .. });
+                if producer && consumers[src] == 1 && mask_site[src].is_none() {
                     eval_fold[src] = Some(id);
                 }
             }
@@ -500,7 +524,12 @@ impl Engine {
                     }
                 }
                 let bias = opt(&p.bias, c, name, "bias")?;
-                dw.forward(arg(0), wmat, bias, &mut y);
+                let stats = bn_stats.map(|st| {
+                    ensure(&mut st.pre, n * norm::stats_record_len(c));
+                    st.pre_rows = dw.g.oh * dw.g.ow;
+                    &mut st.pre[..]
+                });
+                dw.forward(arg(0), wmat, bias, epi, stats, &mut y);
             }
             Step::Dense { nin, units } => {
                 let w = need(&p.weight, *nin * *units, name, "weight [in, units]")?;
@@ -622,10 +651,10 @@ impl Engine {
     /// after the logits node.
     ///
     /// Also `None` for a node whose own output is never materialised: a batch norm or add whose
-    /// ReLU is fused into it (its buffer holds the ReLU's output), and in [`Mode::Eval`] a
-    /// convolution whose batch norm is folded into it (its buffer holds the BN's output), and in
-    /// [`Mode::Train`] a batch norm (and the ReLU fused into it) whose output only a max pooling
-    /// reads (the pooling computes it on the fly).
+    /// ReLU is fused into it (its buffer holds the ReLU's output), and in [`Mode::Eval`] an
+    /// ordinary or depthwise convolution whose batch norm is folded into it (its buffer holds the
+    /// BN's output), and in [`Mode::Train`] a batch norm (and the ReLU fused into it) whose
+    /// output only a max pooling reads (the pooling computes it on the fly).
     pub fn output(&self, node: NodeId) -> Option<&[f32]> {
         let (n, mode) = self.last?;
         let fused_relu = match self.steps.get(node)? {
@@ -799,21 +828,7 @@ impl Engine {
                 let pb = (bias_len > 0).then_some(&mut pb_all[..]);
                 // The deferred input gradient of the BN after this conv (this conv's dY).
                 let (glo, ghi) = grads.split_at_mut(id + 1);
-                let bn_dx = match eval_fold[id] {
-                    Some(bn) if deferred[id] => match &later[bn - id - 1] {
-                        Step::BatchNorm { stats, relu, pooled, .. } => {
-                            let dys = match pooled.map(|pid| (pid, &later[pid - id - 1])) {
-                                Some((pid, Step::MaxPool { win, arg, .. })) if win.tiles() => {
-                                    norm::Dy::Pooled(win, &ghi[pid - id - 1], arg)
-                                }
-                                _ => norm::Dy::Full(&ghi[bn - id - 1]),
-                            };
-                            Some((stats, *relu, dys))
-                        }
-                        _ => unreachable!("eval_fold targets a BN"),
-                    },
-                    _ => None,
-                };
+                let bn_dx = deferred_bn(id, eval_fold[id].filter(|_| deferred[id]), later, ghi);
                 let xbn = &acts[id];
                 let dy_of = bn_dx.map(|(stats, relu, dys)| {
                     move |i: usize, out: &mut [f32]| norm::bn_dx_image(stats, relu, dys, xbn, i, out)
@@ -840,13 +855,21 @@ impl Engine {
                 let rec = (taps + 1) * c;
                 let pt = scratch(part, n * rec);
                 let x = arg(0);
+                // As for a conv: the deferred input gradient of the BN after it, image by image.
+                let (glo, ghi) = grads.split_at_mut(id + 1);
+                let bn_dx = deferred_bn(id, eval_fold[id].filter(|_| deferred[id]), later, ghi);
+                let xbn = &acts[id];
+                let dy_of = bn_dx.map(|(stats, relu, dys)| {
+                    move |i: usize, out: &mut [f32]| norm::bn_dx_image(stats, relu, dys, xbn, i, out)
+                });
+                let dy_of = dy_of.as_ref().map(|f| f as conv::DyOf);
                 match target(0) {
                     Some(t) => {
                         let acc = written[t];
-                        dw.backward(x, wmat, &dy, pt, Some((&mut grads[t], acc)), kflip);
+                        dw.backward(x, wmat, &dy, dy_of, pt, Some((&mut glo[t], acc)), kflip);
                         written[t] = true;
                     }
-                    None => dw.backward(x, wmat, &dy, pt, None, kflip),
+                    None => dw.backward(x, wmat, &dy, dy_of, pt, None, kflip),
                 }
                 let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
                 for ch in 0..c {
@@ -896,12 +919,16 @@ impl Engine {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(invalid(format!("node '{name}' has no gamma / beta"))),
                 };
-                // The conv before (this BN its only consumer, no bias) computes dx image by image
-                // from the pass-2 coefficients, in its own backward, instead of reading it whole.
+                // The conv before (this BN its only consumer) computes dx image by image from the
+                // pass-2 coefficients, in its own backward, instead of reading it whole.
                 let src = ins[0];
                 let defer = eval_fold[src] == Some(id)
                     && target(0).is_some()
-                    && matches!(&before[src], Step::Conv { plan, .. } if plan.is_direct());
+                    && match &before[src] {
+                        Step::Conv { plan, .. } => plan.is_direct(),
+                        Step::Depthwise { .. } => true,
+                        _ => false,
+                    };
                 if defer {
                     deferred[src] = true;
                 }

@@ -631,3 +631,66 @@ fn bn_outputs_computed_by_the_next_conv() {
     e.forward(&params, &xs, 2, Mode::Eval).unwrap();
     assert!([r1, n2].iter().all(|&id| e.output(id).is_some()));
 }
+
+/// A depthwise conv whose only consumer is a BN: in training it computes the BN's statistics as
+/// it writes each image and the BN's input gradient image by image in its own backward (also
+/// when a tiling max pooling reads the BN); in evaluation it applies the BN as it writes. Against
+/// the unfused f64 reference and its central differences, with and without mask sites, in both
+/// modes, and the statistics against the depthwise output (a large bias: mean >> deviation).
+#[test]
+fn depthwise_computes_its_bn() {
+    let mut b = GraphBuilder::new("dw-bn", Shape::new(9, 11, 3));
+    let x = b.conv_bn_relu(0, 6, 3, 1, Same);
+    let d1 = b.dw(x, 3, 1, Same);
+    let n1 = b.bn(d1);
+    let r1 = b.relu(n1);
+    let c1 = conv(&mut b, r1, 5, [1, 1], [1, 1], Same);
+    let n2 = b.bn(c1);
+    let r2 = b.add(Op::Relu6, &[n2]);
+    let d2 = b.dw(r2, 3, 2, Same); // 9x11 -> 5x6
+    let n3 = b.bn(d2);
+    let r3 = b.relu(n3);
+    let p3 = pool(&mut b, r3, true, 2, 2, Same); // tiles: the BN reads the pooling's dY
+    let d3 = b.dw(p3, 2, 1, Valid);
+    let n4 = b.bn(d3); // no ReLU, straight into the head
+    let g = head(b, n4);
+    check_grads(&g, no_masks(&g), 3, 61, 1.0);
+    check_grads(&g, no_masks(&g), 2, 62, 8.0);
+    let mut sites = no_masks(&g);
+    sites[n1] = Some(0);
+    sites[n3] = Some(1);
+    sites[n4] = Some(2);
+    check_grads(&g, sites.clone(), 3, 63, 1.0);
+    for mask_site in [no_masks(&g), sites] {
+        let mut params = random_params(&g, &mask_site, 64);
+        for id in [d1, d2, d3] {
+            params.nodes[id].bias.as_mut().unwrap().iter_mut().enumerate().for_each(|(i, v)| *v = 50.0 + i as f32);
+        }
+        let n = 3;
+        let x = Rng::new(65).vec(n * g.input_shape().elements(), -1.0, 1.0);
+        let mut e = Engine::new(&g, g.output(), mask_site.clone()).unwrap();
+        e.forward(&params, &x, n, Mode::Train).unwrap();
+        for (dw, bn) in [(d1, n1), (d2, n3), (d3, n4)] {
+            let y = e.output(dw).unwrap();
+            let (mean, var) = e.batch_stats(bn).unwrap();
+            let c = mean.len();
+            let rows = (y.len() / c) as f64;
+            for ch in 0..c {
+                let m: f64 = y.iter().skip(ch).step_by(c).map(|&v| v as f64).sum::<f64>() / rows;
+                let v: f64 = y.iter().skip(ch).step_by(c).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / rows;
+                assert!((mean[ch] as f64 - m).abs() <= 1e-5 * m.abs(), "node {bn} ch {ch}: mean {} vs {m}", mean[ch]);
+                assert!((var[ch] as f64 - v).abs() <= 1e-3 * v + 1e-6, "node {bn} ch {ch}: var {} vs {v}", var[ch]);
+            }
+        }
+        let logits = g.output();
+        let y = e.forward(&params, &x, n, Mode::Eval).unwrap().to_vec();
+        let r = reference(&g, logits, &mask_site, &to64(&params), &x, n, false);
+        let scale = r.iter().fold(1.0f64, |a, &v| a.max(v.abs()));
+        for (&a, &b) in y.iter().zip(&r) {
+            assert!((a as f64 - b).abs() <= 1e-4 * scale, "eval: {a} vs reference {b}");
+        }
+        // Folded in evaluation: the depthwise buffers hold the BNs' outputs.
+        assert!([d1, d2, d3].iter().all(|&id| e.output(id).is_none()));
+        assert!(e.output(n4).is_some());
+    }
+}
