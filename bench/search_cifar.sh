@@ -11,6 +11,8 @@
 #
 # Usage: bench/search_cifar.sh [OUT_DIR]       (default /tmp/mcufit-search-cifar)
 # Env:   BUDGET (default 35m), LIMIT (default 10000), FINAL_EPOCHS (default 8), R8_EPOCHS (default 40),
+#        TOTAL (seconds for search + final training, e.g. 10800 for 3 h: FINAL_EPOCHS then becomes the
+#        epochs that fit in TOTAL less the search's wall time, from the winner's throughput on 5,000 images),
 #        FITNESS (--fitness: error or scalarised, default error), SEED (default 1), MCUFIT (binary),
 #        MCUFIT_DATASETS (default ../shared/datasets).
 set -euo pipefail
@@ -34,7 +36,18 @@ r8=$!
     --limit "${LIMIT:-10000}" --threads 1 --seed "$seed" > "$out/search.log" 2>&1
 t1=$(date +%s)
 best=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["progress"]["best"]["id"])' "$out/search/pareto.json")
-"$M" train "$out/search/trials/$best" --data "$D" --epochs "${FINAL_EPOCHS:-8}" --threads 1 --seed "$seed" \
+final_epochs=${FINAL_EPOCHS:-8}
+if [ -n "${TOTAL:-}" ]; then
+    # The winner's training throughput (img/s, one epoch of 5,000 images); an epoch is 45,000 training
+    # images plus 5,000 validation images at about a third of the cost; 60 s kept for loading the data.
+    "$M" train "$out/search/trials/$best" --data "$D" --epochs 1 --limit 5000 --threads 1 --seed "$seed" \
+        --out "$out/final-timing" > "$out/final-timing.log" 2>&1
+    ips=$(grep -o '[0-9.]* img/s' "$out/final-timing.log" | tail -1 | cut -d' ' -f1)
+    left=$((TOTAL - $(date +%s) + t0 - 60))
+    final_epochs=$(python3 -c 'import sys; left, ips = float(sys.argv[1]), float(sys.argv[2]); print(max(1, int(left * ips / (45000 + 5000 / 3))))' "$left" "$ips")
+    echo "final training: $final_epochs epochs at $ips img/s fit in the $left s left of TOTAL=$TOTAL" | tee "$out/final-epochs.txt"
+fi
+"$M" train "$out/search/trials/$best" --data "$D" --epochs "$final_epochs" --threads 1 --seed "$seed" \
     --out "$out/final" > "$out/final.log" 2>&1
 t2=$(date +%s)
 wait "$r8"
