@@ -299,7 +299,7 @@ impl ConvPlan {
     /// each; their sum in order is dW), `dx`, when given, is written (or added to when `acc`).
     /// Parallel over the groups, each a fixed run of chunks. `dy_of`: dY is computed image by
     /// image (`dy_of(i, dy_i)`, e.g. the deferred input gradient of the BN after this conv)
-    /// into a per-thread scratch instead of read from `dy` (then unused); direct form only.
+    /// into a per-thread scratch instead of read from `dy` (then unused).
     /// `db`: per-image column sums of dY (`[n, cout]`, the bias gradient's partials), with `dy_of`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
@@ -381,15 +381,30 @@ impl ConvPlan {
             });
             return;
         }
-        assert!(dy_of.is_none(), "dy_of needs the direct form");
         let scratch = if self.direct { 0 } else { pc * ri * kk };
-        jobs.into_par_iter().for_each(|(i0, i1, p, mut d, _)| {
-            with_cols(scratch, |cols| {
+        // With `dy_of`: a chunk's dY is computed into the scratch after the im2col part, and the
+        // bias partials taken from it image by image.
+        let own = if dy_of.is_some() { pc * ri * cout } else { 0 };
+        jobs.into_par_iter().for_each(|(i0, i1, p, mut d, mut b)| {
+            with_cols(scratch + own, |buf| {
+                let (cols, dyb) = buf.split_at_mut(scratch);
                 let mut i = i0;
                 while i < i1 {
                     let imgs = pc.min(i1 - i);
                     let rows = imgs * ri;
-                    let dyc = &dy[i * ri * cout..(i + imgs) * ri * cout];
+                    let dyc: &[f32] = match dy_of {
+                        Some(f) => {
+                            for (j, dyi) in dyb[..rows * cout].chunks_exact_mut(ri * cout).enumerate() {
+                                f(i + j, dyi);
+                                if let Some(b) = b.as_deref_mut() {
+                                    let at = (i + j - i0) * cout;
+                                    crate::elem::col_sums_chunk(dyi, &mut b[at..at + cout]);
+                                }
+                            }
+                            &dyb[..rows * cout]
+                        }
+                        None => &dy[i * ri * cout..(i + imgs) * ri * cout],
+                    };
                     let lhs = self.lhs(x, i, imgs, cols);
                     // dW partial (+)= colsᵀ · dY
                     matmul_seq(kk, cout, rows, p, cout, i > i0, View::transposed(lhs, kk), View::rows(dyc, cout));

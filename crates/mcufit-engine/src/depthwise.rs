@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use crate::conv::{with_cols, DyOf, Window};
+use crate::pool::{bn_act_pixels, BnAct};
 use crate::simd::simd_fn;
 
 /// What an output pixel starts from before the taps are added.
@@ -52,7 +53,10 @@ impl Depthwise {
     /// evaluation-mode BN (+ ReLU) applied to each image's output right after it is written, while
     /// it is in cache (tiled `a`, `b` of [`crate::norm::eval_coefs`] and the ReLU cap). `stats`:
     /// the statistics partials of a training-mode BN, one [`crate::norm::producer_stats`] record
-    /// per image, computed from the image's output right after it is written.
+    /// per image, computed from the image's output right after it is written. `bn_in`: `x` is the
+    /// input of a training-mode BN (+ ReLU) whose output this conv's input is; the BN is applied
+    /// to each image into a per-thread scratch (its output is never stored).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &[f32],
@@ -60,12 +64,19 @@ impl Depthwise {
         bias: Option<&[f32]>,
         epi: Option<(&[f32], &[f32], crate::norm::Relu)>,
         stats: Option<&mut [f32]>,
+        bn_in: Option<&BnAct>,
         y: &mut [f32],
     ) {
         let g = &self.g;
         let init = bias.map_or(Init::Zero, Init::Row);
         let image = |yi: &mut [f32], xi: &[f32], p: Option<&mut [f32]>| {
-            correlate(g, xi, k, init, yi);
+            match bn_in {
+                Some(f) => with_cols(g.in_image(), |xs| {
+                    bn_act_pixels(xi, f, xs);
+                    correlate(g, xs, k, init, yi)
+                }),
+                None => correlate(g, xi, k, init, yi),
+            }
             if let Some((a, b, relu)) = epi {
                 crate::norm::affine_inplace(yi, a, b, relu.is_some(), relu.unwrap_or(0.0));
             }
@@ -87,7 +98,8 @@ impl Depthwise {
     /// sums then `c` bias gradient sums (summed over images by the caller, in order); `dx`, when
     /// given, is written (or added to when `acc`). `kflip` is scratch. `dy_of`: dY is computed
     /// image by image (`dy_of(i, dy_i)`, the deferred input gradient of the BN after this conv)
-    /// into a per-thread scratch instead of read from `dy` (then unused).
+    /// into a per-thread scratch instead of read from `dy` (then unused). `bn_in`: as in the
+    /// forward (`x` the BN's input; each image's BN output recomputed into the scratch).
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -95,6 +107,7 @@ impl Depthwise {
         k: &[f32],
         dy: &[f32],
         dy_of: Option<DyOf>,
+        bn_in: Option<&BnAct>,
         part: &mut [f32],
         dx: Option<(&mut [f32], bool)>,
         kflip: &mut Vec<f32>,
@@ -103,18 +116,32 @@ impl Depthwise {
         let (c, taps) = (g.c, g.kh * g.kw);
         let rec = (taps + 1) * c;
         let (inn, out) = (g.in_image(), self.out_image());
-        // Image `i`'s dY: read from `dy`, or computed into the thread's scratch.
-        let with_dy = |i: usize, f: &mut dyn FnMut(&[f32])| match dy_of {
-            Some(d) => with_cols(out, |buf| {
-                d(i, buf);
-                f(buf)
-            }),
-            None => f(&dy[i * out..(i + 1) * out]),
+        // Image `i`'s input and dY: read from `x` and `dy`, or computed into the thread's scratch.
+        let (own_dy, own_x) = (if dy_of.is_some() { out } else { 0 }, if bn_in.is_some() { inn } else { 0 });
+        let with_img = |i: usize, f: &mut dyn FnMut(&[f32], &[f32])| {
+            with_cols(own_dy + own_x, |buf| {
+                let (dyb, xb) = buf.split_at_mut(own_dy);
+                let dyi: &[f32] = match dy_of {
+                    Some(d) => {
+                        d(i, dyb);
+                        dyb
+                    }
+                    None => &dy[i * out..(i + 1) * out],
+                };
+                let xi: &[f32] = match bn_in {
+                    Some(b) => {
+                        bn_act_pixels(&x[i * inn..(i + 1) * inn], b, xb);
+                        xb
+                    }
+                    None => &x[i * inn..(i + 1) * inn],
+                };
+                f(xi, dyi)
+            })
         };
         let Some((dx, acc)) = dx else {
             part.par_chunks_mut(rec)
                 .enumerate()
-                .for_each(|(i, p)| with_dy(i, &mut |dyi| param_grads(g, &x[i * inn..(i + 1) * inn], dyi, p)));
+                .for_each(|(i, p)| with_img(i, &mut |xi, dyi| param_grads(g, xi, dyi, p)));
             return;
         };
         // Stride 1: dX is the correlation of dY with the flipped kernel, padded by
@@ -141,8 +168,8 @@ impl Depthwise {
         }
         let kflip = &kflip[..];
         part.par_chunks_mut(rec).zip(dx.par_chunks_mut(inn)).enumerate().for_each(|(i, (p, dxi))| {
-            with_dy(i, &mut |dyi| {
-                param_grads(g, &x[i * inn..(i + 1) * inn], dyi, p);
+            with_img(i, &mut |xi, dyi| {
+                param_grads(g, xi, dyi, p);
                 if unit {
                     correlate(&flipped, dyi, kflip, if acc { Init::Out } else { Init::Zero }, dxi);
                 } else {
@@ -649,14 +676,14 @@ mod tests {
             let want = reference(&g, n, &x, &k, &b, &dy);
             let d = Depthwise::new(g);
             let mut y = vec![0f32; n * oh * ow * c];
-            d.forward(&x, &k, Some(&b), None, None, &mut y);
+            d.forward(&x, &k, Some(&b), None, None, None, &mut y);
             close("y", &y, &want[0]);
             let rec = (taps + 1) * c;
             let mut part = vec![0f32; n * rec];
             let mut kflip = Vec::new();
             for acc in [false, true] {
                 let mut dx = vec![if acc { 1.0 } else { f32::NAN }; x.len()];
-                d.backward(&x, &k, &dy, None, &mut part, Some((&mut dx, acc)), &mut kflip);
+                d.backward(&x, &k, &dy, None, None, &mut part, Some((&mut dx, acc)), &mut kflip);
                 let want_dx: Vec<f64> = want[1].iter().map(|v| v + if acc { 1.0 } else { 0.0 }).collect();
                 close("dx", &dx, &want_dx);
             }
@@ -670,16 +697,16 @@ mod tests {
             close("db", &db, &want[3]);
             // Without dx: the same parameter gradients, bit for bit.
             let mut part2 = vec![0f32; n * rec];
-            d.backward(&x, &k, &dy, None, &mut part2, None, &mut kflip);
+            d.backward(&x, &k, &dy, None, None, &mut part2, None, &mut kflip);
             assert_eq!(part, part2);
             // dY computed image by image (a deferred BN's input gradient): the same, bit for bit.
             let oi = oh * ow * c;
             let of = |i: usize, out: &mut [f32]| out.copy_from_slice(&dy[i * oi..(i + 1) * oi]);
             let (mut dx1, mut dx2) = (vec![0f32; x.len()], vec![0f32; x.len()]);
-            d.backward(&x, &k, &dy, None, &mut part, Some((&mut dx1, false)), &mut kflip);
-            d.backward(&x, &k, &[], Some(&of), &mut part2, Some((&mut dx2, false)), &mut kflip);
+            d.backward(&x, &k, &dy, None, None, &mut part, Some((&mut dx1, false)), &mut kflip);
+            d.backward(&x, &k, &[], Some(&of), None, &mut part2, Some((&mut dx2, false)), &mut kflip);
             assert_eq!((&part, &dx1), (&part2, &dx2));
-            d.backward(&x, &k, &[], Some(&of), &mut part2, None, &mut kflip);
+            d.backward(&x, &k, &[], Some(&of), None, &mut part2, None, &mut kflip);
             assert_eq!(part, part2);
         }
     }

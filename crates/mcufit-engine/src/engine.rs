@@ -35,6 +35,9 @@ enum Step {
     Depthwise {
         dw: Depthwise,
         wmat: Vec<f32>,
+        /// In [`Mode::Train`]: the batch norm (+ ReLU) whose output is this conv's input (its
+        /// only reader), applied to each image from the BN's input, forward and backward.
+        bn_in: Option<NodeId>,
         /// The flipped kernel of the stride-1 input gradient (scratch).
         kflip: Vec<f32>,
     },
@@ -88,9 +91,9 @@ enum Step {
 }
 
 impl Step {
-    fn depthwise(win: Window) -> Step {
+    fn depthwise(win: Window, bn_in: Option<NodeId>) -> Step {
         let k = win.kh * win.kw * win.c;
-        Step::Depthwise { dw: Depthwise::new(win), wmat: vec![0.0; k], kflip: Vec::new() }
+        Step::Depthwise { dw: Depthwise::new(win), wmat: vec![0.0; k], bn_in, kflip: Vec::new() }
     }
 
     fn kind(&self) -> &'static str {
@@ -169,6 +172,21 @@ fn opt<'a>(v: &'a Option<Vec<f32>>, len: usize, node: &str, what: &str) -> Resul
     v.as_ref().map(|_| need(v, len, node, what)).transpose()
 }
 
+/// The BN (+ ReLU) of a training forward as its reader applies it (the statistics and `γ·m`,
+/// `β·m` of the forward, in `stats.coef[..2·c]` until the BN's backward).
+fn bn_act(step: &Step) -> pool::BnAct<'_> {
+    let Step::BatchNorm { stats, relu, .. } = step else { unreachable!("a BN read on the fly") };
+    let c = stats.mean.len();
+    pool::BnAct {
+        mean: &stats.mean,
+        inv_std: &stats.inv_std,
+        ga: &stats.coef[..c],
+        gb: &stats.coef[c..2 * c],
+        relu: relu.is_some(),
+        cap: relu.unwrap_or(0.0),
+    }
+}
+
 /// The training-mode BN `bn` (after node `id`, `later = steps[id + 1..]`, `ghi = grads[id +
 /// 1..]`) whose input gradient `id`'s backward computes image by image: its statistics, ReLU and
 /// output gradient (that of the max pooling after it when the pooling reads it, see
@@ -237,6 +255,21 @@ impl Engine {
             let unsupported = |what: &str| EngineError::Unsupported(format!("node '{}': {what}", node.name));
             let inp = node.inputs.first().map(|&i| shapes[i]).unwrap_or(shapes[id]);
             let out = shapes[id];
+            // The batch norm (+ ReLU) whose output only this node reads: it may compute it on
+            // the fly (`in_conv`, see `Step::BatchNorm`), when `ok`.
+            let mut bn_reader = |ok: bool| {
+                let &src = node.inputs.first()?;
+                let b = buf[src];
+                match &mut steps[b] {
+                    Step::BatchNorm { pooled: None, in_add: false, in_conv, .. }
+                        if ok && consumers[src] == 1 && consumers[b] == 1 && b != 0 =>
+                    {
+                        *in_conv = true;
+                        Some(b)
+                    }
+                    _ => None,
+                }
+            };
             let step = match &node.op {
                 Op::Input { .. } => Step::Input,
                 Op::Conv2d(c) if c.groups == 1 => {
@@ -244,16 +277,7 @@ impl Engine {
                     let k = c.kernel[0] * c.kernel[1] * inp.c;
                     let plan = ConvPlan { win, cout: c.filters, direct: c.kernel == [1, 1] && c.stride == [1, 1] };
                     // The only reader of a BN's output (or of the ReLU fused into it), direct form.
-                    let (src, b) = (node.inputs[0], buf[node.inputs[0]]);
-                    let bn_in = match &mut steps[b] {
-                        Step::BatchNorm { pooled: None, in_add: false, in_conv, .. }
-                            if consumers[src] == 1 && consumers[b] == 1 && b != 0 && plan.is_direct() =>
-                        {
-                            *in_conv = true;
-                            Some(b)
-                        }
-                        _ => None,
-                    };
+                    let bn_in = bn_reader(plan.is_direct());
                     Step::Conv {
                         plan,
                         bn_in,
@@ -266,7 +290,7 @@ impl Engine {
                 // A conv with one group per channel is a depthwise conv, in the same kernel layout.
                 Op::Conv2d(c) if c.groups == inp.c && c.filters == inp.c => {
                     let win = Window::new(inp, out, c.kernel, c.stride, c.padding);
-                    Step::depthwise(win)
+                    Step::depthwise(win, bn_reader(true))
                 }
                 Op::Conv2d(c) => {
                     return Err(unsupported(&format!(
@@ -276,7 +300,7 @@ impl Engine {
                 }
                 Op::DepthwiseConv2d(d) => {
                     let win = Window::new(inp, out, d.kernel, d.stride, d.padding);
-                    Step::depthwise(win)
+                    Step::depthwise(win, bn_reader(true))
                 }
                 Op::Dense(d) => Step::Dense { nin: inp.elements(), units: d.units },
                 Op::BatchNorm(b) => Step::BatchNorm {
@@ -500,22 +524,14 @@ impl Engine {
                 });
                 match (mode, *bn_in) {
                     (Mode::Train, Some(b)) => {
-                        let Step::BatchNorm { stats: bs, relu, .. } = &before[b] else { unreachable!("a conv's BN") };
-                        let f = pool::BnAct {
-                            mean: &bs.mean,
-                            inv_std: &bs.inv_std,
-                            ga: &bs.coef[..cin],
-                            gb: &bs.coef[cin..2 * cin],
-                            relu: relu.is_some(),
-                            cap: relu.unwrap_or(0.0),
-                        };
+                        let f = bn_act(&before[b]);
                         let x = &acts[buf[inputs[b][0]]];
                         plan.forward(x, wmat, bias, epi, stats, Some(&f), xpad, &mut y);
                     }
                     _ => plan.forward(arg(0), wmat, bias, epi, stats, None, xpad, &mut y),
                 }
             }
-            Step::Depthwise { dw, wmat, .. } => {
+            Step::Depthwise { dw, wmat, bn_in, .. } => {
                 let (c, taps) = (dw.g.c, dw.g.kh * dw.g.kw);
                 let kernel = need(&p.kernel, taps * c, name, "kernel [c, 1, kh, kw]")?;
                 for ch in 0..c {
@@ -529,7 +545,13 @@ impl Engine {
                     st.pre_rows = dw.g.oh * dw.g.ow;
                     &mut st.pre[..]
                 });
-                dw.forward(arg(0), wmat, bias, epi, stats, &mut y);
+                match (mode, *bn_in) {
+                    (Mode::Train, Some(b)) => {
+                        let f = bn_act(&before[b]);
+                        dw.forward(&acts[buf[inputs[b][0]]], wmat, bias, epi, stats, Some(&f), &mut y);
+                    }
+                    _ => dw.forward(arg(0), wmat, bias, epi, stats, None, &mut y),
+                }
             }
             Step::Dense { nin, units } => {
                 let w = need(&p.weight, *nin * *units, name, "weight [in, units]")?;
@@ -574,16 +596,7 @@ impl Engine {
                 ensure(idx, y.len());
                 match (mode, *bn) {
                     (Mode::Train, Some(b)) => {
-                        let Step::BatchNorm { stats, relu, .. } = &before[b] else { unreachable!("a pooled BN") };
-                        let c = win.c;
-                        let f = pool::BnAct {
-                            mean: &stats.mean,
-                            inv_std: &stats.inv_std,
-                            ga: &stats.coef[..c],
-                            gb: &stats.coef[c..2 * c],
-                            relu: relu.is_some(),
-                            cap: relu.unwrap_or(0.0),
-                        };
+                        let f = bn_act(&before[b]);
                         pool::max_forward_bn(win, &acts[buf[inputs[b][0]]], &f, &mut y, idx);
                     }
                     _ => pool::max_forward(win, arg(0), &mut y, idx),
@@ -850,11 +863,15 @@ impl Engine {
                 let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
                 conv::matrix_to_kernel(dwmat, cout, win.c, win.kh, win.kw, dk);
             }
-            Step::Depthwise { dw, wmat, kflip } => {
+            Step::Depthwise { dw, wmat, bn_in, kflip } => {
                 let taps = dw.g.kh * dw.g.kw;
                 let rec = (taps + 1) * c;
                 let pt = scratch(part, n * rec);
-                let x = arg(0);
+                // The input, or the BN's input and the BN to recompute it with.
+                let (x, f) = match bn_in {
+                    Some(b) => (&acts[buf[inputs[*b][0]]][..], Some(bn_act(&before[*b]))),
+                    None => (arg(0), None),
+                };
                 // As for a conv: the deferred input gradient of the BN after it, image by image.
                 let (glo, ghi) = grads.split_at_mut(id + 1);
                 let bn_dx = deferred_bn(id, eval_fold[id].filter(|_| deferred[id]), later, ghi);
@@ -866,10 +883,10 @@ impl Engine {
                 match target(0) {
                     Some(t) => {
                         let acc = written[t];
-                        dw.backward(x, wmat, &dy, dy_of, pt, Some((&mut glo[t], acc)), kflip);
+                        dw.backward(x, wmat, &dy, dy_of, f.as_ref(), pt, Some((&mut glo[t], acc)), kflip);
                         written[t] = true;
                     }
-                    None => dw.backward(x, wmat, &dy, dy_of, pt, None, kflip),
+                    None => dw.backward(x, wmat, &dy, dy_of, f.as_ref(), pt, None, kflip),
                 }
                 let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
                 for ch in 0..c {
@@ -924,11 +941,7 @@ impl Engine {
                 let src = ins[0];
                 let defer = eval_fold[src] == Some(id)
                     && target(0).is_some()
-                    && match &before[src] {
-                        Step::Conv { plan, .. } => plan.is_direct(),
-                        Step::Depthwise { .. } => true,
-                        _ => false,
-                    };
+                    && matches!(&before[src], Step::Conv { .. } | Step::Depthwise { .. });
                 if defer {
                     deferred[src] = true;
                 }

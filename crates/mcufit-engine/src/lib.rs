@@ -40,22 +40,24 @@
 //!   computed by it, forward and backward; for a BN x̂ is never stored: the backward recomputes
 //!   it (and the ReLU's input) from the BN's input, bit for bit. An add's backward hands its dY
 //!   buffer to one input instead of copying it.
-//! - A training-mode BN whose input is a convolution's output (its only consumer) gets its
-//!   batch statistics from the convolution, which sums each chunk it writes (an image, or a
-//!   chunk of images) while the chunk is in cache, shifted by the chunk's first row; the BN
-//!   re-centres and adds the partials in chunk order (f64). Its backward computes the sums
-//!   (pass 1) only and leaves the input gradient to that convolution's backward (direct form),
-//!   which computes it image by image into a scratch it then reads (`norm::bn_dx_image`): the
-//!   BN's dx is never written whole, nor read back.
+//! - A training-mode BN whose input is a convolution's output (ordinary or depthwise, the BN its
+//!   only consumer) gets its batch statistics from the convolution, which sums each chunk it
+//!   writes (an image, or a chunk of images) while the chunk is in cache, shifted by the chunk's
+//!   first row; the BN re-centres and adds the partials in chunk order (f64). Its backward
+//!   computes the sums (pass 1) only and leaves the input gradient to that convolution's
+//!   backward, which computes it image by image into a scratch it then reads
+//!   (`norm::bn_dx_image`): the BN's dx is never written whole, nor read back. In evaluation the
+//!   convolution applies the BN (running statistics) to each chunk it writes.
 //! - A max pooling that is the only reader of a BN's output (or of the ReLU fused into it)
 //!   computes that output on the fly in training (`pool::max_forward_bn`), so it is never
 //!   stored (`Engine::output` is `None` there, as for the fused BN); when the windows tile the
 //!   input (2x2 stride 2), the BN's backward expands the pooling's dY one band of rows at a time
 //!   from the winners instead of reading a full-size dY the pooling wrote (`norm::Dy::Pooled`).
 //!   Likewise a BN (+ ReLU) output whose only reader is a direct-form convolution is applied as
-//!   that convolution pads each image (`Taps::pad_input`), and one whose only reader is a
-//!   two-input add is computed by the add (`norm::add_bn_forward`); the backward is unchanged
-//!   (it recomputes from the BN's input).
+//!   that convolution pads each image (`Taps::pad_input`), one whose only reader is a depthwise
+//!   convolution is applied to each image into a scratch, forward and again in the backward, and
+//!   one whose only reader is a two-input add is computed by the add (`norm::add_bn_forward`);
+//!   the BN's backward is unchanged (it recomputes from the BN's input).
 //! - The hand-written loops are compiled for AVX-512 and AVX2 as well and picked at run time
 //!   (`simd.rs`); per-channel loops run over tiles of rows so narrow channel counts still fill
 //!   whole vectors.

@@ -634,9 +634,11 @@ fn bn_outputs_computed_by_the_next_conv() {
 
 /// A depthwise conv whose only consumer is a BN: in training it computes the BN's statistics as
 /// it writes each image and the BN's input gradient image by image in its own backward (also
-/// when a tiling max pooling reads the BN); in evaluation it applies the BN as it writes. Against
-/// the unfused f64 reference and its central differences, with and without mask sites, in both
-/// modes, and the statistics against the depthwise output (a large bias: mean >> deviation).
+/// when a tiling max pooling reads the BN); in evaluation it applies the BN as it writes. A
+/// depthwise conv that is the only reader of a BN (+ ReLU / ReLU6) computes that BN's output
+/// image by image in training, forward and backward. Against the unfused f64 reference and its
+/// central differences, with and without mask sites, in both modes, and the statistics against
+/// the depthwise output (a large bias: mean >> deviation).
 #[test]
 fn depthwise_computes_its_bn() {
     let mut b = GraphBuilder::new("dw-bn", Shape::new(9, 11, 3));
@@ -693,4 +695,31 @@ fn depthwise_computes_its_bn() {
         assert!([d1, d2, d3].iter().all(|&id| e.output(id).is_none()));
         assert!(e.output(n4).is_some());
     }
+}
+
+/// Convs of the GEMM forms (1x1 on the input itself, im2col at stride 2, a wide 1x1) whose only
+/// consumer is a training-mode BN: the BN leaves its input gradient to the conv, which computes it
+/// chunk by chunk in its backward (the bias gradient from it image by image), also when a tiling
+/// max pooling reads the BN. Against the f64 reference's central differences, with mask sites.
+#[test]
+fn gemm_convs_compute_their_bn_input_gradient() {
+    let mut b = GraphBuilder::new("gemm-bn", Shape::new(10, 9, 3));
+    let c0 = conv(&mut b, 0, 6, [1, 1], [1, 1], Same); // direct GEMM on the input
+    let n0 = b.bn(c0);
+    let r0 = b.relu(n0);
+    let c1 = conv(&mut b, r0, 5, [3, 3], [2, 2], Same); // im2col: 10x9 -> 5x5
+    let n1 = b.bn(c1);
+    let r1 = b.relu(n1);
+    let p1 = pool(&mut b, r1, true, 2, 2, Same); // tiles: 5x5 -> 3x3
+    let c2 = conv(&mut b, p1, 70, [1, 1], [1, 1], Same); // wide 1x1
+    let n2 = b.bn(c2);
+    let r2 = b.add(Op::Relu6, &[n2]);
+    let g = head(b, r2);
+    check_grads(&g, no_masks(&g), 3, 71, 1.0);
+    check_grads(&g, no_masks(&g), 2, 72, 8.0);
+    let mut sites = no_masks(&g);
+    sites[n0] = Some(0);
+    sites[n1] = Some(1);
+    sites[n2] = Some(2);
+    check_grads(&g, sites, 4, 73, 1.0);
 }
