@@ -173,11 +173,23 @@ impl ConvPlan {
     pub fn groups(&self, n: usize) -> usize {
         n.div_ceil(self.per_chunk()).min(CONV_GROUPS)
     }
-    /// The GEMM lhs of images `i0..i0 + imgs` (`rows x kk`): the input itself (direct) or its
+    /// The GEMM lhs of images `i0..i0 + imgs` (`rows x kk`): the input itself (direct), or, with
+    /// `bn`, the BN (+ ReLU) of the input applied into `cols` (direct only), or the input's
     /// im2col matrix built in `cols`.
-    fn lhs<'a>(&self, x: &'a [f32], i0: usize, imgs: usize, cols: &'a mut [f32]) -> &'a [f32] {
+    fn lhs<'a>(
+        &self,
+        x: &'a [f32],
+        i0: usize,
+        imgs: usize,
+        bn: Option<&crate::pool::BnAct>,
+        cols: &'a mut [f32],
+    ) -> &'a [f32] {
         let (ii, ci) = (self.win.in_image(), self.rows_img() * self.kk());
-        if self.direct {
+        if let (true, Some(f)) = (self.direct, bn) {
+            let out = &mut cols[..imgs * ii];
+            crate::pool::bn_act_pixels(&x[i0 * ii..(i0 + imgs) * ii], f, out);
+            out
+        } else if self.direct {
             &x[i0 * ii..(i0 + imgs) * ii]
         } else {
             for i in 0..imgs {
@@ -214,8 +226,9 @@ impl ConvPlan {
     /// is in cache (tiled `a`, `b` of [`crate::norm::eval_coefs`] and the ReLU cap). `stats`: the
     /// statistics partials of a training-mode BN, one [`crate::norm::producer_stats`] record per
     /// chunk of [`ConvPlan::stat_chunks`], computed from each chunk right after its GEMM. `bn_in`
-    /// (direct form only): `x` is the input of a training-mode BN (+ ReLU) whose output this
-    /// conv's input is; the BN is applied as each image is padded (its output is never stored).
+    /// (direct form, or a 1x1 stride-1 GEMM): `x` is the input of a training-mode BN (+ ReLU)
+    /// whose output this conv's input is; the BN is applied as each image is padded, or to each
+    /// chunk into a scratch (its output is never stored).
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -266,8 +279,8 @@ impl ConvPlan {
             }
             return;
         }
-        assert!(bn_in.is_none(), "bn_in needs the direct form");
-        let scratch = if self.direct { 0 } else { pc * ri * kk };
+        assert!(bn_in.is_none() || self.direct, "bn_in needs the direct form or a 1x1 stride-1 GEMM");
+        let scratch = if self.direct && bn_in.is_none() { 0 } else { pc * ri * kk };
         let body = |ch: usize, yc: &mut [f32], p: Option<&mut [f32]>| {
             let imgs = yc.len() / (ri * cout);
             let rows = imgs * ri;
@@ -275,7 +288,7 @@ impl ConvPlan {
                 fill(yc);
             }
             with_cols(scratch, |cols| {
-                let lhs = self.lhs(x, ch * pc, imgs, cols);
+                let lhs = self.lhs(x, ch * pc, imgs, bn_in, cols);
                 matmul_seq(rows, cout, kk, yc, cout, bias.is_some(), View::rows(lhs, kk), View::rows(wmat, cout));
             });
             if let Some((a, b, relu)) = epi {
@@ -301,10 +314,13 @@ impl ConvPlan {
     /// image (`dy_of(i, dy_i)`, e.g. the deferred input gradient of the BN after this conv)
     /// into a per-thread scratch instead of read from `dy` (then unused).
     /// `db`: per-image column sums of dY (`[n, cout]`, the bias gradient's partials), with `dy_of`.
+    /// `bn_in`: as in the forward; a 1x1 GEMM recomputes the BN's output of each chunk from `x`
+    /// (the BN's input), the direct form reads the padded images `xpad` it kept.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         x: &[f32],
+        bn_in: Option<&crate::pool::BnAct>,
         wmat: &[f32],
         xpad: &[f32],
         wflip: &mut Vec<f32>,
@@ -381,7 +397,7 @@ impl ConvPlan {
             });
             return;
         }
-        let scratch = if self.direct { 0 } else { pc * ri * kk };
+        let scratch = if self.direct && bn_in.is_none() { 0 } else { pc * ri * kk };
         // With `dy_of`: a chunk's dY is computed into the scratch after the im2col part, and the
         // bias partials taken from it image by image.
         let own = if dy_of.is_some() { pc * ri * cout } else { 0 };
@@ -405,7 +421,7 @@ impl ConvPlan {
                         }
                         None => &dy[i * ri * cout..(i + imgs) * ri * cout],
                     };
-                    let lhs = self.lhs(x, i, imgs, cols);
+                    let lhs = self.lhs(x, i, imgs, bn_in, cols);
                     // dW partial (+)= colsᵀ · dY
                     matmul_seq(kk, cout, rows, p, cout, i > i0, View::transposed(lhs, kk), View::rows(dyc, cout));
                     if let Some(d) = d.as_deref_mut() {

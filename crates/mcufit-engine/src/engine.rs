@@ -277,7 +277,7 @@ impl Engine {
                     let k = c.kernel[0] * c.kernel[1] * inp.c;
                     let plan = ConvPlan { win, cout: c.filters, direct: c.kernel == [1, 1] && c.stride == [1, 1] };
                     // The only reader of a BN's output (or of the ReLU fused into it), direct form.
-                    let bn_in = bn_reader(plan.is_direct());
+                    let bn_in = bn_reader(plan.is_direct() || plan.direct);
                     Step::Conv {
                         plan,
                         bn_in,
@@ -827,7 +827,7 @@ impl Engine {
         let (cur, later) = rest.split_at_mut(1);
         match &mut cur[0] {
             Step::Input | Step::Alias | Step::FusedRelu => unreachable!("not reached by the backward walk"),
-            Step::Conv { plan, wmat, dwmat, xpad, wflip, .. } => {
+            Step::Conv { plan, wmat, dwmat, xpad, wflip, bn_in } => {
                 let (win, cout) = (plan.win, plan.cout);
                 let kk = win.kh * win.kw * win.c;
                 let defer = deferred[id];
@@ -847,13 +847,19 @@ impl Engine {
                     move |i: usize, out: &mut [f32]| norm::bn_dx_image(stats, relu, dys, xbn, i, out)
                 });
                 let dy_of = dy_of.as_ref().map(|f| f as conv::DyOf);
+                // The input, or the BN's input and the BN to recompute it with.
+                let (x, f) = match bn_in {
+                    Some(b) => (&acts[buf[inputs[*b][0]]][..], Some(bn_act(&before[*b]))),
+                    None => (arg(0), None),
+                };
+                let f = f.as_ref();
                 match target(0) {
                     Some(t) => {
                         let acc = written[t];
-                        plan.backward(arg(0), wmat, xpad, wflip, &dy, dy_of, pt, Some((&mut glo[t], acc)), pb);
+                        plan.backward(x, f, wmat, xpad, wflip, &dy, dy_of, pt, Some((&mut glo[t], acc)), pb);
                         written[t] = true;
                     }
-                    None => plan.backward(arg(0), wmat, xpad, wflip, &dy, dy_of, pt, None, pb),
+                    None => plan.backward(x, f, wmat, xpad, wflip, &dy, dy_of, pt, None, pb),
                 }
                 if let (Some(db), true) = (g.bias.as_mut(), bias_len > 0) {
                     elem::sum_partials(pb_all, cout, 0, 1, db, false);
