@@ -242,8 +242,36 @@ simd_fn! {
 /// per chunk; the `c` values at `slot * c` of each record are summed into `out` (written, or
 /// added to it when `acc`).
 pub(crate) fn sum_partials(part: &[f32], c: usize, slot: usize, stride: usize, out: &mut [f32], acc: bool) {
-    for (ch, o) in out.iter_mut().enumerate().take(c) {
-        let s: f64 = part.chunks_exact(stride * c).map(|r| r[slot * c + ch] as f64).sum();
-        *o = if acc { *o + s as f32 } else { s as f32 };
+    sum_records(part, stride * c, slot * c, &mut out[..c], acc);
+}
+
+/// Adds up records in order, in f64: `part` holds records of `rec` values; the `out.len()`
+/// values from `off` of each record are summed into `out` (written, or added to it when `acc`).
+/// Each sum starts at -0.0 and takes the records in order (as `Iterator::sum` would), walking
+/// each record contiguously.
+pub(crate) fn sum_records(part: &[f32], rec: usize, off: usize, out: &mut [f32], acc: bool) {
+    let len = out.len();
+    SUMS.with(|s| {
+        let mut s = s.borrow_mut();
+        s.clear();
+        s.resize(len, -0.0);
+        for r in part.chunks_exact(rec) {
+            add_f64(&mut s, &r[off..off + len]);
+        }
+        for (o, &v) in out.iter_mut().zip(s.iter()) {
+            *o = if acc { *o + v as f32 } else { v as f32 };
+        }
+    })
+}
+
+thread_local! {
+    /// Per-thread f64 accumulators of [`sum_records`].
+    static SUMS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+simd_fn! {
+    /// `s += x` (widened to f64).
+    fn add_f64(s: &mut [f64], x: &[f32]) {
+        s.iter_mut().zip(x).for_each(|(s, &x)| *s += x as f64);
     }
 }

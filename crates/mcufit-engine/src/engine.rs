@@ -872,7 +872,8 @@ impl Engine {
             Step::Depthwise { dw, wmat, bn_in, kflip } => {
                 let taps = dw.g.kh * dw.g.kw;
                 let rec = (taps + 1) * c;
-                let pt = scratch(part, n * rec);
+                // The per-image records, then their sums over the images (`[taps, c]`).
+                let (pt, sums) = scratch(part, n * rec + taps * c).split_at_mut(n * rec);
                 // The input, or the BN's input and the BN to recompute it with.
                 let (x, f) = match bn_in {
                     Some(b) => (&acts[buf[inputs[*b][0]]][..], Some(bn_act(&before[*b]))),
@@ -895,10 +896,11 @@ impl Engine {
                     None => dw.backward(x, wmat, &dy, dy_of, f.as_ref(), pt, None, kflip),
                 }
                 let dk = g.kernel.as_mut().ok_or_else(|| invalid(format!("node '{name}' has no kernel")))?;
+                // Summed over the images in `[taps, c]` order, then re-laid as `[c, taps]`.
+                elem::sum_records(pt, rec, 0, sums, false);
                 for ch in 0..c {
                     for t in 0..taps {
-                        let s: f64 = pt.chunks_exact(rec).map(|r| r[t * c + ch] as f64).sum();
-                        dk[ch * taps + t] = s as f32;
+                        dk[ch * taps + t] = sums[t * c + ch];
                     }
                 }
                 if let Some(db) = g.bias.as_mut() {
