@@ -24,7 +24,8 @@ enum Step {
         /// Its gradient, before re-laying to burn's layout.
         dwmat: Vec<f32>,
         /// In [`Mode::Train`]: the batch norm (+ ReLU) whose output is this conv's input (its
-        /// only reader), applied as the conv pads each image, from the BN's input.
+        /// only reader), applied from the BN's input as the conv pads each image (direct form)
+        /// or to each chunk (1x1 stride 1, recomputed in the backward).
         bn_in: Option<NodeId>,
         /// Zero-padded copies of the input images (direct stride-1 convolutions), kept from the
         /// forward for the backward; and the kernel of the input gradient (scratch).

@@ -54,8 +54,9 @@
 //!   input (2x2 stride 2), the BN's backward expands the pooling's dY one band of rows at a time
 //!   from the winners instead of reading a full-size dY the pooling wrote (`norm::Dy::Pooled`).
 //!   Likewise a BN (+ ReLU) output whose only reader is a direct-form convolution is applied as
-//!   that convolution pads each image (`Taps::pad_input`), one whose only reader is a depthwise
-//!   convolution is applied to each image into a scratch, forward and again in the backward, and
+//!   that convolution pads each image (`Taps::pad_input`), one whose only reader is a 1x1
+//!   stride-1 convolution (a GEMM on its input) or a depthwise convolution is applied to each
+//!   chunk or image into a scratch, forward and again in the backward, and
 //!   one whose only reader is a two-input add is computed by the add (`norm::add_bn_forward`);
 //!   the BN's backward is unchanged (it recomputes from the BN's input).
 //! - The hand-written loops are compiled for AVX-512 and AVX2 as well and picked at run time
