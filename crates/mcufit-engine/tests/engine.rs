@@ -658,10 +658,13 @@ fn depthwise_computes_its_bn() {
     let g = head(b, n4);
     check_grads(&g, no_masks(&g), 3, 61, 1.0);
     check_grads(&g, no_masks(&g), 2, 62, 8.0);
+    // Masks on BNs read by a 1x1 conv (n1), by a depthwise conv (n2), by a pooling (n3), and on
+    // the last one (n4).
     let mut sites = no_masks(&g);
     sites[n1] = Some(0);
-    sites[n3] = Some(1);
-    sites[n4] = Some(2);
+    sites[n2] = Some(1);
+    sites[n3] = Some(2);
+    sites[n4] = Some(3);
     check_grads(&g, sites.clone(), 3, 63, 1.0);
     for mask_site in [no_masks(&g), sites] {
         let mut params = random_params(&g, &mask_site, 64);
