@@ -15,18 +15,19 @@
 # Usage: bash bench/depth_head_cost.sh    Env: REPEATS (3), THREADS (1), STEPS (60 steps per
 # epoch), EPOCHS (2, the first one is a warm-up and is not counted), MODELS, LIMIT (examples
 # per split, default 6000: the steps are capped anyway, and CIFAR-10's 60,000 JPEGs take a while
-# to decode).
+# to decode), MCUFIT (binary), MCUFIT_DATASETS (default ../shared/datasets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 REPEATS=${REPEATS:-3}
 THREADS=${THREADS:-1}
 STEPS=${STEPS:-60}
 EPOCHS=${EPOCHS:-2}
-SHARED=${SHARED:-../shared/datasets}
 MODELS=${MODELS:-"ds-cnn resnet-8 mobilenet-v1-025-cifar"}
 LIMIT=${LIMIT:-6000}
-cargo build --release -q -p mcufit-cli
-M=./target/release/mcufit
+bench_data depth_head_cost.sh speech_commands_v0.02_test cifar10/train
+SHARED=$data
+bench_mcufit
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 echo "before: $(uptime)"

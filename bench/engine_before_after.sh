@@ -5,16 +5,18 @@
 #   compress  mnist-ds on MNIST to the 1.5x-tighter muNAS bounds, 4 epochs of 200 steps from scratch
 #   depth     ds-cnn on Speech Commands: all 5 heads (ds:32,16) on the frozen trunk of BASE, 2 epochs
 #   plain     ds-cnn trained 2 epochs (the "one plain training epoch" the head cost is measured against)
-# Usage: bash bench/engine_before_after.sh BASE_DSCNN_DIR   Env: REPEATS (2), THREADS (2).
+# Usage: bash bench/engine_before_after.sh BASE_DSCNN_DIR   Env: REPEATS (2), THREADS (2), MCUFIT
+# (binary), MCUFIT_DATASETS (default ../shared/datasets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BASE=${1:?give a trained ds-cnn model directory (e.g. the base of a ds-cnn fit run)}
-MNIST=../shared/datasets/mnist
-SPEECH=../shared/datasets/speech_commands_v0.02_test
+bench_data engine_before_after.sh mnist speech_commands_v0.02_test
+MNIST=$data/mnist
+SPEECH=$data/speech_commands_v0.02_test
 REPEATS=${REPEATS:-2}
 THREADS=${THREADS:-2}
-cargo build --release -q -p mcufit-cli
-M=./target/release/mcufit
+bench_mcufit
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 echo "load: $(uptime)"
