@@ -8,22 +8,21 @@
 #   depth+width  compress --method depth+width  --epochs T/2                (heads T/2, width-prune the cut T/2)
 # One seed (the split's); test read once per final model. Prints one table row per method.
 # Usage: bash bench/depth_cifar.sh            Env: BASE_EPOCHS (10), T (6), OUT (runs/depth-cifar),
-#        MODELS ("resnet-8 mobilenet-v1-025-cifar"), CIFAR (../shared/datasets/cifar10), THREADS (0 = all),
-#        MCUFIT (the binary; default: build and use target/release/mcufit).
+#        MODELS ("resnet-8 mobilenet-v1-025-cifar"), THREADS (0 = all), MCUFIT_DATASETS (default
+#        ../shared/datasets; CIFAR-10 in its cifar10/), MCUFIT (the binary; default: build and use
+#        target/release/mcufit; a fixed copy keeps a rebuild of the tree meanwhile from mixing versions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CIFAR=${CIFAR:-../shared/datasets/cifar10}
-[ -d "$CIFAR/train" ] || { echo "no CIFAR-10 in $CIFAR (train/ and test/ class folders)"; exit 1; }
-DATA="images:$CIFAR"
+. bench/lib.sh
+bench_data depth_cifar.sh cifar10/train cifar10/test
+DATA="images:$data/cifar10"
 BASE_EPOCHS=${BASE_EPOCHS:-10}
 T=${T:-6}
 HALF=$((T / 2))
 OUT=${OUT:-runs/depth-cifar}
 MODELS=${MODELS:-"resnet-8 mobilenet-v1-025-cifar"}
 THREADS=${THREADS:-0}
-# MCUFIT: a fixed binary (e.g. a copy), so that rebuilding the tree meanwhile does not mix versions.
-if [ -z "${MCUFIT:-}" ]; then cargo build --release -q -p mcufit-cli; fi
-M=${MCUFIT:-./target/release/mcufit}
+bench_mcufit
 mkdir -p "$OUT"
 echo "load: $(uptime)"
 for model in $MODELS; do

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The `mcufit fit` runs behind bench/RESULTS.md (issue 10): the command a new user types, no other flags
 # (the resnet-8 run adds --time-budget where the machine cannot give it the full recipe in one session).
-# Datasets: ../shared/datasets. Outputs go to $RUNS; each run's wall time is printed at its end.
+# Datasets: $MCUFIT_DATASETS (default ../shared/datasets); binary: $MCUFIT (default: built here).
+# Outputs go to $RUNS; each run's wall time is printed at its end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${RUNS:-/tmp/runs}
-SHARED=${SHARED:-../shared/datasets}
-cargo build -p mcufit-cli --release
-X=target/release/mcufit
+bench_data fit_runs.sh mnist speech_commands_v0.02_test cifar10/train
+SHARED=$data
+bench_mcufit
+X=$M
 mkdir -p "$RUNS"
 timed() { local t=$SECONDS; "$@"; echo "wall $(( SECONDS - t )) s: $*"; }
 

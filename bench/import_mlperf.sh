@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Bring your own model (issue 14): the MLPerf Tiny reference .tflite files through mcufit.
 # Figures in bench/RESULTS.md, "Bring your own model (issue 14)". Usage: bash bench/import_mlperf.sh [OUT]
+# Env: MCUFIT (binary), MCUFIT_DATASETS (default ../shared/datasets; the models in ../models/mlperf-tiny
+# beside it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-M=../shared/models/mlperf-tiny
-D=../shared/datasets
+. bench/lib.sh
+bench_data import_mlperf.sh speech_commands_v0.02_test cifar10/train ../models/mlperf-tiny
+D=$data
+bench_mcufit
+B=$M
+M=$D/../models/mlperf-tiny
 OUT=${1:-runs/import-mlperf}
 mkdir -p "$OUT"
-cargo build --release -p mcufit-cli
-B=./target/release/mcufit
 SC="speech-commands:$D/speech_commands_v0.02_test"
 CIFAR="images:$D/cifar10"
 # 1. analyze (cost model, memory-optimal order)

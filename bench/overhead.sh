@@ -7,17 +7,19 @@
 # Interleaved (plain, scratch, from) REPEATS times; per-epoch training seconds from each run's
 # report (`history[].seconds`, validation excluded), the first epoch of every run dropped as
 # warm-up. Prints median [min-max] per side and the ratios.
-# Usage: bash bench/overhead.sh   Env: REPEATS (3), THREADS (1), STEPS (100), EPOCHS (4), MODELS.
+# Usage: bash bench/overhead.sh   Env: REPEATS (3), THREADS (1), STEPS (100), EPOCHS (4), MODELS,
+# MCUFIT (binary), MCUFIT_DATASETS (default ../shared/datasets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 REPEATS=${REPEATS:-3}
 THREADS=${THREADS:-1}
 STEPS=${STEPS:-100}
 EPOCHS=${EPOCHS:-4}
-SHARED=${SHARED:-../shared/datasets}
 MODELS=${MODELS:-"mnist-ds ds-cnn"}
-cargo build --release -q -p mcufit-cli
-M=./target/release/mcufit
+bench_data overhead.sh mnist speech_commands_v0.02_test
+SHARED=$data
+bench_mcufit
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 echo "before: $(uptime)"
