@@ -19,7 +19,7 @@
 # test set's standard error sqrt(p(1-p)/n)). Finished runs (report.json present) are not redone.
 #
 # Env: SETTINGS ("mnist-unas mnist-tight dscnn-half"), SEEDS ("1 2 3"), RUNS (/tmp/protocol),
-#      SHARED (../shared/datasets), THREADS (1), LR (0.05), FT_LRS ("$LR $LR/2": l1 and tp fine-tune LRs, best on val),
+#      MCUFIT_DATASETS (../shared/datasets), THREADS (1), LR (0.05), FT_LRS ("$LR $LR/2": l1 and tp fine-tune LRs, best on val),
 #      LIMIT (samples per split, for smoke runs; unset = all),
 #      MNIST_BASE_EPOCHS (20), MNIST_E (40), MNIST_COMPRESS_FT (25)   [fit's default schedule: 20 + 15 + 25]
 #      DSCNN_BASE_EPOCHS (30), DSCNN_E (20), DSCNN_COMPRESS_FT (unset: compress's default, 30 % of E)
@@ -29,10 +29,12 @@
 #      MCUFIT / DUMP_SPLITS: prebuilt binaries to use instead of building them here
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SETTINGS=${SETTINGS:-"mnist-unas mnist-tight dscnn-half"}
 SEEDS=${SEEDS:-"1 2 3"}
 RUNS=${RUNS:-/tmp/protocol}
-SHARED=${SHARED:-../shared/datasets}
+bench_data protocol.sh
+SHARED=$data
 THREADS=${THREADS:-1}
 LR=${LR:-0.05}
 FT_LRS=${FT_LRS:-"$LR $(awk "BEGIN { print $LR / 2 }")"}   # LR and compress's fine-tune LR (LR / 2)
