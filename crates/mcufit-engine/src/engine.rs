@@ -188,16 +188,17 @@ fn bn_act(step: &Step) -> pool::BnAct<'_> {
     }
 }
 
-/// The training-mode BN `bn` (after node `id`, `later = steps[id + 1..]`, `ghi = grads[id +
-/// 1..]`) whose input gradient `id`'s backward computes image by image: its statistics, ReLU and
-/// output gradient (that of the max pooling after it when the pooling reads it, see
-/// [`norm::Dy`]). `None` when `bn` is.
-fn deferred_bn<'a>(
+/// The dY of node `id`'s backward when BN `bn` after it left its input gradient to it
+/// (`later = steps[id + 1..]`, `ghi = grads[id + 1..]`, `xbn` the BN's input): image `i`'s
+/// computed by [`norm::bn_dx_image`] from the BN's statistics, ReLU and output gradient (that of
+/// the max pooling after it when the pooling reads it, see [`norm::Dy`]). `None` when `bn` is.
+fn deferred_dy<'a>(
     id: NodeId,
     bn: Option<NodeId>,
     later: &'a [Step],
     ghi: &'a [Vec<f32>],
-) -> Option<(&'a BnStats, norm::Relu, norm::Dy<'a>)> {
+    xbn: &'a [f32],
+) -> Option<impl Fn(usize, &mut [f32]) + Sync + 'a> {
     let bn = bn?;
     let Step::BatchNorm { stats, relu, pooled, .. } = &later[bn - id - 1] else {
         unreachable!("eval_fold targets a BN")
@@ -206,7 +207,8 @@ fn deferred_bn<'a>(
         Some((pid, Step::MaxPool { win, arg, .. })) if win.tiles() => norm::Dy::Pooled(win, &ghi[pid - id - 1], arg),
         _ => norm::Dy::Full(&ghi[bn - id - 1]),
     };
-    Some((stats, *relu, dys))
+    let relu = *relu;
+    Some(move |i: usize, out: &mut [f32]| norm::bn_dx_image(stats, relu, dys, xbn, i, out))
 }
 
 /// Sets `g` to zeros shaped like `p` (`None` where `p` is).
@@ -824,6 +826,8 @@ impl Engine {
             };
         }
         let arg = |k: usize| -> &[f32] { &acts[buf[ins[k]]] };
+        // The input of BN `b` (what a conv that applies `b` itself reads).
+        let bn_input = |b: NodeId| -> &[f32] { &acts[buf[inputs[b][0]]] };
         let (before, rest) = steps.split_at_mut(id);
         let (cur, later) = rest.split_at_mut(1);
         match &mut cur[0] {
@@ -842,15 +846,11 @@ impl Engine {
                 let pb = (bias_len > 0).then_some(&mut pb_all[..]);
                 // The deferred input gradient of the BN after this conv (this conv's dY).
                 let (glo, ghi) = grads.split_at_mut(id + 1);
-                let bn_dx = deferred_bn(id, eval_fold[id].filter(|_| deferred[id]), later, ghi);
-                let xbn = &acts[id];
-                let dy_of = bn_dx.map(|(stats, relu, dys)| {
-                    move |i: usize, out: &mut [f32]| norm::bn_dx_image(stats, relu, dys, xbn, i, out)
-                });
+                let dy_of = deferred_dy(id, eval_fold[id].filter(|_| deferred[id]), later, ghi, &acts[id]);
                 let dy_of = dy_of.as_ref().map(|f| f as conv::DyOf);
                 // The input, or the BN's input and the BN to recompute it with.
-                let (x, f) = match bn_in {
-                    Some(b) => (&acts[buf[inputs[*b][0]]][..], Some(bn_act(&before[*b]))),
+                let (x, f) = match *bn_in {
+                    Some(b) => (bn_input(b), Some(bn_act(&before[b]))),
                     None => (arg(0), None),
                 };
                 let f = f.as_ref();
@@ -876,17 +876,13 @@ impl Engine {
                 // The per-image records, then their sums over the images (`[taps, c]`).
                 let (pt, sums) = scratch(part, n * rec + taps * c).split_at_mut(n * rec);
                 // The input, or the BN's input and the BN to recompute it with.
-                let (x, f) = match bn_in {
-                    Some(b) => (&acts[buf[inputs[*b][0]]][..], Some(bn_act(&before[*b]))),
+                let (x, f) = match *bn_in {
+                    Some(b) => (bn_input(b), Some(bn_act(&before[b]))),
                     None => (arg(0), None),
                 };
                 // As for a conv: the deferred input gradient of the BN after it, image by image.
                 let (glo, ghi) = grads.split_at_mut(id + 1);
-                let bn_dx = deferred_bn(id, eval_fold[id].filter(|_| deferred[id]), later, ghi);
-                let xbn = &acts[id];
-                let dy_of = bn_dx.map(|(stats, relu, dys)| {
-                    move |i: usize, out: &mut [f32]| norm::bn_dx_image(stats, relu, dys, xbn, i, out)
-                });
+                let dy_of = deferred_dy(id, eval_fold[id].filter(|_| deferred[id]), later, ghi, &acts[id]);
                 let dy_of = dy_of.as_ref().map(|f| f as conv::DyOf);
                 match target(0) {
                     Some(t) => {
