@@ -553,20 +553,22 @@ fn bn_stats_fused_into_the_conv_match_its_output() {
     let mut e = Engine::new(&g, g.output(), no_masks(&g)).unwrap();
     e.forward(&params, &x, n, Mode::Train).unwrap();
     for (conv_id, bn) in [(c1, n1), (c2, n2), (c3, n3)] {
-        let y = e.output(conv_id).unwrap();
-        let (mean, var) = e.batch_stats(bn).unwrap();
-        let c = mean.len();
-        let rows = (y.len() / c) as f64;
-        for ch in 0..c {
-            let m: f64 = y.iter().skip(ch).step_by(c).map(|&v| v as f64).sum::<f64>() / rows;
-            let v: f64 = y.iter().skip(ch).step_by(c).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / rows;
-            assert!(
-                (mean[ch] as f64 - m).abs() <= 1e-5 * m.abs().max(1.0),
-                "node {bn} ch {ch}: mean {} vs {m}",
-                mean[ch]
-            );
-            assert!((var[ch] as f64 - v).abs() <= 1e-3 * v + 1e-6, "node {bn} ch {ch}: var {} vs {v}", var[ch]);
-        }
+        assert_batch_stats(&e, conv_id, bn);
+    }
+}
+
+/// The batch statistics of BN `bn` after a training forward are the mean and biased variance of
+/// its producer's output (`producer`, materialised in training), per channel.
+fn assert_batch_stats(e: &Engine, producer: NodeId, bn: NodeId) {
+    let y = e.output(producer).unwrap();
+    let (mean, var) = e.batch_stats(bn).unwrap();
+    let c = mean.len();
+    let rows = (y.len() / c) as f64;
+    for ch in 0..c {
+        let m: f64 = y.iter().skip(ch).step_by(c).map(|&v| v as f64).sum::<f64>() / rows;
+        let v: f64 = y.iter().skip(ch).step_by(c).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / rows;
+        assert!((mean[ch] as f64 - m).abs() <= 1e-5 * m.abs(), "node {bn} ch {ch}: mean {} vs {m}", mean[ch]);
+        assert!((var[ch] as f64 - v).abs() <= 1e-3 * v + 1e-6, "node {bn} ch {ch}: var {} vs {v}", var[ch]);
     }
 }
 
@@ -676,16 +678,7 @@ fn depthwise_computes_its_bn() {
         let mut e = Engine::new(&g, g.output(), mask_site.clone()).unwrap();
         e.forward(&params, &x, n, Mode::Train).unwrap();
         for (dw, bn) in [(d1, n1), (d2, n3), (d3, n4)] {
-            let y = e.output(dw).unwrap();
-            let (mean, var) = e.batch_stats(bn).unwrap();
-            let c = mean.len();
-            let rows = (y.len() / c) as f64;
-            for ch in 0..c {
-                let m: f64 = y.iter().skip(ch).step_by(c).map(|&v| v as f64).sum::<f64>() / rows;
-                let v: f64 = y.iter().skip(ch).step_by(c).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / rows;
-                assert!((mean[ch] as f64 - m).abs() <= 1e-5 * m.abs(), "node {bn} ch {ch}: mean {} vs {m}", mean[ch]);
-                assert!((var[ch] as f64 - v).abs() <= 1e-3 * v + 1e-6, "node {bn} ch {ch}: var {} vs {v}", var[ch]);
-            }
+            assert_batch_stats(&e, dw, bn);
         }
         let logits = g.output();
         let y = e.forward(&params, &x, n, Mode::Eval).unwrap().to_vec();
