@@ -10,13 +10,15 @@
 //! Summation orders (fixed, so results do not depend on the thread count):
 //! - forward: `y = bias + Σ x · k` over the valid taps in `(ky, kx)` order;
 //! - kernel and bias gradient of one image: per tap over its valid output pixels in `(oy, ox)`
-//!   order (the AVX-512 kernel keeps four partial sums, by column, added in order); the
-//!   caller sums the per-image records in image order;
+//!   order, in four partial sums by column added in order (the AVX-512 3x3 kernel: one sum,
+//!   and two for channel groups wider than 16); the caller sums the per-image records in image
+//!   order;
 //! - input gradient at stride 1: the correlation of dY with the flipped kernel (taps in `(ky, kx)`
 //!   order), added to what `dx` holds when accumulating; at other strides dY · k scattered in
 //!   `(oy, ox, ky, kx)` order.
 //!
-//! Without AVX-512 the portable loops below run (the same orders, separate multiply and add).
+//! Without AVX-512 the portable loops below run (the same orders, separate multiply and add; the
+//! compiler keeps their fixed-width chunks of channels and pixels in registers).
 
 use rayon::prelude::*;
 
@@ -196,28 +198,104 @@ fn correlate(g: &Window, src: &[f32], k: &[f32], init: Init<'_>, out: &mut [f32]
 }
 
 simd_fn! {
+    /// Channels in chunks ([`chunk_len`]) whose sums stay in registers across the taps, and
+    /// where the windows have all their column taps, [`PIXELS`] output pixels at a time; per
+    /// output value the same operations in the same order as one channel and pixel at a time.
     fn correlate_portable(g: &Window, src: &[f32], k: &[f32], init: Init<'_>, out: &mut [f32]) {
         let c = g.c;
-        for (p, o) in out.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (p / g.ow, p % g.ow);
-            match init {
-                Init::Zero => o.fill(0.0),
-                Init::Row(b) => o.copy_from_slice(&b[..c]),
-                Init::Out => {}
-            }
-            let (ky0, ky1, iy0) = g.rows(oy);
-            let (kx0, kx1, ix0) = g.cols(ox);
-            for ky in ky0..ky1 {
-                let iy = iy0 + ky - ky0;
-                for kx in kx0..kx1 {
-                    let ix = ix0 + kx - kx0;
-                    let xs = &src[(iy * g.w + ix) * c..(iy * g.w + ix + 1) * c];
-                    let ks = &k[(ky * g.kw + kx) * c..(ky * g.kw + kx + 1) * c];
-                    o.iter_mut().zip(xs.iter().zip(ks)).for_each(|(o, (&a, &b))| *o += a * b);
+        let (lo, hi) = full_cols(g);
+        for (oy, orow) in out.chunks_exact_mut(g.ow * c).enumerate() {
+            let rows = g.rows(oy);
+            let mut ox = 0;
+            while ox < g.ow {
+                let p = if ox >= lo && ox + PIXELS <= hi { PIXELS } else { 1 };
+                let (o, cols) = (&mut orow[ox * c..(ox + p) * c], g.cols(ox));
+                let mut c0 = 0;
+                while c0 < c {
+                    let n = chunk_len(c - c0);
+                    match (p, n) {
+                        (PIXELS, LANES) => correlate_chunk::<PIXELS, LANES>(g, src, k, init, o, c0, rows, cols),
+                        (PIXELS, 8) => correlate_chunk::<PIXELS, 8>(g, src, k, init, o, c0, rows, cols),
+                        (PIXELS, _) => correlate_chunk::<PIXELS, 1>(g, src, k, init, o, c0, rows, cols),
+                        (_, LANES) => correlate_chunk::<1, LANES>(g, src, k, init, o, c0, rows, cols),
+                        (_, 8) => correlate_chunk::<1, 8>(g, src, k, init, o, c0, rows, cols),
+                        _ => correlate_chunk::<1, 1>(g, src, k, init, o, c0, rows, cols),
+                    }
+                    c0 += n;
                 }
+                ox += p;
             }
         }
     }
+}
+
+/// Output pixels per block of the portable kernels where windows are whole along x.
+const PIXELS: usize = 4;
+
+/// The output columns `lo..hi` whose windows have every column tap inside the image.
+fn full_cols(g: &Window) -> (usize, usize) {
+    let full = |ox: usize| g.cols(ox).1 - g.cols(ox).0 == g.kw;
+    let lo = (0..g.ow).find(|&ox| full(ox)).unwrap_or(g.ow);
+    let hi = (lo..g.ow).find(|&ox| !full(ox)).unwrap_or(g.ow);
+    (lo, hi)
+}
+
+/// Channels per register-held chunk of the portable kernels (two AVX2 or one AVX-512 vector).
+const LANES: usize = 16;
+
+/// The length of the next channel chunk when `rest` channels are left: [`LANES`], then 8, then
+/// single channels. (The portable kernels are loops over fixed-width chunks, with no closures:
+/// a closure would not be compiled for the SIMD level [`simd_fn!`] picks.)
+#[inline(always)]
+fn chunk_len(rest: usize) -> usize {
+    if rest >= LANES {
+        LANES
+    } else if rest >= 8 {
+        8
+    } else {
+        1
+    }
+}
+
+/// Channels `c0..c0 + N` of the `P` output pixels in `o` (the first's window taps `rows`,
+/// `cols`; with `P > 1` every window has all its column taps) of [`correlate_portable`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn correlate_chunk<const P: usize, const N: usize>(
+    g: &Window,
+    src: &[f32],
+    k: &[f32],
+    init: Init<'_>,
+    o: &mut [f32],
+    c0: usize,
+    (ky0, ky1, iy0): (usize, usize, usize),
+    (kx0, kx1, ix0): (usize, usize, usize),
+) {
+    let c = g.c;
+    let mut acc: [[f32; N]; P] = std::array::from_fn(|j| match init {
+        Init::Zero => [0.0; N],
+        Init::Row(b) => lanes(b, c0),
+        Init::Out => lanes(o, j * c + c0),
+    });
+    for ky in ky0..ky1 {
+        let row = (iy0 + ky - ky0) * g.w + ix0;
+        for kx in kx0..kx1 {
+            let ks = lanes::<N>(k, (ky * g.kw + kx) * c + c0);
+            for (j, a) in acc.iter_mut().enumerate() {
+                let xs = lanes::<N>(src, (row + kx - kx0 + j * g.sw) * c + c0);
+                (0..N).for_each(|l| a[l] += xs[l] * ks[l]);
+            }
+        }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        o[j * c + c0..j * c + c0 + N].copy_from_slice(a);
+    }
+}
+
+/// `v[at..at + N]` as an array.
+#[inline(always)]
+fn lanes<const N: usize>(v: &[f32], at: usize) -> [f32; N] {
+    v[at..at + N].try_into().expect("N lanes")
 }
 
 /// The kernel and bias gradient sums of one image into `part` (`[kh·kw, c]` then `[c]`).
@@ -245,26 +323,83 @@ simd_fn! {
 }
 
 simd_fn! {
+    /// Per tap, over the output pixels whose window has that tap inside the image (a rectangle,
+    /// `tap_range`) in `(oy, ox)` order, [`PIXELS`] partial sums by column ([`tap_grad`]),
+    /// channels in register-held chunks ([`chunk_len`]).
     fn kernel_grads_portable(g: &Window, x: &[f32], dy: &[f32], dk: &mut [f32]) {
         let c = g.c;
-        dk.fill(0.0);
-        for oy in 0..g.oh {
-            let (ky0, ky1, iy0) = g.rows(oy);
-            for ox in 0..g.ow {
-                let (kx0, kx1, ix0) = g.cols(ox);
-                let d = &dy[(oy * g.ow + ox) * c..(oy * g.ow + ox + 1) * c];
-                for ky in ky0..ky1 {
-                    let iy = iy0 + ky - ky0;
-                    for kx in kx0..kx1 {
-                        let px = (iy * g.w + ix0 + kx - kx0) * c;
-                        let tap = (ky * g.kw + kx) * c;
-                        let xs = &x[px..px + c];
-                        dk[tap..tap + c].iter_mut().zip(d.iter().zip(xs)).for_each(|(s, (&d, &x))| *s += d * x);
+        for ky in 0..g.kh {
+            let ys = tap_range(g.oh, ky, |o| g.rows(o));
+            for kx in 0..g.kw {
+                let xs = tap_range(g.ow, kx, |o| g.cols(o));
+                let mut c0 = 0;
+                while c0 < c {
+                    let n = chunk_len(c - c0);
+                    match n {
+                        LANES => tap_grad::<LANES>(g, x, dy, dk, (ky, kx), ys, xs, c0),
+                        8 => tap_grad::<8>(g, x, dy, dk, (ky, kx), ys, xs, c0),
+                        _ => tap_grad::<1>(g, x, dy, dk, (ky, kx), ys, xs, c0),
                     }
+                    c0 += n;
                 }
             }
         }
     }
+}
+
+/// Channels `c0..c0 + N` of tap `(ky, kx)`'s kernel gradient over output rows `ys` and columns
+/// `xs` in order, in [`PIXELS`] partial sums (column `xs.0 + PIXELS·i + j` goes to sum `j`) added
+/// in order at the end (see [`kernel_grads_portable`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tap_grad<const N: usize>(
+    g: &Window,
+    x: &[f32],
+    dy: &[f32],
+    dk: &mut [f32],
+    (ky, kx): (usize, usize),
+    ys: (usize, usize),
+    xs: (usize, usize),
+    c0: usize,
+) {
+    let c = g.c;
+    let mut acc = [[0f32; N]; PIXELS];
+    for oy in ys.0..ys.1 {
+        let iy = oy * g.sh + ky - g.pt;
+        let (drow, xrow) = ((oy * g.ow) * c + c0, (iy * g.w + kx - g.pl) * c + c0);
+        let mut ox = xs.0;
+        while ox < xs.1 {
+            // A fixed-length loop (the sums indexed statically, so kept in registers); the row's
+            // last block may be partial.
+            for (j, a) in acc.iter_mut().enumerate() {
+                let ox = ox + j;
+                if ox < xs.1 {
+                    let (d, v) = (lanes::<N>(dy, drow + ox * c), lanes::<N>(x, xrow + ox * g.sw * c));
+                    (0..N).for_each(|l| a[l] += d[l] * v[l]);
+                }
+            }
+            ox += PIXELS;
+        }
+    }
+    let mut sum = acc[0];
+    for a in &acc[1..] {
+        (0..N).for_each(|j| sum[j] += a[j]);
+    }
+    let tap = (ky * g.kw + kx) * c + c0;
+    dk[tap..tap + N].copy_from_slice(&sum);
+}
+
+/// The output positions `lo..hi` (of `n`) whose window has tap `tap` inside the image (`span`:
+/// [`Window::rows`] or [`Window::cols`]): a range, since the windows slide monotonically.
+#[inline(always)]
+fn tap_range(n: usize, tap: usize, span: impl Fn(usize) -> (usize, usize, usize)) -> (usize, usize) {
+    let has = |o: usize| {
+        let (k0, k1, _) = span(o);
+        (k0..k1).contains(&tap)
+    };
+    let lo = (0..n).find(|&o| has(o)).unwrap_or(n);
+    let hi = (lo..n).find(|&o| !has(o)).unwrap_or(n);
+    (lo, hi)
 }
 
 simd_fn! {
@@ -309,14 +444,6 @@ mod avx512 {
         }
     }
 
-    /// The output columns `lo..hi` whose windows have every column tap inside the image.
-    fn full_cols(g: &Window) -> (usize, usize) {
-        let full = |ox: usize| g.cols(ox).1 - g.cols(ox).0 == g.kw;
-        let lo = (0..g.ow).find(|&ox| full(ox)).unwrap_or(g.ow);
-        let hi = (lo..g.ow).find(|&ox| !full(ox)).unwrap_or(g.ow);
-        (lo, hi)
-    }
-
     /// Channels per group: up to four 16-lane vectors.
     const GROUP: usize = 64;
 
@@ -333,7 +460,7 @@ mod avx512 {
         if let Init::Row(b) = init {
             assert!(b.len() >= c);
         }
-        let (lo, hi) = full_cols(g);
+        let (lo, hi) = super::full_cols(g);
         let a = Args { g, src: src.as_ptr(), k: k.as_ptr(), init, out: out.as_mut_ptr() };
         // SAFETY (whole body): every tap `block` reads is inside the image (Window::rows / cols),
         // every output inside `out`, by the asserts above.
@@ -441,23 +568,13 @@ mod avx512 {
             unsafe { kernel_grads_3x3(g, x, dy, dk) };
             return;
         }
-        // The output rows (columns) whose window has tap ky (kx) inside the image: a range.
-        let range = |n: usize, tap: usize, span: &dyn Fn(usize) -> (usize, usize, usize)| {
-            let has = |o: usize| {
-                let (k0, k1, _) = span(o);
-                (k0..k1).contains(&tap)
-            };
-            let lo = (0..n).find(|&o| has(o)).unwrap_or(n);
-            let hi = (lo..n).find(|&o| !has(o)).unwrap_or(n);
-            (lo, hi)
-        };
         // SAFETY (whole body): input pixel (oy·sh − pt + ky, ox·sw − pl + kx) is inside the image
         // for oy, ox in the tap's ranges; the rest by the asserts above.
         unsafe {
             for ky in 0..g.kh {
-                let ys = range(g.oh, ky, &|o| g.rows(o));
+                let ys = super::tap_range(g.oh, ky, |o| g.rows(o));
                 for kx in 0..g.kw {
-                    let xs = range(g.ow, kx, &|o| g.cols(o));
+                    let xs = super::tap_range(g.ow, kx, |o| g.cols(o));
                     for c0 in (0..c).step_by(GROUP) {
                         let cg = (c - c0).min(GROUP);
                         let (nv, m) = (cg.div_ceil(16), lane_mask(cg - 16 * ((cg - 1) / 16)));
@@ -661,6 +778,7 @@ mod tests {
             (6, 11, 20, [5, 3], [1, 2], Padding::Same),
             (7, 7, 33, [1, 1], [1, 1], Padding::Valid),
             (10, 6, 17, [4, 4], [1, 1], Padding::Same),
+            (4, 13, 25, [3, 3], [1, 1], Padding::Same),
         ];
         for (h, w, c, kernel, stride, padding) in cases {
             let input = Shape::new(h, w, c);
@@ -708,6 +826,29 @@ mod tests {
             assert_eq!((&part, &dx1), (&part2, &dx2));
             d.backward(&x, &k, &[], Some(&of), None, &mut part2, None, &mut kflip);
             assert_eq!(part, part2);
+        }
+    }
+
+    /// The portable kernels (what runs without AVX-512) against the reference on every CPU:
+    /// chunks of 16, 8 and 1 channels, whole and partial pixel blocks, strides 1 and 2.
+    #[test]
+    fn portable_kernels_match_the_reference() {
+        for (h, w, c, stride) in [(6, 13, 25, 1), (7, 17, 41, 2), (3, 4, 16, 1), (5, 3, 9, 1)] {
+            let input = Shape::new(h, w, c);
+            let (oh, ow) = (Padding::Same.out_len(h, 3, stride).unwrap(), Padding::Same.out_len(w, 3, stride).unwrap());
+            let g = Window::new(input, Shape::new(oh, ow, c), [3, 3], [stride, stride], Padding::Same);
+            let (x, k, b, dy) = (lcg(5, h * w * c), lcg(6, 9 * c), lcg(7, c), lcg(8, oh * ow * c));
+            let want = reference(&g, 1, &x, &k, &b, &dy);
+            let mut y = vec![f32::NAN; oh * ow * c];
+            correlate_portable(&g, &x, &k, Init::Row(&b), &mut y);
+            close("portable y", &y, &want[0]);
+            let mut y2 = vec![1.0; oh * ow * c];
+            correlate_portable(&g, &x, &k, Init::Out, &mut y2);
+            let want2: Vec<f64> = want[0].iter().enumerate().map(|(i, v)| v - b[i % c] as f64 + 1.0).collect();
+            close("portable y (accumulate)", &y2, &want2);
+            let mut dk = vec![f32::NAN; 9 * c];
+            kernel_grads_portable(&g, &x, &dy, &mut dk);
+            close("portable dk", &dk, &want[2]);
         }
     }
 }

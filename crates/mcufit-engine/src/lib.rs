@@ -84,6 +84,14 @@ mod simd;
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 
+/// Whether this CPU runs the direct (im2col-free) conv kernels and the narrow GEMM, which need
+/// AVX-512. Without them (AVX2 machines) every k×k conv goes through im2col + GEMM, so a batch
+/// norm read only by such a conv is stored rather than applied by the conv; results agree within
+/// rounding either way.
+pub fn direct_convs() -> bool {
+    matmul::narrow_ok(1)
+}
+
 /// Whether batch norm uses batch statistics (training) or running ones (evaluation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
