@@ -10,9 +10,9 @@
 //! Summation orders (fixed, so results do not depend on the thread count):
 //! - forward: `y = bias + Σ x · k` over the valid taps in `(ky, kx)` order;
 //! - kernel and bias gradient of one image: per tap over its valid output pixels in `(oy, ox)`
-//!   order, in four partial sums by column added in order (the AVX-512 3x3 kernel: one sum,
-//!   and two for channel groups wider than 16); the caller sums the per-image records in image
-//!   order;
+//!   order, in partial sums by column added in order: four in the portable loops; in the
+//!   AVX-512 kernels one for a 3x3 kernel, else four (channel groups of 16) or two (wider
+//!   groups); the caller sums the per-image records in image order;
 //! - input gradient at stride 1: the correlation of dY with the flipped kernel (taps in `(ky, kx)`
 //!   order), added to what `dx` holds when accumulating; at other strides dY · k scattered in
 //!   `(oy, ox, ky, kx)` order.
