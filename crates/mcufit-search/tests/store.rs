@@ -213,3 +213,24 @@ fn a_lost_lease_drops_the_result_and_an_expired_lease_requeues() {
     let e = store.create(&meta(2, 3)).unwrap_err().to_string();
     assert!(e.contains("another search") && e.contains("--resume"), "{e}");
 }
+
+/// Several processes opening a store file that does not exist yet (a search starting while
+/// `--status` polls for it): every open succeeds. Two connections switching a new file to WAL can
+/// deadlock on their shared locks, which SQLite reports as "database is locked" at once, without
+/// waiting out the busy timeout.
+#[test]
+fn concurrent_first_opens_of_a_new_store_all_succeed() {
+    for round in 0..20 {
+        let path = temp(&format!("first-open-{round}"));
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(|_| ()))
+            })
+            .collect();
+        for o in opens {
+            o.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

@@ -3,13 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
 
 use super::sql::{self, RowGet, SqlDatabase, Tx, Val};
 use crate::error::{Result, SearchError};
+
+/// How long an operation waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A trial store in a SQLite file.
 pub struct SqliteStore {
@@ -68,8 +71,21 @@ impl SqliteStore {
         }
         let conn = Connection::open(path)
             .map_err(|e| SearchError::Store(format!("cannot open sqlite:{}: {e}", path.display())))?;
-        conn.busy_timeout(Duration::from_secs(60))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Switching a new file to WAL: two connections doing it at once (a search starting while
+        // `--status` polls for it) can deadlock on their shared locks, which SQLite reports as
+        // busy at once, without the busy handler; retry for as long as the busy timeout.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                r => break r?,
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
