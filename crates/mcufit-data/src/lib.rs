@@ -42,7 +42,9 @@
 //! `_background_noise_` segment at volume uniform in [0, 0.1); then MFCC again). Without a
 //! `_background_noise_` folder only the time shift is applied. For speech the training
 //! split always augments in `batch_augmented`; call [`Dataset::batch`] for clean features.
-//! Image sets augment only when `LoadOptions::augment` is set.
+//! Image training splits augment by default (`LoadOptions::augment`): random shifts of up to a
+//! tenth of the side (edges repeated) and, for colour photographs only (CIFAR-10, colour image
+//! folders), random left-right flips; grey images (digits, letters) are never flipped.
 
 mod cifar;
 mod conversion;
@@ -85,8 +87,12 @@ pub struct LoadOptions {
     /// Resize/convert image samples to `[h, w, c]` (c = 1 or 3, or [`NATIVE_CHANNELS`] to keep
     /// the data's own channel count).
     pub target_shape: Option<[usize; 3]>,
-    /// Enable training augmentation for image sets (speech always augments in
-    /// `batch_augmented`).
+    /// Give image sets their training augmentation (default on): random shifts of up to a tenth
+    /// of the side, edges repeated, and, for colour photographs (CIFAR-10, image folders of
+    /// colour images), random horizontal flips; never for grey images, where a mirror can change
+    /// the class (digits, letters). Only [`Dataset::batch_augmented`] applies it, and the trainer
+    /// calls that only with `TrainConfig::augment` on (`--no-augment` turns it off); validation
+    /// and test never augment. Speech always has its augmentation (shifts and background noise).
     pub augment: bool,
     /// Keep at most this many samples per split.
     pub limit: Option<usize>,
@@ -94,7 +100,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { seed: 0, val_fraction: 0.1, target_shape: None, augment: false, limit: None }
+        LoadOptions { seed: 0, val_fraction: 0.1, target_shape: None, augment: true, limit: None }
     }
 }
 
@@ -382,15 +388,18 @@ fn load_images(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
             ),
         ));
     }
+    let native = images::shape_of(&listing.files[0].path)?;
     let shape = match opts.target_shape {
         Some(t) if t[2] != NATIVE_CHANNELS => t,
-        _ => opts.target_for(images::shape_of(&listing.files[0].path)?),
+        _ => opts.target_for(native),
     };
+    // Colour folders are photographs (CIFAR-10, Visual Wake Words): flipped left-right they are
+    // still what they were. Grey ones may be digits or letters: no flips.
     let meta = Meta {
         name: "images",
         class_names: listing.class_names.clone(),
         target: shape,
-        augment: image_augment(opts, shape, false),
+        augment: image_augment(opts, shape, native[2] == 3),
     };
     let strict = opts.target_shape.is_none();
     let mut natives = Vec::new();
@@ -574,6 +583,57 @@ mod tests {
             assert_eq!(l, if p < 128.0 { 0 } else { 1 });
             assert!(s.val.source(0).unwrap().ends_with(".png"));
         }
+    }
+
+    #[test]
+    fn image_folders_augment_by_default_and_flip_only_colour_photographs() {
+        use rand::SeedableRng;
+        // Left-right asymmetric 8x8 images: a ramp along x (a shift of at most 1 pixel, edges
+        // repeated, cannot turn it into its mirror).
+        let ramp = |x: u32| (20 + 25 * x) as u8;
+        let colour = tempfile::tempdir().unwrap();
+        let grey = tempfile::tempdir().unwrap();
+        for c in ["a", "b"] {
+            for d in [colour.path(), grey.path()] {
+                std::fs::create_dir(d.join(c)).unwrap();
+            }
+            for i in 0..10 {
+                image::RgbImage::from_fn(8, 8, |x, _| image::Rgb([ramp(x), 0, 255 - ramp(x)]))
+                    .save(colour.path().join(format!("{c}/{i}.png")))
+                    .unwrap();
+                image::GrayImage::from_fn(8, 8, |x, _| image::Luma([ramp(x)]))
+                    .save(grey.path().join(format!("{c}/{i}.png")))
+                    .unwrap();
+            }
+        }
+        // How many of 64 augmented draws of image 0 are its exact mirror.
+        let mirrored_draws = |dir: &Path| -> usize {
+            let s = load(&format!("images:{}", dir.display()), &LoadOptions::default()).unwrap();
+            assert!(s.train.augments() && !s.val.augments() && !s.test.augments());
+            let [h, w, c] = s.train.shape();
+            let (mut clean, mut y) = (Vec::new(), Vec::new());
+            s.train.batch(&[0], &mut clean, &mut y).unwrap();
+            let mirror: Vec<f32> = (0..h * w)
+                .flat_map(|p| (0..c).map(move |k| (p / w * w + (w - 1 - p % w)) * c + k))
+                .map(|i| clean[i])
+                .collect();
+            assert_ne!(mirror, clean);
+            (0..64)
+                .filter(|&seed| {
+                    let mut x = Vec::new();
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                    s.train.batch_augmented(&[0], &mut rng, &mut x, &mut y).unwrap();
+                    x == mirror
+                })
+                .count()
+        };
+        assert!(mirrored_draws(colour.path()) > 0, "colour photographs are flipped");
+        assert_eq!(mirrored_draws(grey.path()), 0, "grey images (digits, letters) are never flipped");
+        // Off on request.
+        let s =
+            load(&format!("images:{}", grey.path().display()), &LoadOptions { augment: false, ..Default::default() })
+                .unwrap();
+        assert!(!s.train.augments());
     }
 
     #[test]
