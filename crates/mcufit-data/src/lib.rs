@@ -43,8 +43,9 @@
 //! `_background_noise_` folder only the time shift is applied. For speech the training
 //! split always augments in `batch_augmented`; call [`Dataset::batch`] for clean features.
 //! Image training splits augment by default (`LoadOptions::augment`): random shifts of up to a
-//! tenth of the side (edges repeated) and, for colour photographs only (CIFAR-10, colour image
-//! folders), random left-right flips; grey images (digits, letters) are never flipped.
+//! tenth of the side (edges repeated) and, for colour photographs only (CIFAR-10, image folders
+//! whose first training image is colour), random left-right flips; grey images (digits, letters)
+//! are never flipped.
 
 mod cifar;
 mod conversion;
@@ -388,24 +389,23 @@ fn load_images(dir: &Path, opts: &LoadOptions) -> Result<Splits, DataError> {
             ),
         ));
     }
-    let native = images::shape_of(&listing.files[0].path)?;
     let shape = match opts.target_shape {
         Some(t) if t[2] != NATIVE_CHANNELS => t,
-        _ => opts.target_for(native),
+        _ => opts.target_for(images::shape_of(&listing.files[0].path)?),
     };
-    // Colour folders are photographs (CIFAR-10, Visual Wake Words): flipped left-right they are
-    // still what they were. Grey ones may be digits or letters: no flips.
-    let meta = Meta {
-        name: "images",
-        class_names: listing.class_names.clone(),
-        target: shape,
-        augment: image_augment(opts, shape, native[2] == 3),
-    };
+    // The training side's augmentation is set once it is decoded (below).
+    let mut meta =
+        Meta { name: "images", class_names: listing.class_names.clone(), target: shape, augment: Augment::None };
     let strict = opts.target_shape.is_none();
     let mut natives = Vec::new();
     let mut out = Vec::with_capacity(3);
     for (files, (name, train)) in sides.iter().zip([("train", true), ("val", false), ("test", false)]) {
         let (pixels, n) = images::decode_to(files, shape, strict)?;
+        if train {
+            // Colour folders are photographs (CIFAR-10, Visual Wake Words): flipped left-right
+            // they are still what they were. Grey ones may be digits or letters: no flips.
+            meta.augment = image_augment(opts, shape, n.first().is_some_and(|s| s[2] == 3));
+        }
         natives.extend(n);
         let labels = files.iter().map(|f| f.label).collect();
         let sources = files.iter().map(|f| f.source.clone()).collect();
